@@ -1,0 +1,58 @@
+// gpt2q: the command-line front end. Commands register themselves (command.h);
+// main parses, runs, and turns any error into one line on stderr + exit 1.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "core/error.h"
+
+namespace gpt2q::cli {
+
+std::vector<std::pair<std::string, CommandRegistry::Registrar>>& CommandRegistry::all() {
+  static std::vector<std::pair<std::string, Registrar>> v;
+  return v;
+}
+
+void print_json(const nlohmann::json& j) {
+  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
+}  // namespace gpt2q::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"gpt2q: fine-tune, quantize and evaluate GPT-2 (HF checkpoints), natively."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("gpt2q ") + GPT2Q_VERSION + " (" + GPT2Q_GIT_COMMIT + ")");
+  app.failure_message([](const CLI::App* a, const CLI::Error& e) {
+    std::string name = a ? a->get_name() : "gpt2q";
+    return std::string(e.what()) + " (see '" + name + " --help')\n";
+  });
+  auto regs = gpt2q::cli::CommandRegistry::all();
+  std::sort(regs.begin(), regs.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (auto& [name, reg] : regs) reg(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "gpt2q: error: {}\n", e.what());
+    return 2;
+  } catch (const gpt2q::Error& e) {
+    fmt::print(stderr, "gpt2q: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "gpt2q: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gpt2q: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

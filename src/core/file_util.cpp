@@ -1,0 +1,88 @@
+#include "core/file_util.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <random>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+namespace gpt2q {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open ({})", path.string(), std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("{}: not a regular file", path.string());
+  }
+  auto m = std::shared_ptr<MappedFile>(new MappedFile());
+  m->path_ = path;
+  m->size_ = static_cast<size_t>(st.st_size);
+  if (m->size_ > 0) {
+    void* p = ::mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      fail("{}: cannot map ({})", path.string(), std::strerror(e));
+    }
+    m->data_ = static_cast<const unsigned char*>(p);
+  }
+  ::close(fd);
+  return m;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    if (!std::filesystem::exists(path, ec)) fail("{}: no such file", path.string());
+    fail("{}: not a regular file", path.string());
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open ({})", path.string(), std::strerror(errno));
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail("{}: read error", path.string());
+  return s;
+}
+
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+  std::random_device rd;
+  auto tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() % 100000);
+  try {
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      if (!out) fail("{}: cannot create ({})", tmp.string(), std::strerror(errno));
+      write(out);
+      out.flush();
+      if (!out) fail("{}: write failed", tmp.string());
+    }
+    int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) fail("{}: cannot rename into place ({})", path.string(), ec.message());
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw;
+  }
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view contents) {
+  write_file_atomic(path, [&](std::ostream& out) { out.write(contents.data(), contents.size()); });
+}
+
+}  // namespace gpt2q

@@ -1,0 +1,90 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace gpt2q {
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
+  GPT2Q_CHECK(device == Device::CPU, "allocation on {} is not available in this build", device_name(device));
+  auto s = std::shared_ptr<Storage>(new Storage());
+  size_t rounded = (bytes + 63) / 64 * 64;
+  if (rounded == 0) rounded = 64;
+  s->data_ = std::aligned_alloc(64, rounded);
+  if (!s->data_) fail("out of memory allocating {} bytes", bytes);
+  std::memset(s->data_, 0, rounded);
+  s->size_ = bytes;
+  s->device_ = device;
+  s->owned_ = true;
+  return s;
+}
+
+std::shared_ptr<Storage> Storage::borrow(void* data, size_t bytes, std::shared_ptr<const void> owner,
+                                         Device device) {
+  auto s = std::shared_ptr<Storage>(new Storage());
+  s->data_ = data;
+  s->size_ = bytes;
+  s->device_ = device;
+  s->owner_ = std::move(owner);
+  return s;
+}
+
+Storage::~Storage() {
+  if (owned_) std::free(data_);
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+  for (int64_t d : shape) GPT2Q_CHECK(d >= 0, "negative dimension in {}", shape_str(shape));
+  Tensor t;
+  t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  return t;
+}
+
+Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, size_t offset, Shape shape, DType dtype) {
+  size_t need = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  GPT2Q_CHECK(storage && offset + need <= storage->size(), "tensor view {} at {} exceeds storage of {} bytes",
+              shape_str(shape), offset, storage ? storage->size() : 0);
+  Tensor t;
+  t.storage_ = std::move(storage);
+  t.offset_ = offset;
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  return t;
+}
+
+Tensor Tensor::view(Shape shape) const {
+  GPT2Q_CHECK(shape_numel(shape) == numel(), "view {} of tensor {}", shape_str(shape), shape_str(shape_));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
+  GPT2Q_CHECK(ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "slice_rows({}, {}) of {}", begin,
+              end, shape_str(shape_));
+  int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+  Tensor t = *this;
+  t.offset_ += static_cast<size_t>(begin * row) * dtype_size(dtype_);
+  t.shape_[0] = end - begin;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape_, dtype_, device());
+  std::memcpy(t.raw(), raw(), nbytes());
+  return t;
+}
+
+}  // namespace gpt2q

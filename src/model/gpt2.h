@@ -1,0 +1,90 @@
+#pragma once
+// The GPT-2 forward pass in fp32, with transformers' semantics: gelu_new,
+// LayerNorm eps from config, causal attention + padding mask (right padding),
+// tied LM head, and GPT2ForSequenceClassification's score head.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "model/linear.h"
+
+namespace gpt2q {
+
+// Right-padded token ids: row b holds lengths[b] real tokens, then padding.
+struct TokenBatch {
+  int64_t batch = 0, seq = 0;
+  std::vector<int32_t> ids;       // [batch * seq]
+  std::vector<int64_t> lengths;   // [batch], 1..seq
+  // Pads each sequence on the right to the longest with `pad_id`.
+  static TokenBatch from_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id);
+};
+
+// Keys and values of past positions, per layer, for incremental decoding.
+struct KVCache {
+  int64_t batch = 0, capacity = 0, length = 0;  // positions filled so far
+  std::vector<Tensor> k, v;                     // per layer [batch, n_head, capacity, head_dim]
+};
+
+struct BlockWeights {
+  Tensor ln_1_w, ln_1_b, ln_2_w, ln_2_b;  // [C]
+  std::unique_ptr<Linear> c_attn, attn_c_proj, c_fc, mlp_c_proj;
+};
+
+class GPT2Model {
+ public:
+  // Builds from a loaded checkpoint (weights converted to fp32 where stored
+  // in 16-bit; fp32 weights stay zero-copy views of the mapping).
+  static std::unique_ptr<GPT2Model> from_checkpoint(const Checkpoint& ckpt);
+  static std::unique_ptr<GPT2Model> load(const std::filesystem::path& dir);
+
+  const GPT2Config& config() const { return config_; }
+  ModelKind kind() const { return kind_; }
+  bool is_classifier() const { return kind_ == ModelKind::SequenceClassification; }
+  int64_t num_labels() const;
+
+  // Final hidden states after ln_f: [batch, seq, n_embd]. With a cache, the
+  // batch continues from cache->length (positions offset accordingly).
+  Tensor hidden_states(const TokenBatch& batch, KVCache* cache = nullptr) const;
+  // LM logits [batch, seq, vocab] (tied to wte unless lm_head.weight exists).
+  Tensor lm_logits(const TokenBatch& batch, KVCache* cache = nullptr) const;
+  // LM logits for some rows of a hidden-state matrix [rows, C] -> [rows, vocab].
+  Tensor lm_logits_from_hidden(const Tensor& hidden_rows) const;
+  // Classifier logits [batch, num_labels], taken at the last non-pad token
+  // (HF: argmax over positions of pos * (ids != pad_token_id); without a pad
+  // id, at lengths[b] - 1).
+  Tensor class_logits(const TokenBatch& batch) const;
+
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+
+  // Bytes of weights held, per component ("wte", "wpe", "blocks", "ln_f", "score", "lm_head").
+  std::vector<std::pair<std::string, size_t>> weight_bytes() const;
+  size_t total_weight_bytes() const;
+
+  // Exposed for quantization (issue 3) and training (issue 5).
+  std::vector<BlockWeights>& blocks() { return blocks_; }
+  const std::vector<BlockWeights>& blocks() const { return blocks_; }
+
+ private:
+  GPT2Config config_;
+  ModelKind kind_ = ModelKind::CausalLM;
+  Tensor wte_, wpe_, ln_f_w_, ln_f_b_, lm_head_, score_;  // lm_head_ undefined when tied
+  std::vector<BlockWeights> blocks_;
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 20;
+  bool greedy = true;
+  float temperature = 1.0f;
+  int64_t top_k = 0;  // 0 = whole vocabulary
+  uint64_t seed = 0;
+  bool stop_at_eos = false;
+};
+
+// Prompt + new ids. Uses the KV cache; greedy = argmax (lowest index on ties, as torch.argmax).
+std::vector<int32_t> generate(const GPT2Model& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts);
+
+}  // namespace gpt2q
