@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
@@ -15,6 +16,26 @@
 namespace gpt2q {
 
 enum class ModelKind { Base, CausalLM, SequenceClassification };
+
+std::string_view model_kind_name(ModelKind kind);    // "Base", "CausalLM", "SequenceClassification"
+std::string_view architecture_name(ModelKind kind);  // "GPT2Model", "GPT2LMHeadModel", ...
+
+// A tensor a checkpoint must hold, by canonical name, with the shape its
+// config implies. `dims` says where the shape comes from ("[vocab_size,
+// n_embd]"); `component` groups it for size reports (tensor_component).
+struct TensorSpec {
+  std::string name;
+  Shape shape;
+  std::string dims;
+  std::string component;
+};
+// In transformers' order: wte, wpe, h.0 ... h.{n_layer-1}, ln_f, then
+// score.weight [num_labels, n_embd] for classifiers. lm_head.weight is
+// optional (tied to wte) and not listed. Classifiers need config.id2label set.
+std::vector<TensorSpec> expected_tensors(const GPT2Config& config, ModelKind kind);
+// "wte", "wpe", "attn", "mlp", "ln" (ln_1/ln_2 of blocks), "ln_f", "lm_head",
+// "score"; "" for a name that is not part of GPT-2.
+std::string tensor_component(std::string_view canonical_name);
 
 struct Checkpoint {
   std::filesystem::path dir;
@@ -26,7 +47,12 @@ struct Checkpoint {
   std::vector<SafetensorsFile> files;           // keeps the mappings alive
 
   // Loads and checks against config: every required tensor present with the
-  // right shape and a float dtype; no unexpected extra tensors with bad shapes.
+  // right shape and a float dtype (F32/F16/BF16); lm_head.weight [V, C]
+  // allowed for CausalLM; HF's attention-mask buffers (h.N.attn.bias,
+  // h.N.attn.masked_bias) dropped; any other tensor is an Error (it means the
+  // config and the weights disagree, e.g. more layers than n_layer).
+  // A classifier whose config.json names no labels gets transformers'
+  // default, two labels LABEL_0 and LABEL_1.
   static Checkpoint load(const std::filesystem::path& dir);
 
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
@@ -40,6 +66,8 @@ struct Checkpoint {
 
 // Writes a checkpoint dir as transformers lays it out (config.json and
 // model.safetensors with the "transformer." prefix for LM/classifier models).
+// Creates `dir`; the tensors are checked like Checkpoint::load checks them;
+// config.architectures is set from `kind` and config.dtype from wte's dtype.
 void save_checkpoint(const std::filesystem::path& dir, const GPT2Config& config, ModelKind kind,
                      const std::vector<std::pair<std::string, Tensor>>& canonical_tensors);
 

@@ -24,11 +24,14 @@ struct GPT2Config {
   bool scale_attn_weights = true;
   bool scale_attn_by_inverse_layer_idx = false;
   bool reorder_and_upcast_attn = false;
+  bool tie_word_embeddings = true;  // CausalLM without lm_head.weight needs this
   std::optional<int64_t> bos_token_id = 50256;
   std::optional<int64_t> eos_token_id = 50256;
   std::optional<int64_t> pad_token_id;
   std::vector<std::string> architectures;  // e.g. {"GPT2ForSequenceClassification"}
-  std::vector<std::string> id2label;        // index -> label name; empty when absent
+  // index -> label name; empty when config.json has neither id2label nor
+  // num_labels (transformers then assumes 2 labels: see Checkpoint::load).
+  std::vector<std::string> id2label;
   std::string dtype = "float32";            // `dtype` (transformers >= 5) or `torch_dtype`
   nlohmann::json raw = nlohmann::json::object();  // the whole file as read
 

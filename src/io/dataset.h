@@ -43,6 +43,11 @@ std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& sourc
 // Seeded stratified split: for each class, shuffle its rows with `seed` and
 // send round(fraction * n_class) of them to `second` (e.g. eval). Same seed,
 // same split. Row order within each part follows the original file order.
+// Portable by construction: one std::mt19937_64(seed) drives, class by class
+// in ascending label order, a Fisher-Yates shuffle of the class's row indices
+// (i from n-1 down to 1 swaps i with a uniform j in [0, i], drawn by rejection
+// from whole 64-bit outputs); the first round(fraction * n) indices (halves
+// round away from zero) go to `second`. tools/make_io_fixtures.py re-implements it.
 struct Split {
   std::vector<size_t> first, second;  // row indices
 };

@@ -15,6 +15,8 @@
 namespace gpt2q {
 
 // Right-padded token ids: row b holds lengths[b] real tokens, then padding.
+// lengths[b] is 1..seq; 0 is allowed only for a chunk that continues a
+// filled KV cache (a row with nothing new). Empty `lengths` = no padding.
 struct TokenBatch {
   int64_t batch = 0, seq = 0;
   std::vector<int32_t> ids;       // [batch * seq]
@@ -24,9 +26,13 @@ struct TokenBatch {
 };
 
 // Keys and values of past positions, per layer, for incremental decoding.
+// Positions continue from `length` (HF: position_ids = past + arange), and a
+// padded key stays masked in later steps (HF: the attention mask of all
+// calls, concatenated).
 struct KVCache {
   int64_t batch = 0, capacity = 0, length = 0;  // positions filled so far
   std::vector<Tensor> k, v;                     // per layer [batch, n_head, capacity, head_dim]
+  Tensor key_valid;                             // U8 [batch, capacity]: 1 = real token
 };
 
 struct BlockWeights {
@@ -58,6 +64,10 @@ class GPT2Model {
   // id, at lengths[b] - 1).
   Tensor class_logits(const TokenBatch& batch) const;
 
+  // Which position of each row the classifier reads (see class_logits).
+  std::vector<int64_t> pooled_positions(const TokenBatch& batch) const;
+
+  // capacity: 1..n_positions positions.
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 
   // Bytes of weights held, per component ("wte", "wpe", "blocks", "ln_f", "score", "lm_head").
@@ -73,6 +83,9 @@ class GPT2Model {
   ModelKind kind_ = ModelKind::CausalLM;
   Tensor wte_, wpe_, ln_f_w_, ln_f_b_, lm_head_, score_;  // lm_head_ undefined when tied
   std::vector<BlockWeights> blocks_;
+  bool gelu_exact_ = false;  // activation_function "gelu" (erf) instead of the tanh form
+
+  float attention_scale(int64_t layer) const;
 };
 
 struct GenerateOptions {
@@ -84,7 +97,12 @@ struct GenerateOptions {
   bool stop_at_eos = false;
 };
 
-// Prompt + new ids. Uses the KV cache; greedy = argmax (lowest index on ties, as torch.argmax).
+// Prompt + new ids. Uses the KV cache and computes logits for the last
+// position only. Greedy = argmax (lowest index on ties, as torch.argmax).
+// Sampling (see model/sampling.h): logits / temperature, keep the top_k
+// largest (ties with the k-th kept, as HF's TopKLogitsWarper), softmax,
+// one draw from std::mt19937_64(seed) per token. prompt + max_new_tokens
+// must fit in n_positions.
 std::vector<int32_t> generate(const GPT2Model& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts);
 
 }  // namespace gpt2q

@@ -1,0 +1,60 @@
+// GEMM through OpenBLAS. Row-major throughout; GPT-2's Conv1D weights are
+// [in, out], so a linear layer is a plain NN product.
+#include <cblas.h>
+
+#include <cstring>
+#include <limits>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+namespace gpt2q::cpu {
+
+namespace {
+blasint as_blas(int64_t v) {
+  GPT2Q_CHECK(v >= 0 && v <= std::numeric_limits<blasint>::max(), "GEMM dimension {} out of BLAS range", v);
+  return static_cast<blasint>(v);
+}
+
+// An empty inner dimension leaves c = beta * c; BLAS would reject lda = 0.
+void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+}  // namespace
+
+std::string blas_description() {
+  std::string s = openblas_get_config();
+  const char* core = openblas_get_corename();
+  if (core) s += std::string(" (core: ") + core + ")";
+  return s;
+}
+
+void sgemm_nn(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_only(m, n, beta, c, ldc);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, as_blas(m), as_blas(n), as_blas(k), alpha, a,
+              as_blas(lda), b, as_blas(ldb), beta, c, as_blas(ldc));
+}
+
+void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_only(m, n, beta, c, ldc);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, as_blas(m), as_blas(n), as_blas(k), alpha, a,
+              as_blas(lda), b, as_blas(ldb), beta, c, as_blas(ldc));
+}
+
+void linear(const float* x, int64_t rows, int64_t in, const float* w, const float* bias, int64_t out, float* y) {
+  if (rows == 0) return;
+  // Bias first, then accumulate the product onto it (beta = 1), as
+  // torch.addmm(bias, x, w) does: one pass over y instead of two.
+  if (bias) {
+#pragma omp parallel for schedule(static) if (rows * out >= kParallelMinElements)
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * out, bias, sizeof(float) * out);
+  }
+  sgemm_nn(rows, out, in, 1.0f, x, in, w, out, bias ? 1.0f : 0.0f, y, out);
+}
+
+}  // namespace gpt2q::cpu

@@ -1,0 +1,18 @@
+#pragma once
+// Strict UTF-8 validation, as Python's and PyTorch tokenizers' decoders judge
+// it: no overlong forms, no surrogates (U+D800..U+DFFF), nothing past U+10FFFF.
+// Lives in core so that io can check data files without depending on text.
+#include <cstddef>
+#include <string_view>
+
+namespace gpt2q {
+
+inline constexpr size_t kUtf8Valid = static_cast<size_t>(-1);
+
+// Offset of the first byte that does not start (or continue) a valid
+// sequence, or kUtf8Valid when all of `s` is valid.
+size_t first_invalid_utf8(std::string_view s);
+
+inline bool is_valid_utf8(std::string_view s) { return first_invalid_utf8(s) == kUtf8Valid; }
+
+}  // namespace gpt2q

@@ -1,0 +1,44 @@
+// Autoregressive generation with the KV cache: the prompt once, then one
+// token per step, LM logits for the last position only.
+#include <fmt/format.h>
+
+#include "model/gpt2.h"
+#include "model/sampling.h"
+
+namespace gpt2q {
+
+std::vector<int32_t> generate(const GPT2Model& model, const std::vector<int32_t>& prompt,
+                              const GenerateOptions& opts) {
+  const GPT2Config& cfg = model.config();
+  if (prompt.empty()) fail("generate: the prompt has no tokens");
+  if (opts.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got {}", opts.max_new_tokens);
+  const int64_t total = static_cast<int64_t>(prompt.size()) + opts.max_new_tokens;
+  if (total > cfg.n_positions)
+    fail("generate: {} prompt tokens + {} new tokens exceed the model's n_positions = {}", prompt.size(),
+         opts.max_new_tokens, cfg.n_positions);
+  if (!opts.greedy) {
+    if (!(opts.temperature > 0.0f)) fail("generate: temperature must be > 0, got {}", opts.temperature);
+    if (opts.top_k < 0) fail("generate: top-k must be >= 0, got {}", opts.top_k);
+  }
+  std::vector<int32_t> ids = prompt;
+  if (opts.max_new_tokens == 0) return ids;
+
+  KVCache cache = model.new_cache(1, total);
+  TokenSampler sampler(opts.seed);
+  const int64_t C = cfg.n_embd;
+  TokenBatch step{1, static_cast<int64_t>(prompt.size()), prompt, {static_cast<int64_t>(prompt.size())}};
+  for (int64_t produced = 0; produced < opts.max_new_tokens; ++produced) {
+    Tensor h = model.hidden_states(step, &cache);
+    Tensor last = h.view({step.seq, C}).slice_rows(step.seq - 1, step.seq);
+    Tensor logits = model.lm_logits_from_hidden(last);
+    const int64_t vocab = logits.dim(1);
+    const int32_t next = opts.greedy ? argmax_first(logits.data<float>(), vocab)
+                                     : sampler.sample(logits.data<float>(), vocab, opts.temperature, opts.top_k);
+    ids.push_back(next);
+    if (opts.stop_at_eos && cfg.eos_token_id && next == *cfg.eos_token_id) break;
+    step = TokenBatch{1, 1, {next}, {1}};
+  }
+  return ids;
+}
+
+}  // namespace gpt2q

@@ -1,0 +1,292 @@
+// GPT2Model: weights from a Checkpoint, and the fp32 forward pass with
+// transformers' semantics (see gpt2.h and /work/shared/REFERENCE.md).
+#include "model/gpt2.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/half.h"
+#include "ops/ops.h"
+
+namespace gpt2q {
+
+TokenBatch TokenBatch::from_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id) {
+  if (seqs.empty()) fail("token batch: no sequences");
+  TokenBatch tb;
+  tb.batch = static_cast<int64_t>(seqs.size());
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    if (seqs[b].empty()) fail("token batch: sequence {} is empty", b);
+    tb.seq = std::max<int64_t>(tb.seq, static_cast<int64_t>(seqs[b].size()));
+  }
+  tb.ids.assign(static_cast<size_t>(tb.batch * tb.seq), pad_id);
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    std::copy(seqs[b].begin(), seqs[b].end(), tb.ids.begin() + static_cast<int64_t>(b) * tb.seq);
+    tb.lengths.push_back(static_cast<int64_t>(seqs[b].size()));
+  }
+  return tb;
+}
+
+namespace {
+
+// Weights as fp32: F32 stays a (zero-copy) view, F16 / BF16 are converted once.
+Tensor weight_f32(const Checkpoint& ck, const std::string& name, const Shape& shape) {
+  auto it = ck.tensors.find(name);
+  if (it == ck.tensors.end()) fail("{}: missing tensor {}", ck.dir.string(), name);
+  const Tensor& t = it->second;
+  if (t.shape() != shape)
+    fail("{}: tensor {} has shape {}, the config implies {}", ck.dir.string(), name, shape_str(t.shape()),
+         shape_str(shape));
+  switch (t.dtype()) {
+    case DType::F32:
+      return t;
+    case DType::F16:
+    case DType::BF16: {
+      Tensor out = Tensor::empty(shape, DType::F32);
+      const uint16_t* src = t.data<uint16_t>();
+      float* dst = out.data<float>();
+      const int64_t n = t.numel();
+      const bool bf16 = t.dtype() == DType::BF16;
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16 ? bf16_to_float(src[i]) : half_to_float(src[i]);
+      return out;
+    }
+    default:
+      fail("{}: tensor {} has dtype {}; GPT-2 weights must be F32, F16 or BF16", ck.dir.string(), name,
+           dtype_name(t.dtype()));
+  }
+}
+
+// A continuation chunk (cache already filled) may hold rows with no real
+// token, e.g. a sequence that finished earlier in a batch: their queries
+// still see the row's earlier keys.
+void check_batch(const TokenBatch& tb, bool allow_empty_rows = false) {
+  if (tb.batch <= 0 || tb.seq <= 0) fail("token batch: empty ({} x {})", tb.batch, tb.seq);
+  if (static_cast<int64_t>(tb.ids.size()) != tb.batch * tb.seq)
+    fail("token batch: {} ids for {} x {}", tb.ids.size(), tb.batch, tb.seq);
+  if (!tb.lengths.empty() && static_cast<int64_t>(tb.lengths.size()) != tb.batch)
+    fail("token batch: {} lengths for {} rows", tb.lengths.size(), tb.batch);
+  const int64_t min_len = allow_empty_rows ? 0 : 1;
+  for (size_t b = 0; b < tb.lengths.size(); ++b)
+    if (tb.lengths[b] < min_len || tb.lengths[b] > tb.seq)
+      fail("token batch: row {} has length {}, outside {}..{}", b, tb.lengths[b], min_len, tb.seq);
+}
+
+int64_t row_length(const TokenBatch& tb, int64_t b) { return tb.lengths.empty() ? tb.seq : tb.lengths[b]; }
+
+}  // namespace
+
+std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck) {
+  auto m = std::make_unique<GPT2Model>();
+  const GPT2Config& cfg = ck.config;
+  const std::string src = (ck.dir / "config.json").string();
+  if (cfg.n_embd <= 0 || cfg.n_head <= 0 || cfg.n_embd % cfg.n_head != 0)
+    fail("{}: n_head ({}) must divide n_embd ({})", src, cfg.n_head, cfg.n_embd);
+  if (cfg.n_layer < 0 || cfg.vocab_size <= 0 || cfg.n_positions <= 0 || cfg.inner() <= 0)
+    fail("{}: n_layer, vocab_size, n_positions and n_inner must be positive", src);
+  const std::string& act = cfg.activation_function;
+  if (act == "gelu") {
+    m->gelu_exact_ = true;
+  } else if (act != "gelu_new" && act != "gelu_pytorch_tanh" && act != "gelu_fast") {
+    fail("{}: activation_function \"{}\" is not supported (gelu_new, gelu_pytorch_tanh, gelu_fast, gelu)", src, act);
+  }
+  m->config_ = cfg;
+  m->kind_ = ck.kind;
+  const int64_t C = cfg.n_embd, I = cfg.inner(), V = cfg.vocab_size;
+  m->wte_ = weight_f32(ck, "wte.weight", {V, C});
+  m->wpe_ = weight_f32(ck, "wpe.weight", {cfg.n_positions, C});
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    const std::string p = fmt::format("h.{}.", l);
+    BlockWeights bw;
+    bw.ln_1_w = weight_f32(ck, p + "ln_1.weight", {C});
+    bw.ln_1_b = weight_f32(ck, p + "ln_1.bias", {C});
+    bw.ln_2_w = weight_f32(ck, p + "ln_2.weight", {C});
+    bw.ln_2_b = weight_f32(ck, p + "ln_2.bias", {C});
+    bw.c_attn = make_dense_linear(weight_f32(ck, p + "attn.c_attn.weight", {C, 3 * C}),
+                                  weight_f32(ck, p + "attn.c_attn.bias", {3 * C}));
+    bw.attn_c_proj = make_dense_linear(weight_f32(ck, p + "attn.c_proj.weight", {C, C}),
+                                       weight_f32(ck, p + "attn.c_proj.bias", {C}));
+    bw.c_fc = make_dense_linear(weight_f32(ck, p + "mlp.c_fc.weight", {C, I}), weight_f32(ck, p + "mlp.c_fc.bias", {I}));
+    bw.mlp_c_proj = make_dense_linear(weight_f32(ck, p + "mlp.c_proj.weight", {I, C}),
+                                      weight_f32(ck, p + "mlp.c_proj.bias", {C}));
+    m->blocks_.push_back(std::move(bw));
+  }
+  m->ln_f_w_ = weight_f32(ck, "ln_f.weight", {C});
+  m->ln_f_b_ = weight_f32(ck, "ln_f.bias", {C});
+  if (ck.has("lm_head.weight")) m->lm_head_ = weight_f32(ck, "lm_head.weight", {V, C});
+  if (ck.kind == ModelKind::SequenceClassification) {
+    if (cfg.num_labels() <= 0) fail("{}: a sequence classifier needs id2label / num_labels", src);
+    m->score_ = weight_f32(ck, "score.weight", {cfg.num_labels(), C});
+  }
+  return m;
+}
+
+int64_t GPT2Model::num_labels() const { return score_.defined() ? score_.dim(0) : 0; }
+
+float GPT2Model::attention_scale(int64_t layer) const {
+  // HF computes this in Python floats (double) and torch applies it as fp32.
+  double s = 1.0;
+  if (config_.scale_attn_weights) s = 1.0 / std::sqrt(static_cast<double>(config_.head_dim()));
+  if (config_.scale_attn_by_inverse_layer_idx) s /= static_cast<double>(layer + 1);
+  return static_cast<float>(s);
+}
+
+KVCache GPT2Model::new_cache(int64_t batch, int64_t capacity) const {
+  if (batch <= 0) fail("KV cache: batch must be positive, got {}", batch);
+  if (capacity <= 0 || capacity > config_.n_positions)
+    fail("KV cache: capacity {} outside 1..{} (n_positions)", capacity, config_.n_positions);
+  KVCache c;
+  c.batch = batch;
+  c.capacity = capacity;
+  for (int64_t l = 0; l < config_.n_layer; ++l) {
+    c.k.push_back(Tensor::empty({batch, config_.n_head, capacity, config_.head_dim()}, DType::F32));
+    c.v.push_back(Tensor::empty({batch, config_.n_head, capacity, config_.head_dim()}, DType::F32));
+  }
+  c.key_valid = Tensor::empty({batch, capacity}, DType::U8);
+  return c;
+}
+
+Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
+  check_batch(tb, cache && cache->length > 0);
+  const int64_t B = tb.batch, T = tb.seq, C = config_.n_embd, H = config_.n_head, rows = B * T;
+  const int64_t past = cache ? cache->length : 0;
+  if (cache) {
+    if (cache->batch != B) fail("KV cache: made for batch {}, used with batch {}", cache->batch, B);
+    if (static_cast<int64_t>(cache->k.size()) != config_.n_layer || !cache->key_valid.defined())
+      fail("KV cache: not made by this model (use GPT2Model::new_cache)");
+    if (past + T > cache->capacity)
+      fail("KV cache: {} cached + {} new positions exceed its capacity {}", past, T, cache->capacity);
+  }
+  if (past + T > config_.n_positions)
+    fail("sequence of {} positions exceeds the model's n_positions = {}", past + T, config_.n_positions);
+
+  Tensor ids = Tensor::from_vector(tb.ids, {rows});
+  Tensor positions = Tensor::empty({rows}, DType::I64);
+  for (int64_t r = 0; r < rows; ++r) positions.data<int64_t>()[r] = past + r % T;
+  Tensor x = ops::scratch({B, T, C});
+  ops::embedding(ids, positions, wte_, wpe_, x);
+
+  // Which keys may be attended: right padding masks positions >= length.
+  Tensor key_mask;
+  bool padded = false;
+  for (int64_t b = 0; b < B; ++b) padded |= row_length(tb, b) < T;
+  if (cache) {
+    uint8_t* valid = cache->key_valid.data<uint8_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) valid[b * cache->capacity + past + t] = t < row_length(tb, b) ? 1 : 0;
+    key_mask = cache->key_valid;
+  } else if (padded) {
+    key_mask = Tensor::empty({B, T}, DType::U8);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < row_length(tb, b); ++t) key_mask.data<uint8_t>()[b * T + t] = 1;
+  }
+
+  // Every buffer below is written in full before it is read.
+  Tensor normed = ops::scratch({B, T, C});
+  Tensor qkv = ops::scratch({B, T, 3 * C});
+  Tensor attended = ops::scratch({B, T, C});
+  Tensor projected = ops::scratch({B, T, C});
+  Tensor inner = ops::scratch({B, T, config_.inner()});
+  const float eps = static_cast<float>(config_.layer_norm_epsilon);
+  for (int64_t l = 0; l < config_.n_layer; ++l) {
+    const BlockWeights& bw = blocks_[l];
+    ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, normed);
+    bw.c_attn->forward(normed.data<float>(), rows, qkv.data<float>());
+    if (cache) {
+      ops::causal_self_attention_cached(qkv, cache->k[l], cache->v[l], past, key_mask, H, attention_scale(l),
+                                        attended);
+    } else {
+      ops::causal_self_attention(qkv, key_mask, H, attention_scale(l), attended);
+    }
+    bw.attn_c_proj->forward(attended.data<float>(), rows, projected.data<float>());
+    ops::add_inplace(x, projected);
+
+    ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, normed);
+    bw.c_fc->forward(normed.data<float>(), rows, inner.data<float>());
+    if (gelu_exact_) {
+      ops::gelu_erf(inner);
+    } else {
+      ops::gelu_new(inner);
+    }
+    bw.mlp_c_proj->forward(inner.data<float>(), rows, projected.data<float>());
+    ops::add_inplace(x, projected);
+  }
+  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
+  if (cache) cache->length += T;
+  return x;
+}
+
+Tensor GPT2Model::lm_logits_from_hidden(const Tensor& hidden_rows) const {
+  const Tensor& head = lm_head_.defined() ? lm_head_ : wte_;
+  const int64_t C = config_.n_embd;
+  if (hidden_rows.ndim() < 1 || hidden_rows.dim(-1) != C)
+    fail("lm logits: hidden rows {} do not have n_embd = {} features", shape_str(hidden_rows.shape()), C);
+  const int64_t rows = hidden_rows.numel() / C;
+  Tensor logits = ops::scratch({rows, head.dim(0)});
+  ops::matmul_nt(hidden_rows.view({rows, C}), head, logits);
+  return logits;
+}
+
+Tensor GPT2Model::lm_logits(const TokenBatch& tb, KVCache* cache) const {
+  Tensor h = hidden_states(tb, cache);
+  return lm_logits_from_hidden(h).view({tb.batch, tb.seq, config_.vocab_size});
+}
+
+std::vector<int64_t> GPT2Model::pooled_positions(const TokenBatch& tb) const {
+  check_batch(tb);
+  std::vector<int64_t> pos(static_cast<size_t>(tb.batch));
+  for (int64_t b = 0; b < tb.batch; ++b) {
+    if (!config_.pad_token_id) {
+      pos[b] = row_length(tb, b) - 1;
+      continue;
+    }
+    // HF: argmax_t of t * (ids[t] != pad), the first maximum on ties.
+    const int64_t pad = *config_.pad_token_id;
+    int64_t best = 0, best_value = 0;
+    for (int64_t t = 0; t < tb.seq; ++t) {
+      const int64_t value = tb.ids[b * tb.seq + t] != pad ? t : 0;
+      if (value > best_value) {
+        best = t;
+        best_value = value;
+      }
+    }
+    pos[b] = best;
+  }
+  return pos;
+}
+
+Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
+  if (!is_classifier()) fail("class logits: the model is not a GPT2ForSequenceClassification checkpoint");
+  const std::vector<int64_t> pos = pooled_positions(tb);
+  Tensor h = hidden_states(tb);
+  const int64_t C = config_.n_embd;
+  Tensor pooled = Tensor::empty({tb.batch, C}, DType::F32);
+  for (int64_t b = 0; b < tb.batch; ++b)
+    std::copy_n(h.data<float>() + (b * tb.seq + pos[b]) * C, C, pooled.data<float>() + b * C);
+  Tensor logits = Tensor::empty({tb.batch, num_labels()}, DType::F32);
+  ops::matmul_nt(pooled, score_, logits);
+  return logits;
+}
+
+std::vector<std::pair<std::string, size_t>> GPT2Model::weight_bytes() const {
+  size_t blocks = 0;
+  for (const BlockWeights& bw : blocks_) {
+    blocks += bw.ln_1_w.nbytes() + bw.ln_1_b.nbytes() + bw.ln_2_w.nbytes() + bw.ln_2_b.nbytes();
+    blocks += bw.c_attn->bytes() + bw.attn_c_proj->bytes() + bw.c_fc->bytes() + bw.mlp_c_proj->bytes();
+  }
+  std::vector<std::pair<std::string, size_t>> out{{"wte", wte_.nbytes()},
+                                                   {"wpe", wpe_.nbytes()},
+                                                   {"blocks", blocks},
+                                                   {"ln_f", ln_f_w_.nbytes() + ln_f_b_.nbytes()}};
+  if (score_.defined()) out.emplace_back("score", score_.nbytes());
+  if (lm_head_.defined()) out.emplace_back("lm_head", lm_head_.nbytes());
+  return out;
+}
+
+size_t GPT2Model::total_weight_bytes() const {
+  size_t total = 0;
+  for (const auto& [name, bytes] : weight_bytes()) total += bytes;
+  return total;
+}
+
+}  // namespace gpt2q

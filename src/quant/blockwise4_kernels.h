@@ -1,0 +1,31 @@
+#pragma once
+// Fused 4-bit GEMM: y[i, j] = Σ_k x[i, k] · table[code[j, k]] · absmax[block of (j, k)].
+// Codes are decoded in registers by a 16-entry table lookup (AVX-512:
+// permutexvar on one zmm; AVX2: two 8-entry permutes and a blend) and each
+// decoded weight is table·absmax in fp32, exactly the dequantized value.
+// x is passed split into even and odd elements so the high and low nibbles of
+// a byte meet their activations without shuffles.
+// Requires in % blocksize == 0 and blocksize % 32 == 0.
+#include <cstdint>
+
+#include "quant/isa.h"
+
+namespace gpt2q::quant {
+
+struct Blockwise4Gemm {
+  const float* x_even;    // [rows, in / 2]: x[i, 2m]
+  const float* x_odd;     // [rows, in / 2]: x[i, 2m + 1]
+  int64_t rows;
+  const uint8_t* packed;  // [out · in / 2]
+  const float* absmax;    // [out · in / blocksize]
+  const float* table;     // 16 values
+  int64_t in, out, blocksize;
+  float* y;               // [rows, out], overwritten (no bias)
+};
+void blockwise4_gemm(const Blockwise4Gemm& g, Isa isa);
+
+namespace detail {
+void blockwise4_gemm_avx512(const Blockwise4Gemm& g, int64_t j0, int64_t j1);
+}
+
+}  // namespace gpt2q::quant

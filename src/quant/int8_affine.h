@@ -1,0 +1,65 @@
+#pragma once
+// int8 "from scratch" (weight-only): per-tensor or per-output-channel, affine
+// or symmetric. Weights are [out, in] (nn.Linear order), row = output channel.
+//
+//   affine:    scale = (max - min) / 255
+//              zero_point = round(-128 - min / scale)
+//              q = clamp(round(w / scale + zero_point), -128, 127)
+//   symmetric: scale = absmax / 127, zero_point = 0, q = clamp(round(w / scale), -128, 127)
+//   dequantized: w' = (q - zero_point) * scale
+//
+// All arithmetic in fp32, one rounding per operation as written, round() is
+// half-to-even (torch.round). A constant range (max == min) is widened to
+// include 0; a zero-width range (all zeros) gets scale 1. The zero point can
+// fall outside [-128, 127] when the range excludes 0, so it is kept as int32.
+// docs/quantization.md has the details.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant/isa.h"
+
+namespace gpt2q::quant {
+
+enum class Int8Scheme { affine, symmetric };
+enum class Int8Granularity { per_tensor, per_channel };
+
+struct Int8Weight {
+  int64_t out = 0, in = 0;
+  Int8Scheme scheme = Int8Scheme::affine;
+  Int8Granularity granularity = Int8Granularity::per_tensor;
+  std::vector<int8_t> q;            // [out, in]
+  std::vector<float> scale;         // 1 (per tensor) or out (per channel)
+  std::vector<int32_t> zero_point;  // same count as scale; empty when symmetric
+
+  float scale_of(int64_t row) const { return scale[scale.size() == 1 ? 0 : row]; }
+  int32_t zero_point_of(int64_t row) const {
+    return zero_point.empty() ? 0 : zero_point[zero_point.size() == 1 ? 0 : row];
+  }
+  // Bytes held: codes + scales + zero points.
+  size_t bytes() const;
+  std::string format() const;  // "int8-tensor", "int8-tensor-sym", "int8-channel", "int8-channel-sym"
+};
+
+// Quantization parameters for one group of values (a tensor or a row).
+struct Int8Params {
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+};
+Int8Params int8_params(const float* w, int64_t n, Int8Scheme scheme);
+int8_t int8_code(float w, Int8Params p);
+
+// Throws gpt2q::Error on non-finite weights.
+Int8Weight quantize_int8(const float* w, int64_t out, int64_t in, Int8Scheme scheme, Int8Granularity granularity);
+void dequantize_int8(const Int8Weight& w, float* out_in);  // writes [out, in]
+
+// y[rows, out] = x[rows, in] · w'ᵀ (+ bias), w' the dequantized weight.
+// Reference: dequantize, then fp32 dot products in index order.
+void int8_matmul_reference(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y);
+// Fast: y = scale · Σ x·(q - zero_point) (+ bias); same value up to fp32
+// summation order. Threads over output channels.
+void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y,
+                 Isa isa = best_isa());
+
+}  // namespace gpt2q::quant

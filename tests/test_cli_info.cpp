@@ -1,0 +1,174 @@
+// `gpt2q info` end to end: the shared tiny checkpoints, and every kind of
+// broken checkpoint giving one clear error line and exit status 1.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_util.h"
+#include "support/test_env.h"
+
+namespace fs = std::filesystem;
+using gpt2q::test::run_gpt2q;
+using nlohmann::json;
+
+namespace {
+
+fs::path fake_gpt2() { return gpt2q::test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
+fs::path tiny_gpt2() { return gpt2q::test::data_dir() / "tiny-gpt2" / "tiny_gpt2"; }
+std::string quoted(const fs::path& p) {
+  std::string q = "'";
+  q += p.string();
+  q += "'";
+  return q;
+}
+
+std::string le64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return s;
+}
+
+// Header length and JSON header of a safetensors file.
+std::pair<uint64_t, json> read_header(const fs::path& p) {
+  std::string bytes = gpt2q::read_file(p);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  return {n, json::parse(bytes.substr(8, n))};
+}
+
+// A checkpoint dir with fake_gpt2's config.json (edited) and the given
+// model.safetensors bytes.
+fs::path make_dir(const std::string& tag, const std::string& weights, const std::function<void(json&)>& edit = {}) {
+  auto dir = gpt2q::test::temp_dir("cli_info_" + tag);
+  json cfg = json::parse(gpt2q::read_file(fake_gpt2() / "config.json"));
+  if (edit) edit(cfg);
+  gpt2q::write_file_atomic(dir / "config.json", cfg.dump(2));
+  gpt2q::write_file_atomic(dir / "model.safetensors", weights);
+  return dir;
+}
+
+// fake_gpt2's model.safetensors with its header edited (data kept).
+std::string edited_weights(const std::function<void(json&)>& edit) {
+  std::string bytes = gpt2q::read_file(fake_gpt2() / "model.safetensors");
+  auto [n, header] = read_header(fake_gpt2() / "model.safetensors");
+  edit(header);
+  std::string text = header.dump();
+  return le64(text.size()) + text + bytes.substr(8 + n);
+}
+
+}  // namespace
+
+TEST(CliInfo, FakeGpt2Text) {
+  auto r = run_gpt2q("info " + quoted(fake_gpt2()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("GPT2LMHeadModel (CausalLM)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("parameters    102,640"), std::string::npos) << r.out;  // MANIFEST: 102,640
+  EXPECT_NE(r.out.find("tokenizer     vocab.json + merges.txt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tied to wte"), std::string::npos) << r.out;
+}
+
+TEST(CliInfo, FakeGpt2JsonAddsUp) {
+  auto r = run_gpt2q("info --json " + quoted(fake_gpt2()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["parameters"], 102640);
+  EXPECT_EQ(j["kind"], "CausalLM");
+  EXPECT_EQ(j["lm_head"], "tied");
+  EXPECT_EQ(j["tokenizer"], true);
+  EXPECT_EQ(j["dtypes"], json::array({"F32"}));
+  // Stored bytes are the file's whole data section.
+  auto file = fake_gpt2() / "model.safetensors";
+  auto [n, header] = read_header(file);
+  EXPECT_EQ(j["bytes"].get<uint64_t>(), fs::file_size(file) - 8 - n);
+  uint64_t params = 0, bytes = 0;
+  for (const auto& [k, v] : j["components"].items()) {
+    params += v["parameters"].get<uint64_t>();
+    bytes += v["bytes"].get<uint64_t>();
+  }
+  EXPECT_EQ(params, 102640u);
+  EXPECT_EQ(bytes, j["bytes"].get<uint64_t>());
+  EXPECT_EQ(j["components"]["wte"]["parameters"], 50257 * 2);
+  EXPECT_EQ(j["components"]["wpe"]["parameters"], 1024 * 2);
+}
+
+TEST(CliInfo, TinyGpt2IsABaseModel) {
+  auto r = run_gpt2q("info --json " + quoted(tiny_gpt2()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["kind"], "Base");
+  EXPECT_EQ(j["architecture"], "GPT2Model");
+  EXPECT_EQ(j["parameters"], 2168);  // MANIFEST
+  EXPECT_EQ(j["transformer_prefix"], false);
+}
+
+TEST(CliInfo, ClassifierShowsLabels) {
+  auto r = run_gpt2q("info " + quoted(gpt2q::test::fixtures_dir() / "io" / "tiny_cls_f16"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("labels        4: World, Sports, Business, Sci/Tech"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stored dtype  F16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tokenizer     absent"), std::string::npos) << r.out;
+}
+
+TEST(CliInfo, BadCheckpointsGiveOneErrorLine) {
+  const std::string good = gpt2q::read_file(fake_gpt2() / "model.safetensors");
+  const std::string tiny_weights = gpt2q::read_file(tiny_gpt2() / "model.safetensors");
+  struct Case {
+    const char* tag;
+    fs::path dir;
+    std::string expect;  // after "gpt2q: error: <dir>/"
+  };
+  auto no_config = gpt2q::test::temp_dir("cli_info_noconfig");
+  fs::copy_file(fake_gpt2() / "model.safetensors", no_config / "model.safetensors");
+  std::vector<Case> cases = {
+      {"missing dir", no_config / "absent", "absent: no such directory"},
+      {"missing config", no_config, "config.json: no such file"},
+      {"truncated", make_dir("trunc", good.substr(0, 5)), "model.safetensors: truncated"},
+      {"header past end", make_dir("hdr", good.substr(0, 1000)), "model.safetensors: header length 1392 runs past"},
+      {"invalid JSON", make_dir("json", le64(8) + "{\"a\": [}" + good.substr(8)),
+       "model.safetensors: header is not valid JSON"},
+      {"unknown dtype",
+       make_dir("dtype", edited_weights([](json& h) { h["transformer.ln_f.bias"]["dtype"] = "F8_E4M3"; })),
+       "model.safetensors: tensor 'transformer.ln_f.bias': unsupported dtype 'F8_E4M3'"},
+      {"shape x dtype",
+       make_dir("span", edited_weights([](json& h) { h["transformer.wpe.weight"]["shape"] = {1024, 3}; })),
+       "model.safetensors: tensor 'transformer.wpe.weight': shape [1024, 3] x F32 needs 12288 bytes but "
+       "data_offsets span 8192"},
+      {"overlap", make_dir("overlap", edited_weights([](json& h) {
+         h["transformer.ln_f.bias"]["data_offsets"] = {300, 308};
+       })),
+       "overlap"},
+      {"past end", make_dir("pastend", good.substr(0, good.size() - 4)),
+       "model.safetensors: tensor 'transformer.wte.weight': data_offsets [8504, 410560] run past the data section"},
+      {"wrong shape", make_dir("shape", tiny_weights),
+       "model.safetensors: tensor 'wte.weight' has shape [21, 2] but config.json implies [vocab_size, n_embd] = "
+       "[50257, 2]"},
+      {"missing tensor", make_dir("missing", edited_weights([](json& h) { h.erase("transformer.ln_f.weight"); })),
+       "model.safetensors: missing tensor 'ln_f.weight'"},
+      {"more layers in config", make_dir("layers", good, [](json& c) { c["n_layer"] = 2; }),
+       "model.safetensors: missing tensor 'h.1.ln_1.weight' (config.json: n_layer 2)"},
+      {"n_inner disagrees", make_dir("inner", good, [](json& c) { c["n_inner"] = 4; }),
+       "model.safetensors: tensor 'h.0.mlp.c_fc.weight' has shape [2, 8] but config.json implies [n_embd, n_inner] "
+       "= [2, 4]"},
+      {"bad config value", make_dir("cfgval", good, [](json& c) { c["n_head"] = 3; }),
+       "config.json: key 'n_head': n_embd 2 is not divisible by n_head 3"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.tag);
+    auto r = run_gpt2q("info " + quoted(c.dir));
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    const std::string prefix = "gpt2q: error: " + c.dir.string();
+    EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+  }
+  for (const auto& c : cases) fs::remove_all(c.dir == no_config / "absent" ? no_config : c.dir);
+}
+
+TEST(CliInfo, UsageErrorsExitWithTwo) {
+  EXPECT_EQ(run_gpt2q("info").exit_code, 2);
+  EXPECT_EQ(run_gpt2q("info a b").exit_code, 2);
+}

@@ -1,0 +1,148 @@
+// `gpt2q perplexity` end to end on ../shared/data/tiny-gpt2/fake_gpt2 (a
+// GPT2LMHeadModel with its own tokenizer files): against transformers numbers
+// (tests/fixtures/eval/perplexity_fake_gpt2.json, tools/make_perplexity_fixture.py),
+// the human output format, and bad inputs.
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint.h"
+#include "model/synthetic_weights.h"
+#include "support/test_env.h"
+
+namespace gpt2q {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+void write_bytes(const fs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary);
+  out << s;
+}
+
+nlohmann::json load_fixture() {
+  std::ifstream in(test::fixtures_dir() / "eval" / "perplexity_fake_gpt2.json");
+  EXPECT_TRUE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+class CliPerplexity : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new fs::path(test::temp_dir("cli_ppl"));
+    // The fixture's text: the first N lines of WikiText-2 raw test, newlines kept.
+    auto fx = load_fixture();
+    std::ifstream in(test::data_dir() / "wikitext-2-raw" / "wiki.test.raw", std::ios::binary);
+    std::string text, line;
+    for (int i = 0; i < fx["lines"].get<int>() && std::getline(in, line); ++i) text += line + "\n";
+    write_bytes(*root_ / "wiki20.txt", text);
+
+    GPT2Config cfg;
+    cfg.vocab_size = 50257;
+    cfg.n_positions = 64;
+    cfg.n_embd = 8;
+    cfg.n_head = 2;
+    cfg.n_layer = 1;
+    Checkpoint lm = make_synthetic_checkpoint(cfg, ModelKind::CausalLM, 5);
+    save_checkpoint(*root_ / "lm64", cfg, ModelKind::CausalLM, {lm.tensors.begin(), lm.tensors.end()});
+    cfg.id2label = {"neg", "pos"};
+    Checkpoint clf = make_synthetic_checkpoint(cfg, ModelKind::SequenceClassification, 5);
+    save_checkpoint(*root_ / "clf", cfg, ModelKind::SequenceClassification, {clf.tensors.begin(), clf.tensors.end()});
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+  }
+  static fs::path fake_gpt2() { return test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
+  static fs::path* root_;
+};
+fs::path* CliPerplexity::root_ = nullptr;
+
+TEST_F(CliPerplexity, MatchesTransformers) {
+  auto fx = load_fixture();
+  for (const auto& want : fx["results"]) {
+    int64_t L = want["max_length"], S = want["stride"];
+    SCOPED_TRACE(testing::Message() << "max_length " << L << " stride " << S);
+    auto r = test::run_gpt2q("perplexity --model " + q(fake_gpt2()) + " --text " + q(*root_ / "wiki20.txt") +
+                             " --max-length " + std::to_string(L) + " --stride " + std::to_string(S) + " --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    for (const char* key : {"tokens", "nll", "ppl", "windows", "max_length", "stride", "seconds"})
+      EXPECT_TRUE(j.contains(key)) << key;
+    EXPECT_EQ(j["text_tokens"], fx["text_tokens"]);
+    EXPECT_EQ(j["tokens"], want["tokens"]);
+    EXPECT_EQ(j["windows"], want["windows"]);
+    EXPECT_EQ(j["max_length"], L);
+    EXPECT_EQ(j["stride"], S);
+    EXPECT_NEAR(j["nll"].get<double>(), want["nll"].get<double>(), 1e-6);
+    EXPECT_NEAR(j["ppl"].get<double>(), want["ppl"].get<double>(), 1e-6 * want["ppl"].get<double>());
+  }
+}
+
+TEST_F(CliPerplexity, DefaultsAndHumanOutput) {
+  auto r = test::run_gpt2q("perplexity --model " + q(fake_gpt2()) + " --text " + q(*root_ / "wiki20.txt"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("Final estimate: PPL = ([0-9]+\\.[0-9]{4})\n"))) << r.out;
+  auto fx = load_fixture();
+  const auto& want = fx["results"][0];  // the defaults: n_positions 1024, stride 512
+  ASSERT_EQ(want["max_length"], 1024);
+  ASSERT_EQ(want["stride"], 512);
+  EXPECT_NEAR(std::stod(m[1].str()), want["ppl"].get<double>(), 1e-3);
+  EXPECT_NE(r.out.find("stride 512"), std::string::npos) << r.out;
+}
+
+TEST_F(CliPerplexity, TokenizerFallbackDir) {
+  auto r = test::run_gpt2q("perplexity --model " + q(*root_ / "lm64") + " --text " + q(*root_ / "wiki20.txt") +
+                           " --tokenizer " + q(test::data_dir() / "gpt2-tokenizer") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["max_length"], 64);
+  EXPECT_EQ(j["stride"], 32);
+  EXPECT_EQ(j["tokens"].get<int64_t>(), j["text_tokens"].get<int64_t>() - 1);
+}
+
+TEST_F(CliPerplexity, BadInputsFailWithOneLine) {
+  const fs::path& d = *root_;
+  write_bytes(d / "empty.txt", "");
+  write_bytes(d / "bad.txt", "valid start \xc3\x28 then junk");
+  write_bytes(d / "one.txt", "a");
+  const std::string model = " --model " + q(fake_gpt2());
+  const std::string text = " --text " + q(d / "wiki20.txt");
+  struct BadCase {
+    std::string name, args, expect;
+  };
+  std::vector<BadCase> cases = {
+      {"missing text", model + " --text " + q(d / "nope.txt"), "nope.txt"},
+      {"empty text", model + " --text " + q(d / "empty.txt"), "empty.txt"},
+      {"invalid utf8", model + " --text " + q(d / "bad.txt"), "bad.txt"},
+      {"one token", model + " --text " + q(d / "one.txt"), "one.txt"},
+      {"max length 0", model + text + " --max-length 0", "--max-length"},
+      {"max length too big", model + text + " --max-length 1025", "--max-length"},
+      {"stride 0", model + text + " --stride 0", "--stride"},
+      {"stride too big", model + text + " --max-length 16 --stride 17", "--stride"},
+      {"missing model", " --model " + q(d / "no_model") + text, "no_model"},
+      {"classifier", " --model " + q(d / "clf") + text + " --tokenizer " + q(test::data_dir() / "gpt2-tokenizer"),
+       "perplexity needs a GPT2LMHeadModel"},
+      {"no tokenizer", " --model " + q(d / "lm64") + text, "has no tokenizer files"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = test::run_gpt2q("perplexity" + c.args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.out, "");
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+    EXPECT_EQ(r.err.rfind("gpt2q: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace gpt2q
