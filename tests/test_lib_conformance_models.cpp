@@ -184,8 +184,11 @@ TEST_P(TextConformance, TokenizerReproducesFixtureIds) {
     std::vector<int32_t> want(input_ids.begin() + b * T, input_ids.begin() + b * T + lengths[b]);
     EXPECT_EQ(tok.encode(texts[b]), want) << texts[b];
   }
-  for (const auto& g : info.at("generate"))
+  for (const auto& g : info.at("generate")) {
     EXPECT_EQ(tok.encode(g.at("prompt_text").get<std::string>()), to_ids(g.at("prompt_ids")));
+    // transformers' decode without space clean-up.
+    EXPECT_EQ(tok.decode(to_ids(g.at("ids"))), g.at("text").get<std::string>());
+  }
   const auto& src = info.at("perplexity").at("source");
   std::ifstream in(test::data_dir() / src.at("file").get<std::string>(), std::ios::binary);
   ASSERT_TRUE(in) << src.dump();

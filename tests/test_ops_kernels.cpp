@@ -53,6 +53,7 @@ TEST(OpsKernels, LinearMatchesReference) {
     for (bool with_bias : {true, false}) {
       Tensor bias = with_bias ? b : Tensor();
       Tensor y = Tensor::empty({rows, out}, DType::F32), yr = Tensor::empty({rows, out}, DType::F32);
+      y.data<float>()[0] = NAN;  // stale output contents must not leak into the result
       ops::linear(x, w, bias, y);
       ops::reference::linear(x, w, bias, yr);
       expect_close(y, yr, 1e-5, "linear");
@@ -69,11 +70,15 @@ TEST(OpsKernels, LinearAcceptsBatchedInput) {
 }
 
 TEST(OpsKernels, MatmulNtMatchesReference) {
-  Tensor a = random_tensor({17, 48}, 7), b = random_tensor({301, 48}, 8);
-  Tensor c = Tensor::empty({17, 301}, DType::F32), cr = Tensor::empty({17, 301}, DType::F32);
-  ops::matmul_nt(a, b, c);
-  ops::reference::matmul_nt(a, b, cr);
-  expect_close(c, cr, 1e-5, "matmul_nt");
+  // One row goes through sgemv, more through sgemm.
+  for (int64_t m : {17, 1}) {
+    Tensor a = random_tensor({m, 48}, 7), b = random_tensor({301, 48}, 8);
+    Tensor c = Tensor::empty({m, 301}, DType::F32), cr = Tensor::empty({m, 301}, DType::F32);
+    c.data<float>()[0] = NAN;  // stale output contents must not leak into the result
+    ops::matmul_nt(a, b, c);
+    ops::reference::matmul_nt(a, b, cr);
+    expect_close(c, cr, 1e-5, "matmul_nt");
+  }
 }
 
 TEST(OpsKernels, LayerNormMatchesReferenceEvenWithLargeMean) {

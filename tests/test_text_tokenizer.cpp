@@ -20,6 +20,19 @@ using gpt2q::Tokenizer;
 
 namespace {
 
+// Fresh temp directories, removed when the test program exits.
+fs::path scratch(const std::string& tag) {
+  static struct Dirs {
+    std::vector<fs::path> all;
+    ~Dirs() {
+      std::error_code ec;
+      for (const auto& d : all) fs::remove_all(d, ec);
+    }
+  } dirs;
+  dirs.all.push_back(gpt2q::test::temp_dir(tag));
+  return dirs.all.back();
+}
+
 fs::path tokenizer_dir() { return gpt2q::test::data_dir() / "gpt2-tokenizer"; }
 fs::path fake_gpt2_dir() { return gpt2q::test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
 
@@ -81,12 +94,12 @@ TEST_F(WithTokenizer, BasicProperties) {
   EXPECT_EQ(gpt2().decode({}), "");
   EXPECT_TRUE(Tokenizer::present(tokenizer_dir()));
   EXPECT_TRUE(Tokenizer::present(fake_gpt2_dir()));
-  EXPECT_FALSE(Tokenizer::present(gpt2q::test::temp_dir("tok_empty")));
+  EXPECT_FALSE(Tokenizer::present(scratch("tok_empty")));
 }
 
 // A directory holding copies of just `names` from `from`.
 fs::path layout(const fs::path& from, std::initializer_list<const char*> names) {
-  fs::path dir = gpt2q::test::temp_dir("tok_layout");
+  fs::path dir = scratch("tok_layout");
   for (const char* n : names) fs::copy_file(from / n, dir / n);
   return dir;
 }
@@ -173,7 +186,7 @@ TEST_F(WithTokenizer, DecodeRejectsIdsOutsideTheVocabulary) {
 // The per-thread word cache belongs to one tokenizer at a time; alternating
 // between two must not serve one's results to the other.
 TEST_F(WithTokenizer, CacheIsPerTokenizer) {
-  fs::path dir = gpt2q::test::temp_dir("tok_swap");
+  fs::path dir = scratch("tok_swap");
   // Same vocabulary, but no merges: every byte stays its own token.
   fs::copy_file(tokenizer_dir() / "vocab.json", dir / "vocab.json");
   gpt2q::write_file_atomic(dir / "merges.txt", "#version: 0.2\n");
@@ -188,10 +201,15 @@ TEST_F(WithTokenizer, CacheIsPerTokenizer) {
 TEST(WordCache, GrowsResetsAndNeverAnswersWrong) {
   gpt2q::text::WordCache cache;
   auto ids_of = [](size_t k) { return std::vector<int32_t>{static_cast<int32_t>(k), static_cast<int32_t>(k % 7)}; };
+  auto word = [](size_t k) {
+    std::string w = std::to_string(k);
+    w += 'w';
+    return w;
+  };
   const size_t n = gpt2q::text::WordCache::kMaxWords + 1000;
   size_t found_after_reset = 0;
   for (size_t k = 0; k < n; ++k) {
-    const std::string w = "w" + std::to_string(k);
+    const std::string w = word(k);
     cache.insert(w, gpt2q::text::WordCache::hash(w), ids_of(k));
     std::span<const int32_t> got;
     ASSERT_TRUE(cache.find(w, gpt2q::text::WordCache::hash(w), &got)) << k;
@@ -199,7 +217,7 @@ TEST(WordCache, GrowsResetsAndNeverAnswersWrong) {
   }
   EXPECT_LE(cache.size(), gpt2q::text::WordCache::kMaxWords);
   for (size_t k = 0; k < n; ++k) {
-    const std::string w = "w" + std::to_string(k);
+    const std::string w = word(k);
     std::span<const int32_t> got;
     if (cache.find(w, gpt2q::text::WordCache::hash(w), &got)) {
       ++found_after_reset;
@@ -241,14 +259,14 @@ void expect_load_error(const fs::path& dir, const std::string& file_part, const 
 }
 
 fs::path dir_with(std::initializer_list<std::pair<const char*, std::string>> files) {
-  fs::path dir = gpt2q::test::temp_dir("tok_bad");
+  fs::path dir = scratch("tok_bad");
   for (const auto& [name, contents] : files) gpt2q::write_file_atomic(dir / name, contents);
   return dir;
 }
 
 TEST(TokenizerFiles, MissingFiles) {
   expect_load_error("/nonexistent/gpt2", "/nonexistent/gpt2", "no such directory");
-  fs::path empty = gpt2q::test::temp_dir("tok_none");
+  fs::path empty = scratch("tok_none");
   expect_load_error(empty, empty.string(), "no tokenizer files");
   expect_load_error(dir_with({{"vocab.json", "{}"}}), "tok_bad", "vocab.json without merges.txt");
   expect_load_error(dir_with({{"vocab.bpe", ""}}), "tok_bad", "vocab.bpe without encoder.json");
@@ -266,6 +284,9 @@ TEST(TokenizerFiles, CorruptVocabAndMerges) {
                     "token 'h'");
   expect_load_error(dir_with({{"vocab.json", R"({"h": 0, "e": 0})"}, {"merges.txt", merges}}), "vocab.json",
                     "id 0 is used by both");
+  expect_load_error(dir_with({{"vocab.json", R"({"h": 0, "e": 1, "he": 2, "<|endoftext|>": 2000000000})"},
+                              {"merges.txt", merges}}),
+                    "vocab.json", "token ids go up to 2000000000");
   expect_load_error(dir_with({{"vocab.json", R"({"h": 0, "e": 1, "he": 2})"}, {"merges.txt", merges}}),
                     "vocab.json", "no <|endoftext|> token");
   expect_load_error(dir_with({{"vocab.json", vocab}, {"merges.txt", "#version: 0.2\nh e\nhe\n"}}), "merges.txt:3",

@@ -6,7 +6,11 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "core/error.h"
 #include "io/checkpoint.h"
+#include "model/gpt2.h"
+#include "quant/quant_config.h"
+#include "quant/quantized_checkpoint.h"
 
 namespace {
 
@@ -36,9 +40,53 @@ std::string tokenizer_files(const fs::path& dir) {
   return "";
 }
 
+// Parameters a stored tensor stands for: a quantized weight counts its
+// logical [rows, cols], its quantization state counts none.
+uint64_t logical_params(const Checkpoint& ck, const std::string& name, const gpt2q::Tensor& t,
+                        const std::map<std::string, gpt2q::Shape>& spec_shapes) {
+  if (ck.quantized_weights.count(name)) return static_cast<uint64_t>(gpt2q::shape_numel(spec_shapes.at(name)));
+  if (!gpt2q::quant_state_owner(name).empty() && ck.quantized_weights.count(gpt2q::quant_state_owner(name))) return 0;
+  return static_cast<uint64_t>(t.numel());
+}
+
+// Bytes the loaded model holds per component (what gpt2q keeps in memory:
+// quantized weights packed, everything else fp32). Empty when the model
+// cannot be built; `why` then says why.
+std::map<std::string, uint64_t> held_bytes(const Checkpoint& ck, std::string* why) {
+  std::map<std::string, uint64_t> held;
+  try {
+    auto model = gpt2q::GPT2Model::from_checkpoint(ck);
+    for (const auto& [name, bytes] : model->weight_bytes())
+      if (name != "blocks") held[name] = bytes;
+    for (const auto& bw : model->blocks()) {
+      held["attn"] += bw.c_attn->bytes() + bw.attn_c_proj->bytes();
+      held["mlp"] += bw.c_fc->bytes() + bw.mlp_c_proj->bytes();
+      held["ln"] += bw.ln_1_w.nbytes() + bw.ln_1_b.nbytes() + bw.ln_2_w.nbytes() + bw.ln_2_b.nbytes();
+    }
+  } catch (const gpt2q::Error& e) {
+    if (ck.quantized()) throw;
+    *why = e.what();
+    held.clear();
+  }
+  return held;
+}
+
 void run_info(const std::string& dir, bool as_json) {
   Checkpoint ck = Checkpoint::load(dir);
   const auto& c = ck.config;
+  std::string quantization;
+  if (ck.quantized()) {
+    gpt2q::quant::validate_quantized_checkpoint(ck);
+    quantization = fmt::format("{}, {} weights quantized",
+                               gpt2q::quant::checkpoint_quantization(ck).describe(), ck.quantized_weights.size());
+  }
+  std::map<std::string, gpt2q::Shape> spec_shapes;
+  for (const auto& s : gpt2q::expected_tensors(c, ck.kind)) spec_shapes[s.name] = s.shape;
+  spec_shapes["lm_head.weight"] = {c.vocab_size, c.n_embd};
+  std::string held_why;
+  const std::map<std::string, uint64_t> held = held_bytes(ck, &held_why);
+  uint64_t held_total = 0;
+  for (const auto& [k, v] : held) held_total += v;
 
   struct Totals {
     uint64_t params = 0, bytes = 0;
@@ -48,9 +96,10 @@ void run_info(const std::string& dir, bool as_json) {
   std::set<std::string> dtypes;
   for (const auto& [name, t] : ck.tensors) {
     auto& comp = by_component[gpt2q::tensor_component(name)];
-    comp.params += static_cast<uint64_t>(t.numel());
+    const uint64_t params = logical_params(ck, name, t, spec_shapes);
+    comp.params += params;
     comp.bytes += t.nbytes();
-    total.params += static_cast<uint64_t>(t.numel());
+    total.params += params;
     total.bytes += t.nbytes();
     dtypes.insert(std::string(gpt2q::dtype_name(t.dtype())));
   }
@@ -65,7 +114,10 @@ void run_info(const std::string& dir, bool as_json) {
   if (as_json) {
     nlohmann::json comps = nlohmann::json::object();
     for (const char* k : kComponents)
-      if (by_component.count(k)) comps[k] = {{"parameters", by_component[k].params}, {"bytes", by_component[k].bytes}};
+      if (by_component.count(k)) {
+        comps[k] = {{"parameters", by_component[k].params}, {"bytes", by_component[k].bytes}};
+        if (held.count(k)) comps[k]["held_bytes"] = held.at(k);
+      }
     nlohmann::json config = {{"vocab_size", c.vocab_size},       {"n_positions", c.n_positions},
                              {"n_embd", c.n_embd},               {"n_layer", c.n_layer},
                              {"n_head", c.n_head},               {"n_inner", c.inner()},
@@ -87,6 +139,11 @@ void run_info(const std::string& dir, bool as_json) {
                         {"tokenizer", !tok.empty()},
                         {"tokenizer_files", tok}};
     if (ck.kind == gpt2q::ModelKind::SequenceClassification) j["labels"] = c.id2label;
+    // What the loaded model holds in memory (quantized weights packed, the
+    // rest fp32); null when gpt2q cannot build the model.
+    j["held_bytes"] = held.empty() ? nlohmann::json(nullptr) : nlohmann::json(held_total);
+    j["quantization_config"] = ck.quantization_config;
+    j["quantized_weights"] = ck.quantized_weights;
     gpt2q::cli::print_json(j);
     return;
   }
@@ -103,16 +160,26 @@ void run_info(const std::string& dir, bool as_json) {
   fmt::print("weights       {}{}\n", fmt::join(files, ", "),
              ck.had_transformer_prefix ? " (names prefixed \"transformer.\")" : "");
   fmt::print("stored dtype  {}\n", fmt::join(dtypes, ", "));
+  if (ck.quantized()) fmt::print("quantization  {}\n", quantization);
   if (ck.kind == gpt2q::ModelKind::CausalLM)
     fmt::print("lm head       {}\n", lm_head == "tied" ? "tied to wte" : "lm_head.weight");
   fmt::print("tokenizer     {}\n", tok.empty() ? "absent" : tok);
   fmt::print("parameters    {}\n", grouped(total.params));
-  fmt::print("\n{:<10}{:>16}{:>18}\n", "component", "parameters", "bytes");
+  auto held_of = [&](const std::string& k) { return held.count(k) ? grouped(held.at(k)) : std::string("-"); };
+  fmt::print("\n{:<10}{:>16}{:>18}{:>18}\n", "component", "parameters", "bytes", "in memory");
   for (const char* k : kComponents)
     if (by_component.count(k))
-      fmt::print("{:<10}{:>16}{:>18}\n", k, grouped(by_component[k].params), grouped(by_component[k].bytes));
-  fmt::print("{:<10}{:>16}{:>18}  ({:.2f} MB, {:.2f} MiB)\n", "total", grouped(total.params), grouped(total.bytes),
+      fmt::print("{:<10}{:>16}{:>18}{:>18}\n", k, grouped(by_component[k].params), grouped(by_component[k].bytes),
+                 held_of(k));
+  fmt::print("{:<10}{:>16}{:>18}{:>18}\n", "total", grouped(total.params), grouped(total.bytes),
+             held.empty() ? std::string("-") : grouped(held_total));
+  fmt::print("stored        {:.2f} MB, {:.2f} MiB (tensor data in the safetensors files)\n",
              static_cast<double>(total.bytes) / 1e6, static_cast<double>(total.bytes) / (1024.0 * 1024.0));
+  if (!held.empty())
+    fmt::print("in memory     {:.2f} MB, {:.2f} MiB (weights and quantization state of the loaded model)\n",
+               static_cast<double>(held_total) / 1e6, static_cast<double>(held_total) / (1024.0 * 1024.0));
+  else
+    fmt::print("in memory     unknown: {}\n", held_why);
 }
 
 }  // namespace

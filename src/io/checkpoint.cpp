@@ -55,13 +55,34 @@ ModelKind kind_from_config(const GPT2Config& c, bool has_score, const std::strin
        config_path, a);
 }
 
+bool is_quantized_dtype(DType t) { return t == DType::U8 || t == DType::I8; }
+
+constexpr std::string_view kWeightStateSuffixes[] = {
+    ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", ".quant_state.bitsandbytes__nf4",
+    ".quant_state.bitsandbytes__fp4"};
+constexpr std::string_view kModuleStateSuffixes[] = {".SCB", ".weight_format", ".weight_scale", ".weight_zero_point"};
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
 // Checks `tensors` (canonical names) against what `config` and `kind` need.
 // `where(name)` names the file a tensor came from, `weights` the weights as a
-// whole (for missing tensors).
+// whole (for missing tensors). With `quantized` (config.json has a
+// quantization_config), 2-D weights stored as U8 / I8 are quantized: their
+// names are returned, and their layout is left to src/quant.
 template <typename Where>
-void check_tensors(const std::map<std::string, Tensor>& tensors, const GPT2Config& config, ModelKind kind,
-                   const std::string& weights, const Where& where) {
+std::set<std::string> check_tensors(const std::map<std::string, Tensor>& tensors, const GPT2Config& config,
+                                    ModelKind kind, bool quantized, const std::string& weights, const Where& where) {
   auto specs = expected_tensors(config, kind);
+  std::set<std::string> quantized_weights;
+  auto stored_quantized = [&](const std::string& name, const Shape& spec_shape) {
+    auto it = tensors.find(name);
+    if (!quantized || spec_shape.size() != 2 || it == tensors.end() || !is_quantized_dtype(it->second.dtype()))
+      return false;
+    quantized_weights.insert(name);
+    return true;
+  };
   std::set<std::string> known;
   for (const auto& s : specs) {
     known.insert(s.name);
@@ -71,29 +92,49 @@ void check_tensors(const std::map<std::string, Tensor>& tensors, const GPT2Confi
       fail("{}: missing tensor '{}'{}", weights, s.name, why);
     }
     const Tensor& t = it->second;
+    if (stored_quantized(s.name, s.shape)) continue;
+    if (!quantized && is_quantized_dtype(t.dtype()))
+      fail("{}: tensor '{}' has dtype {}; GPT-2 weights must be F32, F16 or BF16 (config.json has no "
+           "quantization_config)",
+           where(s.name), s.name, dtype_name(t.dtype()));
     if (t.shape() != s.shape)
       fail("{}: tensor '{}' has shape {} but config.json implies {} = {}", where(s.name), s.name, shape_str(t.shape()),
            s.dims, shape_str(s.shape));
   }
+  const Shape lm_head_shape{config.vocab_size, config.n_embd};
+  if (kind == ModelKind::CausalLM && tensors.count("lm_head.weight")) {
+    known.insert("lm_head.weight");
+    const Tensor& t = tensors.at("lm_head.weight");
+    if (!stored_quantized("lm_head.weight", lm_head_shape) && t.shape() != lm_head_shape)
+      fail("{}: tensor 'lm_head.weight' has shape {} but config.json implies [vocab_size, n_embd] = {}",
+           where("lm_head.weight"), shape_str(t.shape()), shape_str(lm_head_shape));
+  }
   for (const auto& [name, t] : tensors) {
     if (!known.count(name)) {
-      if (name == "lm_head.weight" && kind == ModelKind::CausalLM) {
-        Shape want{config.vocab_size, config.n_embd};
-        if (t.shape() != want)
-          fail("{}: tensor 'lm_head.weight' has shape {} but config.json implies [vocab_size, n_embd] = {}",
-               where(name), shape_str(t.shape()), shape_str(want));
-      } else if (int64_t b = block_index(name); b >= config.n_layer) {
+      if (std::string owner = quant_state_owner(name); !owner.empty() && tensors.count(owner)) {
+        if (!quantized)
+          fail("{}: unexpected tensor '{}' (quantization state, but config.json has no quantization_config)",
+               where(name), name);
+        if (!quantized_weights.count(owner))
+          fail("{}: tensor '{}' is quantization state of '{}', which is not stored quantized ({})", where(name), name,
+               owner, dtype_name(tensors.at(owner).dtype()));
+        continue;
+      }
+      if (int64_t b = block_index(name); b >= config.n_layer) {
         fail("{}: unexpected tensor '{}' (config.json: n_layer {})", where(name), name, config.n_layer);
       } else {
         fail("{}: unexpected tensor '{}' for a {}", where(name), name, architecture_name(kind));
       }
     }
-    if (!is_float(t.dtype()))
-      fail("{}: tensor '{}' has dtype {}; GPT-2 weights must be F32, F16 or BF16", where(name), name,
-           dtype_name(t.dtype()));
+    if (!is_float(t.dtype()) && !quantized_weights.count(name)) {
+      std::string hint = quantized || !is_quantized_dtype(t.dtype()) ? "" : " (config.json has no quantization_config)";
+      fail("{}: tensor '{}' has dtype {}; GPT-2 weights must be F32, F16 or BF16{}", where(name), name,
+           dtype_name(t.dtype()), hint);
+    }
   }
   if (kind == ModelKind::CausalLM && !config.tie_word_embeddings && !tensors.count("lm_head.weight"))
     fail("{}: missing tensor 'lm_head.weight' (config.json: tie_word_embeddings is false)", weights);
+  return quantized_weights;
 }
 
 // Shard file names come from the index; keep them inside the checkpoint dir.
@@ -149,7 +190,16 @@ std::vector<TensorSpec> expected_tensors(const GPT2Config& c, ModelKind kind) {
   return v;
 }
 
+std::string quant_state_owner(std::string_view name) {
+  for (std::string_view suffix : kWeightStateSuffixes)
+    if (ends_with(name, suffix)) return std::string(name.substr(0, name.size() - suffix.size()));
+  for (std::string_view suffix : kModuleStateSuffixes)
+    if (ends_with(name, suffix)) return std::string(name.substr(0, name.size() - suffix.size())) + ".weight";
+  return "";
+}
+
 std::string tensor_component(std::string_view name) {
+  if (std::string owner = quant_state_owner(name); !owner.empty()) return tensor_component(owner);
   if (name == "wte.weight") return "wte";
   if (name == "wpe.weight") return "wpe";
   if (name == "ln_f.weight" || name == "ln_f.bias") return "ln_f";
@@ -236,7 +286,12 @@ Checkpoint Checkpoint::load(const fs::path& dir) {
   ck.kind = kind_from_config(ck.config, ck.tensors.count("score.weight") != 0, config_path);
   if (ck.kind == ModelKind::SequenceClassification && ck.config.id2label.empty())
     ck.config.id2label = {"LABEL_0", "LABEL_1"};
-  check_tensors(ck.tensors, ck.config, ck.kind, weights, [&](const std::string& n) { return ck.source.at(n); });
+  if (ck.config.raw.contains("quantization_config") && !ck.config.raw["quantization_config"].is_null()) {
+    ck.quantization_config = ck.config.raw["quantization_config"];
+    if (!ck.quantization_config.is_object()) fail("{}: quantization_config must be an object", config_path);
+  }
+  ck.quantized_weights = check_tensors(ck.tensors, ck.config, ck.kind, ck.quantized(), weights,
+                                       [&](const std::string& n) { return ck.source.at(n); });
   return ck;
 }
 
@@ -283,7 +338,7 @@ void save_checkpoint(const fs::path& dir, const GPT2Config& config, ModelKind ki
   }
   if (by_name.count("wte.weight")) cfg.dtype = std::string(float_dtype_config_name(by_name.at("wte.weight").dtype()));
   const std::string weights = (dir / "model.safetensors").string();
-  check_tensors(by_name, cfg, kind, weights, [&](const std::string&) { return weights; });
+  check_tensors(by_name, cfg, kind, false, weights, [&](const std::string&) { return weights; });
 
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -5,6 +5,7 @@
 // heads keep theirs ("lm_head.weight", "score.weight").
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,14 @@ std::vector<TensorSpec> expected_tensors(const GPT2Config& config, ModelKind kin
 // "score"; "" for a name that is not part of GPT-2.
 std::string tensor_component(std::string_view canonical_name);
 
+// Quantized checkpoints (issue 3) store a quantized weight MODULE.weight as
+// U8 / I8 plus quantization-state tensors named as transformers +
+// bitsandbytes write them: MODULE.weight.{absmax, quant_map, nested_absmax,
+// nested_quant_map, quant_state.bitsandbytes__nf4, quant_state.bitsandbytes__fp4},
+// MODULE.{SCB, weight_format}, and gpt2q's MODULE.{weight_scale, weight_zero_point}.
+// The weight such a tensor belongs to ("h.0.attn.c_attn.weight"), or "".
+std::string quant_state_owner(std::string_view canonical_name);
+
 struct Checkpoint {
   std::filesystem::path dir;
   GPT2Config config;
@@ -45,6 +54,11 @@ struct Checkpoint {
   std::map<std::string, Tensor> tensors;        // canonical name -> view (dtype as stored)
   std::map<std::string, std::string> source;    // canonical name -> file it came from
   std::vector<SafetensorsFile> files;           // keeps the mappings alive
+  // config.json's `quantization_config` (null when the checkpoint is not
+  // quantized) and the weights stored quantized (dtype U8 / I8). Their
+  // quantization state is in `tensors` too; src/quant reads and checks it.
+  nlohmann::json quantization_config;
+  std::set<std::string> quantized_weights;
 
   // Loads and checks against config: every required tensor present with the
   // right shape and a float dtype (F32/F16/BF16); lm_head.weight [V, C]
@@ -53,6 +67,10 @@ struct Checkpoint {
   // config and the weights disagree, e.g. more layers than n_layer).
   // A classifier whose config.json names no labels gets transformers'
   // default, two labels LABEL_0 and LABEL_1.
+  // With a `quantization_config`, a 2-D weight may be stored as U8 / I8 (its
+  // shape is then the quantized layout's, checked by src/quant) together with
+  // its quantization state (quant_state_owner); the state of a weight that is
+  // not stored quantized, or any of it without a quantization_config, is an Error.
   static Checkpoint load(const std::filesystem::path& dir);
 
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
@@ -62,6 +80,7 @@ struct Checkpoint {
   Tensor get_f32(const std::string& name) const;
   // Sum of bytes of all stored tensors.
   size_t stored_bytes() const;
+  bool quantized() const { return !quantization_config.is_null(); }
 };
 
 // Writes a checkpoint dir as transformers lays it out (config.json and

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/half.h"
+#include "model/linear_factory.h"
 #include "ops/ops.h"
 
 namespace gpt2q {
@@ -92,9 +93,9 @@ std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck) {
   }
   m->config_ = cfg;
   m->kind_ = ck.kind;
-  const int64_t C = cfg.n_embd, I = cfg.inner(), V = cfg.vocab_size;
-  m->wte_ = weight_f32(ck, "wte.weight", {V, C});
-  m->wpe_ = weight_f32(ck, "wpe.weight", {cfg.n_positions, C});
+  const int64_t C = cfg.n_embd, V = cfg.vocab_size;
+  m->wte_ = make_embedding_table(ck, "wte.weight", V, C);
+  m->wpe_ = make_embedding_table(ck, "wpe.weight", cfg.n_positions, C);
   for (int64_t l = 0; l < cfg.n_layer; ++l) {
     const std::string p = fmt::format("h.{}.", l);
     BlockWeights bw;
@@ -102,26 +103,23 @@ std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck) {
     bw.ln_1_b = weight_f32(ck, p + "ln_1.bias", {C});
     bw.ln_2_w = weight_f32(ck, p + "ln_2.weight", {C});
     bw.ln_2_b = weight_f32(ck, p + "ln_2.bias", {C});
-    bw.c_attn = make_dense_linear(weight_f32(ck, p + "attn.c_attn.weight", {C, 3 * C}),
-                                  weight_f32(ck, p + "attn.c_attn.bias", {3 * C}));
-    bw.attn_c_proj = make_dense_linear(weight_f32(ck, p + "attn.c_proj.weight", {C, C}),
-                                       weight_f32(ck, p + "attn.c_proj.bias", {C}));
-    bw.c_fc = make_dense_linear(weight_f32(ck, p + "mlp.c_fc.weight", {C, I}), weight_f32(ck, p + "mlp.c_fc.bias", {I}));
-    bw.mlp_c_proj = make_dense_linear(weight_f32(ck, p + "mlp.c_proj.weight", {I, C}),
-                                      weight_f32(ck, p + "mlp.c_proj.bias", {C}));
+    bw.c_attn = make_linear(ck, p + "attn.c_attn");
+    bw.attn_c_proj = make_linear(ck, p + "attn.c_proj");
+    bw.c_fc = make_linear(ck, p + "mlp.c_fc");
+    bw.mlp_c_proj = make_linear(ck, p + "mlp.c_proj");
     m->blocks_.push_back(std::move(bw));
   }
   m->ln_f_w_ = weight_f32(ck, "ln_f.weight", {C});
   m->ln_f_b_ = weight_f32(ck, "ln_f.bias", {C});
-  if (ck.has("lm_head.weight")) m->lm_head_ = weight_f32(ck, "lm_head.weight", {V, C});
+  if (ck.has("lm_head.weight")) m->lm_head_ = make_embedding_table(ck, "lm_head.weight", V, C);
   if (ck.kind == ModelKind::SequenceClassification) {
     if (cfg.num_labels() <= 0) fail("{}: a sequence classifier needs id2label / num_labels", src);
-    m->score_ = weight_f32(ck, "score.weight", {cfg.num_labels(), C});
+    m->score_ = make_embedding_table(ck, "score.weight", cfg.num_labels(), C);
   }
   return m;
 }
 
-int64_t GPT2Model::num_labels() const { return score_.defined() ? score_.dim(0) : 0; }
+int64_t GPT2Model::num_labels() const { return score_ ? score_->rows() : 0; }
 
 float GPT2Model::attention_scale(int64_t layer) const {
   // HF computes this in Python floats (double) and torch applies it as fp32.
@@ -164,7 +162,7 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
   Tensor positions = Tensor::empty({rows}, DType::I64);
   for (int64_t r = 0; r < rows; ++r) positions.data<int64_t>()[r] = past + r % T;
   Tensor x = ops::scratch({B, T, C});
-  ops::embedding(ids, positions, wte_, wpe_, x);
+  embed_tokens(*wte_, *wpe_, ids, positions, x);
 
   // Which keys may be attended: right padding masks positions >= length.
   Tensor key_mask;
@@ -217,13 +215,13 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
 }
 
 Tensor GPT2Model::lm_logits_from_hidden(const Tensor& hidden_rows) const {
-  const Tensor& head = lm_head_.defined() ? lm_head_ : wte_;
+  const EmbeddingTable& head = lm_head_ ? *lm_head_ : *wte_;
   const int64_t C = config_.n_embd;
   if (hidden_rows.ndim() < 1 || hidden_rows.dim(-1) != C)
     fail("lm logits: hidden rows {} do not have n_embd = {} features", shape_str(hidden_rows.shape()), C);
   const int64_t rows = hidden_rows.numel() / C;
-  Tensor logits = ops::scratch({rows, head.dim(0)});
-  ops::matmul_nt(hidden_rows.view({rows, C}), head, logits);
+  Tensor logits = ops::scratch({rows, head.rows()});
+  head.matmul_nt(hidden_rows.view({rows, C}), logits);
   return logits;
 }
 
@@ -264,7 +262,7 @@ Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
   for (int64_t b = 0; b < tb.batch; ++b)
     std::copy_n(h.data<float>() + (b * tb.seq + pos[b]) * C, C, pooled.data<float>() + b * C);
   Tensor logits = Tensor::empty({tb.batch, num_labels()}, DType::F32);
-  ops::matmul_nt(pooled, score_, logits);
+  score_->matmul_nt(pooled, logits);
   return logits;
 }
 
@@ -274,12 +272,12 @@ std::vector<std::pair<std::string, size_t>> GPT2Model::weight_bytes() const {
     blocks += bw.ln_1_w.nbytes() + bw.ln_1_b.nbytes() + bw.ln_2_w.nbytes() + bw.ln_2_b.nbytes();
     blocks += bw.c_attn->bytes() + bw.attn_c_proj->bytes() + bw.c_fc->bytes() + bw.mlp_c_proj->bytes();
   }
-  std::vector<std::pair<std::string, size_t>> out{{"wte", wte_.nbytes()},
-                                                   {"wpe", wpe_.nbytes()},
+  std::vector<std::pair<std::string, size_t>> out{{"wte", wte_->bytes()},
+                                                   {"wpe", wpe_->bytes()},
                                                    {"blocks", blocks},
                                                    {"ln_f", ln_f_w_.nbytes() + ln_f_b_.nbytes()}};
-  if (score_.defined()) out.emplace_back("score", score_.nbytes());
-  if (lm_head_.defined()) out.emplace_back("lm_head", lm_head_.nbytes());
+  if (score_) out.emplace_back("score", score_->bytes());
+  if (lm_head_) out.emplace_back("lm_head", lm_head_->bytes());
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "model/linear.h"
+#include "quant/embedding_table.h"
 
 namespace gpt2q {
 
@@ -42,8 +43,11 @@ struct BlockWeights {
 
 class GPT2Model {
  public:
-  // Builds from a loaded checkpoint (weights converted to fp32 where stored
-  // in 16-bit; fp32 weights stay zero-copy views of the mapping).
+  // Builds from a loaded checkpoint. fp32 weights stay zero-copy views of the
+  // mapping; 16-bit ones are converted to fp32 once, except that a quantized
+  // checkpoint keeps wte, wpe and the heads as stored (16-bit or quantized:
+  // quant/embedding_table.h) and its quantized block projections packed
+  // (model/linear_factory.h).
   static std::unique_ptr<GPT2Model> from_checkpoint(const Checkpoint& ckpt);
   static std::unique_ptr<GPT2Model> load(const std::filesystem::path& dir);
 
@@ -81,7 +85,10 @@ class GPT2Model {
  private:
   GPT2Config config_;
   ModelKind kind_ = ModelKind::CausalLM;
-  Tensor wte_, wpe_, ln_f_w_, ln_f_b_, lm_head_, score_;  // lm_head_ undefined when tied
+  Tensor ln_f_w_, ln_f_b_;
+  // Kept as the checkpoint stores them (fp32, 16-bit or quantized); lm_head_
+  // is null when tied to wte, score_ null unless a classifier.
+  std::unique_ptr<EmbeddingTable> wte_, wpe_, lm_head_, score_;
   std::vector<BlockWeights> blocks_;
   bool gelu_exact_ = false;  // activation_function "gelu" (erf) instead of the tanh form
 

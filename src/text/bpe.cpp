@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <climits>
 
 #include "core/error.h"
 #include "text/byte_unicode.h"
@@ -82,6 +83,8 @@ void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) co
     if (id >= 0) out.push_back(id);
     return;
   }
+  if (bytes.size() > static_cast<size_t>(INT32_MAX))
+    fail("pre-tokenized piece of {} bytes is too long for BPE", bytes.size());
   thread_local std::vector<Symbol> syms;
   thread_local std::vector<Candidate> heap;
   syms.clear();

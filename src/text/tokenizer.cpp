@@ -36,6 +36,9 @@ Tokenizer::Impl::Impl(const std::unordered_map<std::string, int32_t>& vocab,
   int32_t max_id = 0;
   for (auto& [tok, id] : vocab) max_id = std::max(max_id, id);
   for (auto& a : added) max_id = std::max(max_id, a.id);
+  // Decode indexes a table by id; refuse ids so sparse that it would not fit.
+  if (static_cast<size_t>(max_id) > 16 * (vocab.size() + added.size()) + 1024)
+    fail("{}: token ids go up to {} for only {} tokens", source, max_id, vocab.size() + added.size());
   id_bytes.assign(static_cast<size_t>(max_id) + 1, {});
   id_known.assign(static_cast<size_t>(max_id) + 1, 0);
   // HF's ByteLevel decoder maps a token back through the byte map when every

@@ -106,7 +106,7 @@ void causal_attention(const AttentionArgs& a) {
 void store_kv(const float* qkv, int64_t batch, int64_t seq, int64_t n_head, int64_t head_dim, float* cache_k,
               float* cache_v, int64_t capacity, int64_t past) {
   const int64_t C = n_head * head_dim;
-#pragma omp parallel for collapse(2) schedule(static) if (batch * seq * C >= kParallelMinElements)
+#pragma omp parallel for collapse(2) schedule(static) if (batch * seq * C >= kParallelMinStreamed)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < seq; ++t) {
       const float* row = qkv + (b * seq + t) * 3 * C;

@@ -14,9 +14,13 @@ namespace gpt2q::cpu {
 // "OpenBLAS 0.3.21 ... (core: Zen)": what the GEMMs run on, for reports.
 std::string blas_description();
 
-// Below this many elements a loop runs on one thread: waking the team costs
-// more than the work (decoding one token touches only n_embd values per op).
+// Below this many elements a loop runs on one thread: waking the team (and,
+// on a busy machine, waiting for every thread of it to be scheduled) costs
+// more than the work. Transcendental loops (GELU, softmax, attention) pay
+// off sooner than streaming ones (copies, adds, LayerNorm), which a single
+// core runs at ~10 GB/s.
 inline constexpr int64_t kParallelMinElements = int64_t{1} << 15;
+inline constexpr int64_t kParallelMinStreamed = int64_t{1} << 19;
 
 // An uninitialised host tensor (contents undefined) for outputs that an op
 // overwrites entirely. Blocks of 1 MiB and more come from a cache that keeps

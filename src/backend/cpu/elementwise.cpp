@@ -14,7 +14,7 @@
 namespace gpt2q::cpu {
 
 void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps, float* y) {
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinStreamed)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
@@ -69,7 +69,7 @@ void gelu_erf(float* x, int64_t n) {
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMinElements)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinStreamed)
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
@@ -109,7 +109,7 @@ void softmax_rows(float* x, int64_t rows, int64_t cols) {
 
 void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte, const float* wpe,
                int64_t cols, float* out) {
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinStreamed)
   for (int64_t r = 0; r < rows; ++r) {
     const float* te = wte + static_cast<int64_t>(ids[r]) * cols;
     const float* pe = wpe + positions[r] * cols;

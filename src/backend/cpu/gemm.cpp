@@ -21,6 +21,22 @@ void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
+
+// One row (decoding a token) is a matrix-vector product: sgemv streams the
+// weight once, where sgemm would first copy (pack) all of it. y is zeroed
+// first when beta is 0 so that stale contents (NaN) cannot leak through
+// BLAS's scaling of y.
+void gemv_row(bool b_transposed, int64_t n, int64_t k, float alpha, const float* a, const float* b, int64_t ldb,
+              float beta, float* c) {
+  if (beta == 0.0f) std::memset(c, 0, sizeof(float) * n);
+  if (b_transposed) {
+    // c[n] = b[n, k] · a[k]
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, as_blas(n), as_blas(k), alpha, b, as_blas(ldb), a, 1, beta, c, 1);
+  } else {
+    // c[n] = b[k, n]ᵀ · a[k]
+    cblas_sgemv(CblasRowMajor, CblasTrans, as_blas(k), as_blas(n), alpha, b, as_blas(ldb), a, 1, beta, c, 1);
+  }
+}
 }  // namespace
 
 std::string blas_description() {
@@ -34,6 +50,7 @@ void sgemm_nn(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
               int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_only(m, n, beta, c, ldc);
+  if (m == 1) return gemv_row(false, n, k, alpha, a, b, ldb, beta, c);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, as_blas(m), as_blas(n), as_blas(k), alpha, a,
               as_blas(lda), b, as_blas(ldb), beta, c, as_blas(ldc));
 }
@@ -42,6 +59,7 @@ void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
               int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_only(m, n, beta, c, ldc);
+  if (m == 1) return gemv_row(true, n, k, alpha, a, b, ldb, beta, c);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, as_blas(m), as_blas(n), as_blas(k), alpha, a,
               as_blas(lda), b, as_blas(ldb), beta, c, as_blas(ldc));
 }
@@ -51,7 +69,7 @@ void linear(const float* x, int64_t rows, int64_t in, const float* w, const floa
   // Bias first, then accumulate the product onto it (beta = 1), as
   // torch.addmm(bias, x, w) does: one pass over y instead of two.
   if (bias) {
-#pragma omp parallel for schedule(static) if (rows * out >= kParallelMinElements)
+#pragma omp parallel for schedule(static) if (rows * out >= kParallelMinStreamed)
     for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * out, bias, sizeof(float) * out);
   }
   sgemm_nn(rows, out, in, 1.0f, x, in, w, out, bias ? 1.0f : 0.0f, y, out);

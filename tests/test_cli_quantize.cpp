@@ -1,0 +1,195 @@
+// `gpt2q quantize` as a user runs it: argument errors, selection by glob,
+// the JSON report, and the directory it writes.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_util.h"
+#include "io/checkpoint.h"
+#include "test_lib_quant_support.h"
+
+using namespace gpt2q;
+using namespace gpt2q::test;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path& source_dir() {
+  static const fs::path dir = write_small_checkpoint("cliq_src", small_quant_config());
+  return dir;
+}
+
+std::string q(const fs::path& p) {
+  std::string s = "'";  // (built up in steps: GCC 12 warns falsely on "'" + s + "'")
+  s += p.string();
+  s += '\'';
+  return s;
+}
+
+CommandResult quantize(const std::string& args, fs::path* out_dir = nullptr) {
+  const fs::path out = temp_dir("cliq_out") / "q";
+  if (out_dir) *out_dir = out;
+  return run_gpt2q("quantize --model " + q(source_dir()) + " --out " + q(out) + " " + args);
+}
+
+#define EXPECT_HAS(haystack, needle) EXPECT_NE((haystack).find(needle), std::string::npos) << (haystack)
+
+TEST(CliQuantize, UnknownMethodIsOneErrorLine) {
+  fs::path out;
+  auto r = quantize("--method int4", &out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "gpt2q: error: --method 'int4' is not one of int8-tensor, llm-int8, nf4, fp4, fp16, bf16, fp32\n");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(CliQuantize, BadBlockSize) {
+  for (const char* bs : {"48", "16", "8192"}) {
+    auto r = quantize(std::string("--method nf4 --block-size ") + bs);
+    EXPECT_EQ(r.exit_code, 1) << bs;
+    EXPECT_EQ(r.err, fmt::format("gpt2q: error: --block-size {} is not a power of two from 32 to 4096 "
+                                 "(bitsandbytes' block sizes)\n",
+                                 bs));
+  }
+}
+
+TEST(CliQuantize, OptionsOfAnotherMethod) {
+  EXPECT_HAS(quantize("--method int8-tensor --double-quant").err,
+             "--double-quant applies to --method nf4 and fp4 only, not int8-tensor");
+  EXPECT_HAS(quantize("--method nf4 --per-channel").err, "--symmetric and --per-channel apply to --method int8-tensor only");
+  EXPECT_HAS(quantize("--method llm-int8 --threshold -1").err, "--threshold -1 must be finite and >= 0");
+  EXPECT_HAS(quantize("--method nf4 --keep-dtype bf16").err, "--keep-dtype 'bf16' is not fp16 or fp32");
+}
+
+TEST(CliQuantize, MissingArgumentsAreParseErrors) {
+  auto r = run_gpt2q("quantize --model " + q(source_dir()) + " --out " + q(temp_dir("cliq_x") / "q"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_HAS(r.err, "--method is required");
+}
+
+TEST(CliQuantize, MissingModelDirectoryNamesIt) {
+  auto r = run_gpt2q("quantize --model /nonexistent/gpt2 --method nf4 --out " + q(temp_dir("cliq_x") / "q"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: /nonexistent/gpt2: no such directory\n");
+}
+
+TEST(CliQuantize, IncludeAndExcludeSelectTensors) {
+  fs::path out;
+  auto r = quantize("--method nf4 --include 'h.*.mlp.*' --exclude 'h.1.*' --json", &out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  std::vector<std::string> names;
+  for (const auto& t : j["tensors"]) names.push_back(t["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight"}));
+  const Checkpoint ck = Checkpoint::load(out);
+  EXPECT_EQ(ck.quantized_weights, (std::set<std::string>{"h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight"}));
+  EXPECT_EQ(ck.get("h.1.mlp.c_fc.weight").dtype(), DType::F16);
+  EXPECT_HAS(quantize("--method nf4 --include 'h.*.mpl.*'").err, "--include 'h.*.mpl.*' matches no 2-D weight");
+}
+
+TEST(CliQuantize, JsonReportAgreesWithTheWrittenCheckpoint) {
+  fs::path out;
+  auto r = quantize("--method nf4 --double-quant --block-size 128 --json", &out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  const Checkpoint ck = Checkpoint::load(out);
+  EXPECT_EQ(j["quantization_config"], ck.quantization_config);
+  EXPECT_EQ(ck.quantization_config["bnb_4bit_quant_type"], "nf4");
+  EXPECT_EQ(ck.quantization_config["bnb_4bit_use_double_quant"], true);
+  EXPECT_EQ(ck.quantization_config["load_in_4bit"], true);
+  EXPECT_EQ(ck.quantization_config["quant_method"], "bitsandbytes");
+  ASSERT_EQ(j["tensors"].size(), 8u);
+  size_t stored = 0;
+  for (const auto& t : j["tensors"]) {
+    EXPECT_EQ(t["format"], "nf4-dq");
+    EXPECT_GT(t["sqnr_db"].get<double>(), 10.0);
+    EXPECT_GT(t["mse"].get<double>(), 0.0);
+    EXPECT_GE(t["max_abs_error"].get<double>(), std::sqrt(t["mse"].get<double>()));
+    stored += t["stored_bytes"].get<size_t>();
+  }
+  for (const auto& t : j["kept"]) stored += t["stored_bytes"].get<size_t>();
+  EXPECT_EQ(j["stored_bytes"].get<size_t>(), stored);
+  EXPECT_EQ(stored, ck.stored_bytes());
+  EXPECT_EQ(j["selected_stored_bytes"].get<size_t>() + j["kept_stored_bytes"].get<size_t>(), stored);
+  // The block size is recorded per tensor, in bnb's quant_state.
+  const Tensor& qs = ck.get("h.0.mlp.c_fc.weight.quant_state.bitsandbytes__nf4");
+  const json state = json::parse(std::string(static_cast<const char*>(qs.raw()), qs.nbytes()));
+  EXPECT_EQ(state["blocksize"], 128);
+  EXPECT_EQ(state["shape"], json({512, 128}));
+  EXPECT_EQ(state["dtype"], "float32");
+}
+
+TEST(CliQuantize, TextReportListsEveryQuantizedTensor) {
+  auto r = quantize("--method int8-tensor --per-channel --symmetric");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_HAS(r.out, "int8-tensor (symmetric, per channel)");
+  for (const char* name : {"h.0.attn.c_attn.weight", "h.1.mlp.c_proj.weight"}) EXPECT_HAS(r.out, name);
+  EXPECT_HAS(r.out, "int8-channel-sym");
+  EXPECT_HAS(r.out, "SQNR dB");
+}
+
+TEST(CliQuantize, RefusesAnExistingOutputAndLeavesItAlone) {
+  fs::path out;
+  ASSERT_EQ(quantize("--method fp4", &out).exit_code, 0);
+  const std::string before = read_file(out / "config.json");
+  auto r = run_gpt2q("quantize --model " + q(source_dir()) + " --method nf4 --out " + q(out));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: " + out.string() + ": already exists (choose a new --out directory)\n");
+  EXPECT_EQ(read_file(out / "config.json"), before);
+}
+
+TEST(CliQuantize, CopiesTokenizerFiles) {
+  const fs::path src = temp_dir("cliq_tok") / "model";
+  fs::copy(source_dir(), src);
+  write_file_atomic(src / "vocab.json", "{}");
+  write_file_atomic(src / "merges.txt", "#version: 0.2\n");
+  const fs::path out = temp_dir("cliq_tok_out") / "q";
+  auto r = run_gpt2q("quantize --model " + q(src) + " --method llm-int8 --out " + q(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(out / "vocab.json"), "{}");
+  EXPECT_EQ(read_file(out / "merges.txt"), "#version: 0.2\n");
+}
+
+TEST(CliInfo, ShowsQuantizationAndBytesPerComponent) {
+  fs::path out;
+  ASSERT_EQ(quantize("--method llm-int8 --include 'h.*.mlp.*'", &out).exit_code, 0);
+  auto r = run_gpt2q("info " + q(out) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  const json src = json::parse(run_gpt2q("info " + q(source_dir()) + " --json").out);
+  // Quantized weights count their logical parameters; their state counts none.
+  EXPECT_EQ(j["parameters"], src["parameters"]);
+  for (const char* k : {"wte", "wpe", "attn", "mlp", "ln", "ln_f"})
+    EXPECT_EQ(j["components"][k]["parameters"], src["components"][k]["parameters"]) << k;
+  EXPECT_EQ(j["quantization_config"]["load_in_8bit"], true);
+  EXPECT_EQ(j["quantized_weights"].size(), 4u);
+  // In memory: what the loaded model reports, component by component.
+  auto model = GPT2Model::load(out);
+  EXPECT_EQ(j["held_bytes"].get<size_t>(), model->total_weight_bytes());
+  size_t mlp = 0, stored = 0;
+  for (const auto& bw : model->blocks()) mlp += bw.c_fc->bytes() + bw.mlp_c_proj->bytes();
+  EXPECT_EQ(j["components"]["mlp"]["held_bytes"].get<size_t>(), mlp);
+  for (const auto& [k, v] : j["components"].items()) stored += v["bytes"].get<size_t>();
+  EXPECT_EQ(j["bytes"].get<size_t>(), stored);
+  EXPECT_EQ(stored, Checkpoint::load(out).stored_bytes());
+
+  auto text = run_gpt2q("info " + q(out));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_HAS(text.out, "quantization  llm-int8 (threshold 6), 4 weights quantized");
+  EXPECT_HAS(text.out, "in memory");
+}
+
+TEST(CliInfo, RejectsACorruptQuantizedCheckpointInOneLine) {
+  fs::path out;
+  ASSERT_EQ(quantize("--method nf4", &out).exit_code, 0);
+  json cfg = json::parse(read_file(out / "config.json"));
+  cfg["quantization_config"]["bnb_4bit_quant_type"] = "nf5";
+  write_file_atomic(out / "config.json", cfg.dump());
+  auto r = run_gpt2q("info " + q(out));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: " + (out / "config.json").string() +
+                       ": quantization_config.bnb_4bit_quant_type \"nf5\" is not supported (nf4, fp4)\n");
+}
+
+}  // namespace
