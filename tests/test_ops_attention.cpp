@@ -60,7 +60,7 @@ TEST(OpsAttention, MatchesReferenceWithPadding) {
 TEST(OpsAttention, CausalityAndMaskActuallyRestrictKeys) {
   // Changing a future or a padded key must not change earlier outputs; the
   // first query sees only key 0 and so returns v_0 exactly.
-  const int64_t B = 1, T = 12, C = 16, H = 2, hd = C / H;
+  const int64_t B = 1, T = 12, C = 16, H = 2;
   Tensor qkv = random_tensor({B, T, 3 * C}, 7);
   Tensor mask = padding_mask({9}, T);
   Tensor out = Tensor::empty({B, T, C}, DType::F32);
@@ -72,7 +72,6 @@ TEST(OpsAttention, CausalityAndMaskActuallyRestrictKeys) {
   Tensor out2 = Tensor::empty({B, T, C}, DType::F32);
   ops::causal_self_attention(changed, mask, H, 0.5f, out2);
   for (int64_t i = 0; i < T * C; ++i) EXPECT_EQ(out.data<float>()[i], out2.data<float>()[i]) << i;
-  (void)hd;
 }
 
 TEST(OpsAttention, CachedEqualsUncached) {

@@ -20,6 +20,7 @@ using gpt2q::quant::TensorQuantReport;
 struct QuantizeArgs {
   std::string model, out, keep_dtype = "fp16";
   bool synthetic_124m = false;  // hidden: GPT-2 124M geometry with synthetic weights (docs/memory.md)
+  int64_t synthetic_labels = 0;  // hidden: >0 makes it a classifier with that many labels
   bool json = false;
   gpt2q::quant::QuantizeOptions opt;
 };
@@ -51,8 +52,14 @@ void run(QuantizeArgs a) {
   gpt2q::Checkpoint source;
   if (a.synthetic_124m) {
     gpt2q::GPT2Config c;  // the defaults are GPT-2 124M
-    c.architectures = {"GPT2LMHeadModel"};
-    source = gpt2q::make_synthetic_checkpoint(c, gpt2q::ModelKind::CausalLM, 0);
+    auto kind = gpt2q::ModelKind::CausalLM;
+    if (a.synthetic_labels > 0) {
+      kind = gpt2q::ModelKind::SequenceClassification;
+      for (int64_t i = 0; i < a.synthetic_labels; ++i) c.id2label.push_back(fmt::format("LABEL_{}", i));
+      c.pad_token_id = 50256;
+    }
+    c.architectures = {std::string(gpt2q::architecture_name(kind))};
+    source = gpt2q::make_synthetic_checkpoint(c, kind, 0);
     source.dir = "synthetic-124m";
   } else {
     source = gpt2q::Checkpoint::load(a.model);
@@ -111,6 +118,7 @@ GPT2Q_COMMAND(quantize) {
   auto a = std::make_shared<QuantizeArgs>();
   cmd->add_option("--model", a->model, "Source checkpoint directory");
   cmd->add_flag("--synthetic-124m", a->synthetic_124m, "Use synthetic weights of GPT-2 124M's geometry")->group("");
+  cmd->add_option("--synthetic-labels", a->synthetic_labels, "With --synthetic-124m: a classifier head")->group("");
   cmd->add_option("--method", a->opt.method, "int8-tensor, llm-int8, nf4, fp4; or fp16, bf16, fp32 (casts)")
       ->required();
   cmd->add_flag("--symmetric", a->opt.symmetric, "int8-tensor: scale = absmax / 127, zero point 0");

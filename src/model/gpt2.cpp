@@ -40,7 +40,7 @@ Tensor weight_f32(const Checkpoint& ck, const std::string& name, const Shape& sh
          shape_str(shape));
   switch (t.dtype()) {
     case DType::F32:
-      return t;
+      return ck.quantized() ? t.clone() : t;  // a quantized model keeps no view of its file
     case DType::F16:
     case DType::BF16: {
       Tensor out = Tensor::empty(shape, DType::F32);

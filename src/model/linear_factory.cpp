@@ -109,7 +109,13 @@ std::unique_ptr<Linear> make_linear(const Checkpoint& ck, const std::string& mod
   // A quantized checkpoint is about memory: its unquantized 16-bit layers stay 16-bit.
   if (ck.quantized() && (w.dtype() == DType::F16 || w.dtype() == DType::BF16))
     return std::make_unique<SixteenBitLinear>(w, bias_values(ck, module + ".bias", in_out[1]));
-  return make_dense_linear(to_f32(checked(ck, W, in_out)), to_f32(checked(ck, module + ".bias", {in_out[1]})));
+  Tensor w32 = to_f32(w), b32 = to_f32(checked(ck, module + ".bias", {in_out[1]}));
+  // As embedding_table.cpp: a quantized model keeps no view of its file.
+  if (ck.quantized()) {
+    if (w32.storage() == w.storage()) w32 = w32.clone();
+    b32 = b32.clone();
+  }
+  return make_dense_linear(std::move(w32), std::move(b32));
 }
 
 }  // namespace gpt2q

@@ -239,11 +239,14 @@ std::unique_ptr<EmbeddingTable> make_embedding_table(const Checkpoint& ck, const
   if (t.shape() != Shape{rows, cols})
     fail("{}: tensor {} has shape {}, the config implies {}", ck.dir.string(), name, shape_str(t.shape()),
          shape_str(Shape{rows, cols}));
+  // A quantized checkpoint copies what it keeps, so that the model holds no
+  // view of the file and its mapping (already read through once) is released
+  // after loading: what stays resident is the packed model alone.
   switch (t.dtype()) {
-    case DType::F32: return std::make_unique<F32Table>(t);
+    case DType::F32: return std::make_unique<F32Table>(ck.quantized() ? t.clone() : t);
     case DType::F16:
     case DType::BF16:
-      if (ck.quantized()) return std::make_unique<Table16>(t);
+      if (ck.quantized()) return std::make_unique<Table16>(t.clone());
       return std::make_unique<F32Table>(to_f32(t));
     default:
       fail("{}: tensor {} has dtype {}; GPT-2 weights must be F32, F16 or BF16", ck.dir.string(), name,
