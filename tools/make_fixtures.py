@@ -98,8 +98,8 @@ def build_inputs(spec: fm.ModelSpec, tok, data_dir: str) -> dict:
     avoid = {spec.eos_id} | ({spec.pad_id} if spec.pad_id is not None else set())
     seqs = [fm.random_ids(rng, n, spec.vocab, avoid) for n in (14, 9, 4)]
     if spec.head == "cls":
-        # HF pools at argmax(pos * (ids != pad)): a pad id inside a sequence is
-        # skipped over only when it is the last real token.
+        # HF pools at argmax(pos * (ids != pad)): row 0 has the pad id inside
+        # its text (no effect), row 1 ends with it (HF pools one position earlier).
         seqs[0][5] = spec.pad_id
         seqs[1][-1] = spec.pad_id
         return {"seqs": seqs, "prompts": [], "ppl": None}

@@ -41,19 +41,6 @@ struct BenchArgs {
   int tokenizer_repeats = 3;
 };
 
-GPT2Config parse_geometry(const std::string& g) {
-  GPT2Config c;  // GPT-2 124M: 768 x 12 layers x 12 heads, vocab 50257, 1024 positions
-  if (g == "124m" || g == "124M") return c;
-  int64_t w = 0, l = 0, h = 0;
-  char tail = 0;
-  if (std::sscanf(g.c_str(), "%ldx%ldx%ld%c", &w, &l, &h, &tail) != 3 || w <= 0 || l <= 0 || h <= 0 || w % h != 0)
-    fail("--geometry: expected 124m or WIDTHxLAYERSxHEADS with HEADS dividing WIDTH (e.g. 768x12x12), got '{}'", g);
-  c.n_embd = w;
-  c.n_layer = l;
-  c.n_head = h;
-  return c;
-}
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double median(std::vector<double> v) {
@@ -180,7 +167,7 @@ nlohmann::json measured_json(const Measured& m, int64_t batch, int64_t seq, int 
 }
 
 void run_bench(const BenchArgs& a) {
-  GPT2Config cfg = parse_geometry(a.geometry);
+  GPT2Config cfg = geometry_config(a.geometry, "--geometry");
   if (a.batch < 1 || a.seq < 1 || a.throughput_batch < 0 || a.iters < 1 || a.throughput_iters < 1 ||
       a.decode_tokens < 0)
     fail("bench: --batch, --seq, --iters and --throughput-iters must be >= 1 (--throughput-batch, --decode-tokens >= 0)");

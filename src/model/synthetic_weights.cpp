@@ -1,5 +1,7 @@
 #include "model/synthetic_weights.h"
 
+#include <cstdio>
+
 #include <fmt/format.h>
 
 namespace gpt2q {
@@ -59,6 +61,20 @@ float synthetic_value(std::string_view name, uint64_t seed, uint64_t index) {
   uint64_t u = splitmix64((fnv1a64(name) ^ seed) + index) >> 40;
   float r = static_cast<float>(u) * 0x1p-23f - 1.0f;
   return value_for(role_of(name), r);
+}
+
+GPT2Config geometry_config(std::string_view geometry, std::string_view what) {
+  GPT2Config c;  // GPT-2 124M: 768 x 12 layers x 12 heads, vocab 50257, 1024 positions
+  if (geometry == "124m" || geometry == "124M") return c;
+  int64_t w = 0, l = 0, h = 0;
+  char tail = 0;
+  std::string g(geometry);
+  if (std::sscanf(g.c_str(), "%ldx%ldx%ld%c", &w, &l, &h, &tail) != 3 || w <= 0 || l <= 0 || h <= 0 || w % h != 0)
+    fail("{}: expected 124m or WIDTHxLAYERSxHEADS with HEADS dividing WIDTH (e.g. 768x12x12), got '{}'", what, g);
+  c.n_embd = w;
+  c.n_layer = l;
+  c.n_head = h;
+  return c;
 }
 
 Checkpoint make_synthetic_checkpoint(const GPT2Config& config, ModelKind kind, uint64_t seed) {

@@ -21,6 +21,10 @@ uint64_t splitmix64(uint64_t x);
 uint64_t fnv1a64(std::string_view s);
 float synthetic_value(std::string_view name, uint64_t seed, uint64_t index);
 
+// "124m" (GPT-2 small: 768 x 12 layers x 12 heads) or "WIDTHxLAYERSxHEADS",
+// with vocab 50257 and 1024 positions. `what` names the argument in errors.
+GPT2Config geometry_config(std::string_view geometry, std::string_view what);
+
 // A complete in-memory checkpoint (no files) for `config`; kind decides the
 // head (classifier: score.weight [num_labels, n_embd]; LM: tied head).
 Checkpoint make_synthetic_checkpoint(const GPT2Config& config, ModelKind kind, uint64_t seed);
