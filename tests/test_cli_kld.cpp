@@ -6,11 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
-#include "text/tokenizer.h"
 #include "test_lib_quant_support.h"
+#include "text/tokenizer.h"
 
 using namespace gpt2q;
 using namespace gpt2q::test;
@@ -201,8 +200,8 @@ TEST(CliKld, ArgumentErrors) {
   const auto [ref_dir, cand_dir] = model_pair(ModelKind::CausalLM, "fp4");
   const fs::path text_file = temp_dir("kld_err") / "t.txt";
   write_file_atomic(text_file, "Hello world, hello again.");
-  const std::string base = "kld --reference " + q(ref_dir) + " --candidate " + q(cand_dir) + " --tokenizer " +
-                           q(tokenizer_dir());
+  const std::string base =
+      "kld --reference " + q(ref_dir) + " --candidate " + q(cand_dir) + " --tokenizer " + q(tokenizer_dir());
   auto r = run_gpt2q(base);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: give exactly one of --text FILE and --data FILE\n");

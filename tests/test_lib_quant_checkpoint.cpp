@@ -266,9 +266,8 @@ TEST(QuantizeSelection, DefaultIsTheBlockLinears) {
 TEST(QuantizeSelection, IncludeGlobPicksTheFfnOnly) {
   auto o = options("llm-int8");
   o.include = {"h.*.mlp.*"};
-  EXPECT_EQ(quantized_names(o),
-            (std::set<std::string>{"h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight", "h.1.mlp.c_fc.weight",
-                                   "h.1.mlp.c_proj.weight"}));
+  EXPECT_EQ(quantized_names(o), (std::set<std::string>{"h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight",
+                                                       "h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"}));
   o.include = {"transformer.h.1.attn.c_attn.weight"};  // the stored name matches too
   EXPECT_EQ(quantized_names(o), (std::set<std::string>{"h.1.attn.c_attn.weight"}));
 }
@@ -363,8 +362,9 @@ TEST(QuantizeCheckpoint, RefusesAnAlreadyQuantizedCheckpoint) {
   const fs::path out = temp_dir("qtwice_out") / "q";
   quant::save_quantized_checkpoint(quant::quantize_checkpoint(Checkpoint::load(src), options("nf4")).checkpoint, out,
                                    src);
-  EXPECT_NE(error_of([&] { quant::quantize_checkpoint(Checkpoint::load(out), options("nf4")); }).find("already quantized"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { quant::quantize_checkpoint(Checkpoint::load(out), options("nf4")); }).find("already quantized"),
+      std::string::npos);
 }
 
 TEST(QuantizeCheckpoint, SaveIsAtomicAndRefusesToOverwrite) {

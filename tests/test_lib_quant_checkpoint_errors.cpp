@@ -52,9 +52,7 @@ Tensor json_tensor(const json& j) {
   return Tensor::from_vector(std::vector<uint8_t>(s.begin(), s.end()), {static_cast<int64_t>(s.size())});
 }
 
-json quant_state(const Tensor& t) {
-  return json::parse(std::string(static_cast<const char*>(t.raw()), t.nbytes()));
-}
+json quant_state(const Tensor& t) { return json::parse(std::string(static_cast<const char*>(t.raw()), t.nbytes())); }
 
 Tensor drop_last(const Tensor& t) {
   Tensor out = Tensor::empty({t.numel() - 1}, t.dtype());
@@ -99,7 +97,8 @@ TEST(CorruptQuantizedCheckpoint, AbsmaxLengthMismatch) {
 
 TEST(CorruptQuantizedCheckpoint, NestedAbsmaxLengthMismatch) {
   const fs::path bad = corrupted(quantized_dir("nf4", true), [](Tensors& t) {
-    t["transformer.h.1.mlp.c_fc.weight.nested_absmax"] = drop_last(t.at("transformer.h.1.mlp.c_fc.weight.nested_absmax"));
+    t["transformer.h.1.mlp.c_fc.weight.nested_absmax"] =
+        drop_last(t.at("transformer.h.1.mlp.c_fc.weight.nested_absmax"));
   });
   EXPECT_HAS(load_error(bad), "tensor 'h.1.mlp.c_fc.weight.nested_absmax': 3 values");
 }
@@ -123,40 +122,37 @@ TEST(CorruptQuantizedCheckpoint, ShapeInQuantStateDisagreesWithTheConfig) {
 }
 
 TEST(CorruptQuantizedCheckpoint, UnknownQuantMethod) {
-  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors&) {}, [](json& c) {
-    c["quantization_config"]["quant_method"] = "awq";
-  });
+  const fs::path bad = corrupted(
+      quantized_dir("nf4"), [](Tensors&) {}, [](json& c) { c["quantization_config"]["quant_method"] = "awq"; });
   const std::string e = load_error(bad);
   EXPECT_HAS(e, (bad / "config.json").string());
   EXPECT_HAS(e, "quant_method \"awq\" is not supported");
 }
 
 TEST(CorruptQuantizedCheckpoint, UnknownQuantType) {
-  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors&) {}, [](json& c) {
-    c["quantization_config"]["bnb_4bit_quant_type"] = "nf3";
-  });
+  const fs::path bad = corrupted(
+      quantized_dir("nf4"), [](Tensors&) {}, [](json& c) { c["quantization_config"]["bnb_4bit_quant_type"] = "nf3"; });
   EXPECT_HAS(load_error(bad), "bnb_4bit_quant_type \"nf3\" is not supported (nf4, fp4)");
 }
 
 TEST(CorruptQuantizedCheckpoint, QuantTypeOfTheTensorDisagreesWithTheConfig) {
-  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors&) {}, [](json& c) {
-    c["quantization_config"]["bnb_4bit_quant_type"] = "fp4";
-  });
+  const fs::path bad = corrupted(
+      quantized_dir("nf4"), [](Tensors&) {}, [](json& c) { c["quantization_config"]["bnb_4bit_quant_type"] = "fp4"; });
   EXPECT_HAS(load_error(bad), "quant type nf4 does not match quantization_config.bnb_4bit_quant_type \"fp4\"");
 }
 
 TEST(CorruptQuantizedCheckpoint, BothOrNeitherBitWidth) {
-  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors&) {}, [](json& c) {
-    c["quantization_config"]["load_in_8bit"] = true;
-  });
+  const fs::path bad = corrupted(
+      quantized_dir("nf4"), [](Tensors&) {}, [](json& c) { c["quantization_config"]["load_in_8bit"] = true; });
   EXPECT_HAS(load_error(bad), "exactly one of load_in_4bit and load_in_8bit");
 }
 
 TEST(CorruptQuantizedCheckpoint, DoubleQuantFlagDisagreesWithTheTensors) {
-  const fs::path bad = corrupted(quantized_dir("nf4", true), [](Tensors&) {}, [](json& c) {
-    c["quantization_config"]["bnb_4bit_use_double_quant"] = false;
-  });
-  EXPECT_HAS(load_error(bad), "double quantization is used here but quantization_config.bnb_4bit_use_double_quant is false");
+  const fs::path bad = corrupted(
+      quantized_dir("nf4", true), [](Tensors&) {},
+      [](json& c) { c["quantization_config"]["bnb_4bit_use_double_quant"] = false; });
+  EXPECT_HAS(load_error(bad),
+             "double quantization is used here but quantization_config.bnb_4bit_use_double_quant is false");
 }
 
 TEST(CorruptQuantizedCheckpoint, MissingQuantState) {
@@ -194,7 +190,8 @@ TEST(CorruptQuantizedCheckpoint, ScbLengthMismatch) {
   const fs::path bad = corrupted(quantized_dir("llm-int8"), [](Tensors& t) {
     t["transformer.h.0.mlp.c_fc.SCB"] = drop_last(t.at("transformer.h.0.mlp.c_fc.SCB"));
   });
-  EXPECT_HAS(load_error(bad), "tensor 'h.0.mlp.c_fc.SCB': 511 values (shape [511]), expected 512 (one absmax per output row)");
+  EXPECT_HAS(load_error(bad),
+             "tensor 'h.0.mlp.c_fc.SCB': 511 values (shape [511]), expected 512 (one absmax per output row)");
 }
 
 TEST(CorruptQuantizedCheckpoint, Int8WeightWithTheWrongShape) {
@@ -232,7 +229,8 @@ TEST(CorruptQuantizedCheckpoint, StateOfAFormatThatIsNotTheConfigs) {
 }
 
 TEST(CorruptQuantizedCheckpoint, QuantizedWeightsWithoutQuantizationConfig) {
-  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors&) {}, [](json& c) { c.erase("quantization_config"); });
+  const fs::path bad = corrupted(
+      quantized_dir("nf4"), [](Tensors&) {}, [](json& c) { c.erase("quantization_config"); });
   const std::string e = error_of([&] { Checkpoint::load(bad); });
   EXPECT_HAS(e, "tensor 'h.0.attn.c_attn.weight' has dtype U8");
   EXPECT_HAS(e, "config.json has no quantization_config");

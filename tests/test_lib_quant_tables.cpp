@@ -84,8 +84,8 @@ TEST(EmbeddingTable, SixteenBitTablesOfAQuantizedCheckpointStaySixteenBit) {
 }
 
 TEST(EmbeddingTable, PlainSixteenBitCheckpointsAreConvertedToFp32) {
-  auto table = make_embedding_table(table_checkpoint("wte.weight", sixteen_bit(DType::F16), false), "wte.weight",
-                                    kRows, kCols);
+  auto table =
+      make_embedding_table(table_checkpoint("wte.weight", sixteen_bit(DType::F16), false), "wte.weight", kRows, kCols);
   EXPECT_EQ(table->format(), "f32");
   EXPECT_EQ(table->bytes(), static_cast<size_t>(kRows * kCols * 4));
   ASSERT_NE(table->f32(), nullptr);
@@ -137,7 +137,9 @@ TEST(EmbeddingTable, EmbedTokensChecksIdsAndPositions) {
     EXPECT_EQ(out.data<float>()[kCols + k],
               half_to_float(wte16.data<uint16_t>()[2099 * kCols + k]) + wpe_t.data<float>()[7 * kCols + k]);
   }
-  EXPECT_EQ(error_of([&] { embed_tokens(*wte, *wpe, Tensor::from_vector(std::vector<int32_t>{5, 2100}, {2}), pos, out); }),
+  EXPECT_EQ(error_of([&] {
+              embed_tokens(*wte, *wpe, Tensor::from_vector(std::vector<int32_t>{5, 2100}, {2}), pos, out);
+            }),
             "token id 2100 is out of range for a vocabulary of 2100");
   EXPECT_EQ(error_of([&] {
               embed_tokens(*wte, *wpe, Tensor::from_vector(std::vector<int32_t>{5, 6}, {2}),

@@ -11,11 +11,11 @@
 // --max-length tokens every --stride tokens (eval/perplexity.h), each position
 // once. Data mode classifies each text (truncated to --max-length tokens) with
 // both classifiers.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <optional>
-
-#include <fmt/format.h>
 
 #include "cli/command.h"
 #include "core/error.h"
@@ -127,8 +127,8 @@ void run(const KldArgs& a) {
   const auto tok_dir = a.tokenizer ? std::optional<std::filesystem::path>(*a.tokenizer) : std::nullopt;
   const auto tokenizer = gpt2q::load_tokenizer_for(a.reference, tok_dir);
   if (tokenizer.vocab_size() > ref->config().vocab_size)
-    gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.reference,
-                tokenizer.vocab_size(), ref->config().vocab_size);
+    gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.reference, tokenizer.vocab_size(),
+                ref->config().vocab_size);
 
   std::vector<Divergence> d;
   nlohmann::json j = {{"reference", a.reference}, {"candidate", a.candidate}};
@@ -209,9 +209,9 @@ void run(const KldArgs& a) {
     fmt::print("accuracy:   reference {:.4f}, candidate {:.4f}\n", j["accuracy_reference"].get<double>(),
                j["accuracy_candidate"].get<double>());
   }
-  fmt::print("KLD:        mean {:.6g}, median {:.6g}, p90 {:.6g}, p99 {:.6g}, max {:.6g}\n", j["kld_mean"].get<double>(),
-             j["kld_median"].get<double>(), j["kld_p90"].get<double>(), j["kld_p99"].get<double>(),
-             j["kld_max"].get<double>());
+  fmt::print("KLD:        mean {:.6g}, median {:.6g}, p90 {:.6g}, p99 {:.6g}, max {:.6g}\n",
+             j["kld_mean"].get<double>(), j["kld_median"].get<double>(), j["kld_p90"].get<double>(),
+             j["kld_p99"].get<double>(), j["kld_max"].get<double>());
   fmt::print("top-1:      {:.4f} agreement\n", j["top1_agreement"].get<double>());
 }
 
@@ -226,7 +226,8 @@ GPT2Q_COMMAND(kld) {
   cmd->add_option("--text", a->text, "Text file: next-token distributions of two GPT2LMHeadModels");
   cmd->add_option("--data", a->data, "Labelled data (AG News CSV, text/label CSV, JSONL): class distributions");
   cmd->add_option("--format", a->format, "--data format: agnews, csv or jsonl (default: from the file)");
-  cmd->add_option("--max-length", a->max_length, "Tokens per window (text; default n_positions) or per text (data; 128)");
+  cmd->add_option("--max-length", a->max_length,
+                  "Tokens per window (text; default n_positions) or per text (data; 128)");
   cmd->add_option("--stride", a->stride, "Text: tokens between window starts (default max-length / 2)");
   cmd->add_option("--batch-size", a->batch_size, "Data: texts per batch")->default_val(8);
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer directory when the reference has no tokenizer files");

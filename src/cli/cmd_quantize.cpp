@@ -1,9 +1,9 @@
 // gpt2q quantize: post-training quantization of a checkpoint into a new
 // checkpoint directory (see quant/checkpoint_quantizer.h for what is chosen
 // and quant/quantized_checkpoint.h for how it is stored).
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "cli/command.h"
 #include "core/error.h"
@@ -19,7 +19,7 @@ using gpt2q::quant::TensorQuantReport;
 
 struct QuantizeArgs {
   std::string model, out, keep_dtype = "fp16";
-  bool synthetic_124m = false;  // hidden: GPT-2 124M geometry with synthetic weights (docs/memory.md)
+  bool synthetic_124m = false;   // hidden: GPT-2 124M geometry with synthetic weights (docs/memory.md)
   int64_t synthetic_labels = 0;  // hidden: >0 makes it a classifier with that many labels
   bool json = false;
   gpt2q::quant::QuantizeOptions opt;
@@ -49,6 +49,8 @@ void run(QuantizeArgs a) {
   }
   gpt2q::quant::check_quantize_options(a.opt);
   if (a.synthetic_124m == !a.model.empty()) gpt2q::fail("give exactly one of --model DIR and --synthetic-124m");
+  if (a.synthetic_labels != 0 && (!a.synthetic_124m || a.synthetic_labels < 0))
+    gpt2q::fail("--synthetic-labels {}: needs --synthetic-124m and a positive number of labels", a.synthetic_labels);
   gpt2q::Checkpoint source;
   if (a.synthetic_124m) {
     gpt2q::GPT2Config c;  // the defaults are GPT-2 124M
@@ -98,8 +100,8 @@ void run(QuantizeArgs a) {
   }
   fmt::print("{} -> {}: {}, other tensors in {}\n", a.synthetic_124m ? "synthetic-124m" : a.model, a.out, method,
              a.keep_dtype);
-  fmt::print("{:<28}{:<18}{:<14}{:>12}{:>10}{:>12}{:>14}\n", "tensor", "format", "shape", "MSE", "SQNR dB",
-             "max|err|", "bytes");
+  fmt::print("{:<28}{:<18}{:<14}{:>12}{:>10}{:>12}{:>14}\n", "tensor", "format", "shape", "MSE", "SQNR dB", "max|err|",
+             "bytes");
   for (const auto& t : r.tensors)
     fmt::print("{:<28}{:<18}{:<14}{:>12.4e}{:>10}{:>12.4e}{:>14}\n", t.name, t.format, gpt2q::shape_str(t.shape), t.mse,
                sqnr_text(t.sqnr_db), t.max_abs_error, t.stored_bytes);
@@ -127,7 +129,8 @@ GPT2Q_COMMAND(quantize) {
       ->default_val(6.0);
   cmd->add_option("--block-size", a->opt.block_size, "nf4/fp4: values per absmax block (32..4096)")->default_val(64);
   cmd->add_flag("--double-quant", a->opt.double_quant, "nf4/fp4: quantize the absmax values to 8 bits");
-  cmd->add_option("--include", a->opt.include, "Quantize only tensors matching this glob (repeatable), e.g. 'h.*.mlp.*'");
+  cmd->add_option("--include", a->opt.include,
+                  "Quantize only tensors matching this glob (repeatable), e.g. 'h.*.mlp.*'");
   cmd->add_option("--exclude", a->opt.exclude, "Leave tensors matching this glob unquantized (repeatable)");
   cmd->add_flag("--all-tensors", a->opt.all_tensors, "Quantize every 2-D weight, embeddings and heads included");
   cmd->add_option("--keep-dtype", a->keep_dtype, "dtype of the tensors not quantized: fp16 or fp32")

@@ -74,10 +74,10 @@ class SixteenBitLinear final : public Linear {
     if (rows == 0) return;
     const int64_t in = in_features(), out = out_features();
     // Views of the caller's buffers (the Linear interface passes raw pointers).
-    const Tensor xt = Tensor::from_storage(
-        Storage::borrow(const_cast<float*>(x), sizeof(float) * rows * in, nullptr), 0, {rows, in}, DType::F32);
-    Tensor yt = Tensor::from_storage(Storage::borrow(y, sizeof(float) * rows * out, nullptr), 0, {rows, out},
-                                     DType::F32);
+    const Tensor xt = Tensor::from_storage(Storage::borrow(const_cast<float*>(x), sizeof(float) * rows * in, nullptr),
+                                           0, {rows, in}, DType::F32);
+    Tensor yt =
+        Tensor::from_storage(Storage::borrow(y, sizeof(float) * rows * out, nullptr), 0, {rows, out}, DType::F32);
     w_->matmul_nt(xt, yt);
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < out; ++j) y[i * out + j] += bias_[j];

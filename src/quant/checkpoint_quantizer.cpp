@@ -1,5 +1,6 @@
 #include "quant/checkpoint_quantizer.h"
 
+#include <fmt/format.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 
@@ -9,8 +10,6 @@
 #include <cstring>
 #include <limits>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -35,17 +34,23 @@ std::optional<DType> cast_dtype(const std::string& method) {
 
 std::string_view config_dtype_name(DType t) {
   switch (t) {
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-    default: return "float32";
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    default:
+      return "float32";
   }
 }
 
 std::string format_of(DType t) {
   switch (t) {
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    default: return "f32";
+    case DType::F16:
+      return "f16";
+    case DType::BF16:
+      return "bf16";
+    default:
+      return "f32";
   }
 }
 
@@ -112,7 +117,8 @@ QuantizedWeight quantize_weight(const QuantizationConfig& cfg, const std::vector
         return quantize_llm_int8(w.data(), out, in);
       case QuantMethod::nf4:
       case QuantMethod::fp4:
-        return quantize_4bit(w.data(), out, in, Blockwise4Options{code4_of(cfg.method), cfg.blocksize, cfg.double_quant});
+        return quantize_4bit(w.data(), out, in,
+                             Blockwise4Options{code4_of(cfg.method), cfg.blocksize, cfg.double_quant});
     }
   } catch (const Error& e) {
     fail("{}: {}", name, e.what());
@@ -269,7 +275,9 @@ QuantizeResult quantize_checkpoint(const Checkpoint& src, const QuantizeOptions&
       q.quantized_weights.insert(name);
     } else {
       const DType dtype = chosen ? *cast : opt.keep_dtype;
-      Tensor c = cast_tensor(f32, dtype, fmt::format("{}: tensor '{}'", src.source.count(name) ? src.source.at(name) : src.dir.string(), name));
+      Tensor c = cast_tensor(
+          f32, dtype,
+          fmt::format("{}: tensor '{}'", src.source.count(name) ? src.source.at(name) : src.dir.string(), name));
       Tensor back = to_f32(c);
       ErrorStats e = error_stats(f32.data<float>(), back.data<float>(), f32.numel());
       rep.format = format_of(dtype);
@@ -304,7 +312,8 @@ void save_quantized_checkpoint(const Checkpoint& q, const fs::path& out, const f
   const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
   if (!fs::is_directory(parent, ec)) fail("{}: no such directory (for --out {})", parent.string(), out.string());
   std::string tmpl = (parent / (out.filename().string() + ".tmp-XXXXXX")).string();
-  if (!mkdtemp(tmpl.data())) fail("{}: cannot create a temporary directory ({})", parent.string(), std::strerror(errno));
+  if (!mkdtemp(tmpl.data()))
+    fail("{}: cannot create a temporary directory ({})", parent.string(), std::strerror(errno));
   const fs::path tmp = tmpl;
   try {
     std::vector<std::pair<std::string, Tensor>> stored;

@@ -10,6 +10,9 @@
 // replace the default set, choosing among all quantizable weights; `exclude`
 // globs remove from it. Every other tensor is kept in `keep_dtype`.
 // A glob that matches nothing, or an empty selection, is an Error.
+// transformers + bitsandbytes load the nf4 / fp4 / llm-int8 checkpoints as
+// long as only block projections are quantized (it never quantizes
+// embeddings); int8-tensor and --all-tensors checkpoints are gpt2q's own.
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -21,7 +24,7 @@
 namespace gpt2q::quant {
 
 struct QuantizeOptions {
-  std::string method;  // int8-tensor, llm-int8, nf4, fp4 (quantized); fp16, bf16, fp32 (cast)
+  std::string method;                           // int8-tensor, llm-int8, nf4, fp4 (quantized); fp16, bf16, fp32 (cast)
   bool symmetric = false, per_channel = false;  // int8-tensor
   float threshold = 6.0f;                       // llm-int8
   int64_t block_size = 64;                      // nf4 / fp4

@@ -1,12 +1,11 @@
 #include "quant/embedding_table.h"
 
+#include <fmt/format.h>
 #include <immintrin.h>
 
 #include <cstring>
 #include <variant>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
@@ -82,8 +81,7 @@ inline float to_float(uint16_t v, bool bf16) { return bf16 ? bf16_to_float(v) : 
 
 class Table16 final : public EmbeddingTable {
  public:
-  explicit Table16(Tensor t)
-      : EmbeddingTable(t.dim(0), t.dim(1)), t_(std::move(t)), bf16_(t_.dtype() == DType::BF16) {}
+  explicit Table16(Tensor t) : EmbeddingTable(t.dim(0), t.dim(1)), t_(std::move(t)), bf16_(t_.dtype() == DType::BF16) {}
 
   void gather(const int64_t* idx, int64_t n, float* out, bool accumulate) const override {
     const uint16_t* src = t_.data<uint16_t>();
@@ -243,7 +241,8 @@ std::unique_ptr<EmbeddingTable> make_embedding_table(const Checkpoint& ck, const
   // view of the file and its mapping (already read through once) is released
   // after loading: what stays resident is the packed model alone.
   switch (t.dtype()) {
-    case DType::F32: return std::make_unique<F32Table>(ck.quantized() ? t.clone() : t);
+    case DType::F32:
+      return std::make_unique<F32Table>(ck.quantized() ? t.clone() : t);
     case DType::F16:
     case DType::BF16:
       if (ck.quantized()) return std::make_unique<Table16>(t.clone());
@@ -257,9 +256,10 @@ std::unique_ptr<EmbeddingTable> make_embedding_table(const Checkpoint& ck, const
 void embed_tokens(const EmbeddingTable& wte, const EmbeddingTable& wpe, const Tensor& ids, const Tensor& positions,
                   Tensor& out) {
   if (wte.f32() && wpe.f32()) return ops::embedding(ids, positions, *wte.f32(), *wpe.f32(), out);
-  if (ids.dtype() != DType::I32 || positions.dtype() != DType::I64) fail("embedding: ids must be I32 and positions I64");
-  if (wte.cols() != wpe.cols()) fail("embedding: tables [{}, {}] and [{}, {}] do not fit", wte.rows(), wte.cols(),
-                                     wpe.rows(), wpe.cols());
+  if (ids.dtype() != DType::I32 || positions.dtype() != DType::I64)
+    fail("embedding: ids must be I32 and positions I64");
+  if (wte.cols() != wpe.cols())
+    fail("embedding: tables [{}, {}] and [{}, {}] do not fit", wte.rows(), wte.cols(), wpe.rows(), wpe.cols());
   const int64_t rows = ids.numel(), cols = wte.cols();
   if (positions.numel() != rows) fail("embedding: {} ids but {} positions", rows, positions.numel());
   if (out.dtype() != DType::F32 || out.numel() != rows * cols || out.dim(-1) != cols)
@@ -268,8 +268,7 @@ void embed_tokens(const EmbeddingTable& wte, const EmbeddingTable& wpe, const Te
   const int64_t* pos = positions.data<int64_t>();
   std::vector<int64_t> id64(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
-    if (id[r] < 0 || id[r] >= wte.rows())
-      fail("token id {} is out of range for a vocabulary of {}", id[r], wte.rows());
+    if (id[r] < 0 || id[r] >= wte.rows()) fail("token id {} is out of range for a vocabulary of {}", id[r], wte.rows());
     if (pos[r] < 0 || pos[r] >= wpe.rows())
       fail("position {} is out of range: the model has n_positions = {}", pos[r], wpe.rows());
     id64[r] = id[r];

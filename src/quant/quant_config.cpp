@@ -1,8 +1,8 @@
 #include "quant/quant_config.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "core/error.h"
 
@@ -57,8 +57,7 @@ QuantizationConfig bnb_from_json(const json& j, const std::string& source) {
       c.llm_int8_threshold = j["llm_int8_threshold"].get<float>();
     }
     if (!(c.llm_int8_threshold >= 0.0f) || !std::isfinite(c.llm_int8_threshold))
-      fail("{}: quantization_config.llm_int8_threshold must be finite and >= 0, got {}", source,
-           c.llm_int8_threshold);
+      fail("{}: quantization_config.llm_int8_threshold must be finite and >= 0, got {}", source, c.llm_int8_threshold);
     if (get_bool(j, "llm_int8_has_fp16_weight", false, source))
       fail("{}: quantization_config.llm_int8_has_fp16_weight is true: only int8 weights are supported", source);
     return c;
@@ -100,10 +99,14 @@ QuantizationConfig gpt2q_from_json(const json& j, const std::string& source) {
 
 std::string_view quant_method_name(QuantMethod m) {
   switch (m) {
-    case QuantMethod::int8_tensor: return "int8-tensor";
-    case QuantMethod::llm_int8: return "llm-int8";
-    case QuantMethod::nf4: return "nf4";
-    case QuantMethod::fp4: return "fp4";
+    case QuantMethod::int8_tensor:
+      return "int8-tensor";
+    case QuantMethod::llm_int8:
+      return "llm-int8";
+    case QuantMethod::nf4:
+      return "nf4";
+    case QuantMethod::fp4:
+      return "fp4";
   }
   return "?";
 }

@@ -10,12 +10,11 @@
 //    "per_channel": false, "weight_layout": "out_in", "modules_to_not_convert": [...]}
 // Block sizes are per tensor (bnb keeps them in each tensor's quant_state).
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "quant/blockwise4.h"
 #include "quant/int8_affine.h"

@@ -1,11 +1,11 @@
 #include "quant/quantized_checkpoint.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstring>
-#include <optional>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 
@@ -37,8 +37,8 @@ std::string quant_state_json(const Blockwise4Weight& w, std::string_view dtype) 
   std::string s = fmt::format(R"({{"quant_type": "{}", "blocksize": {}, "dtype": "{}", "shape": [{}, {}])",
                               code4_name(w.type), w.blocksize, dtype, w.out, w.in);
   if (w.nested)
-    s += fmt::format(R"(, "nested_blocksize": {}, "nested_dtype": "float32", "nested_offset": {})",
-                     w.nested->blocksize, static_cast<double>(w.nested->offset));
+    s += fmt::format(R"(, "nested_blocksize": {}, "nested_dtype": "float32", "nested_offset": {})", w.nested->blocksize,
+                     static_cast<double>(w.nested->offset));
   return s + "}";
 }
 
@@ -89,7 +89,8 @@ class WeightReader {
   std::vector<float> finite_scales(const std::string& name, int64_t numel, const std::string& what) const {
     std::vector<float> v = values<float>(name, DType::F32, numel, what);
     for (size_t i = 0; i < v.size(); ++i)
-      if (!std::isfinite(v[i]) || v[i] < 0.0f) bad(name, fmt::format("value {} at index {} is not a finite scale >= 0", v[i], i));
+      if (!std::isfinite(v[i]) || v[i] < 0.0f)
+        bad(name, fmt::format("value {} at index {} is not a finite scale >= 0", v[i], i));
     return v;
   }
 
@@ -112,7 +113,8 @@ LlmInt8Weight read_llm_int8(const WeightReader& r, int64_t out, int64_t in) {
   w.in = in;
   const std::string shape = fmt::format("int8 codes [{}, {}]", out, in);
   const Tensor& cb = r.get(r.weight_name(), DType::I8, out * in, shape);
-  if (cb.shape() != Shape{out, in}) r.bad(r.weight_name(), fmt::format("shape {}, expected [{}, {}]", shape_str(cb.shape()), out, in));
+  if (cb.shape() != Shape{out, in})
+    r.bad(r.weight_name(), fmt::format("shape {}, expected [{}, {}]", shape_str(cb.shape()), out, in));
   w.cb.assign(static_cast<const int8_t*>(cb.raw()), static_cast<const int8_t*>(cb.raw()) + out * in);
   w.scb = r.finite_scales(r.module() + ".SCB", out, "one absmax per output row");
   check_weight_format(r);
@@ -130,7 +132,8 @@ Int8Weight read_int8_affine(const WeightReader& r, const QuantizationConfig& cfg
   w.granularity = cfg.int8_granularity;
   const std::string shape = fmt::format("int8 codes [{}, {}]", out, in);
   const Tensor& q = r.get(r.weight_name(), DType::I8, out * in, shape);
-  if (q.shape() != Shape{out, in}) r.bad(r.weight_name(), fmt::format("shape {}, expected [{}, {}]", shape_str(q.shape()), out, in));
+  if (q.shape() != Shape{out, in})
+    r.bad(r.weight_name(), fmt::format("shape {}, expected [{}, {}]", shape_str(q.shape()), out, in));
   w.q.assign(static_cast<const int8_t*>(q.raw()), static_cast<const int8_t*>(q.raw()) + out * in);
   const int64_t groups = w.granularity == Int8Granularity::per_channel ? out : 1;
   const std::string what = groups == 1 ? "one scale per tensor" : "one scale per output row";
@@ -186,8 +189,8 @@ Blockwise4Weight read_blockwise4(const WeightReader& r, const QuantizationConfig
   w.out = out;
   w.in = in;
   if (std::string qt = json_str(r, state_name, qs, "quant_type"); qt != code4_name(type))
-    r.bad(state_name, fmt::format("quant_type \"{}\" does not match quantization_config.bnb_4bit_quant_type \"{}\"",
-                                  qt, code4_name(type)));
+    r.bad(state_name, fmt::format("quant_type \"{}\" does not match quantization_config.bnb_4bit_quant_type \"{}\"", qt,
+                                  code4_name(type)));
   w.blocksize = json_int(r, state_name, qs, "blocksize");
   if (w.blocksize < 32 || w.blocksize > 4096 || (w.blocksize & (w.blocksize - 1)) != 0)
     r.bad(state_name, fmt::format("blocksize {} is not one of 32, 64, ..., 4096", w.blocksize));
@@ -198,15 +201,16 @@ Blockwise4Weight read_blockwise4(const WeightReader& r, const QuantizationConfig
                                   qs.contains("shape") ? qs["shape"].dump() : "(none)", out, in));
 
   const int64_t n = out * in, blocks = w.num_blocks();
-  const Tensor& packed = r.get(W, DType::U8, (n + 1) / 2,
-                               fmt::format("packed 4-bit codes of [{}, {}], two per byte", out, in));
+  const Tensor& packed =
+      r.get(W, DType::U8, (n + 1) / 2, fmt::format("packed 4-bit codes of [{}, {}], two per byte", out, in));
   w.packed.assign(static_cast<const uint8_t*>(packed.raw()), static_cast<const uint8_t*>(packed.raw()) + (n + 1) / 2);
 
   const std::vector<float> map = r.values<float>(W + ".quant_map", DType::F32, 16, "the 16-value code table");
   const auto& table = code4_table(type);
   for (size_t i = 0; i < 16; ++i)
     if (!(map[i] == table[i]))
-      r.bad(W + ".quant_map", fmt::format("entry {} is {}, but {}'s table has {}", i, map[i], code4_name(type), table[i]));
+      r.bad(W + ".quant_map",
+            fmt::format("entry {} is {}, but {}'s table has {}", i, map[i], code4_name(type), table[i]));
 
   const bool nested = qs.contains("nested_blocksize") || r.has(W + ".nested_absmax");
   if (nested != cfg.double_quant)
@@ -369,9 +373,10 @@ QuantizedWeight read_quantized_weight(const Checkpoint& ck, const QuantizationCo
     case QuantMethod::nf4:
     case QuantMethod::fp4: {
       const std::string qs = W + ".quant_state.bitsandbytes__" + code4_name(code4_of(cfg.method));
-      check_no_foreign_state(ck, r, {W + ".absmax", W + ".quant_map", W + ".nested_absmax", W + ".nested_quant_map", qs,
-                                     W + ".quant_state.bitsandbytes__" +
-                                         code4_name(cfg.method == QuantMethod::nf4 ? Code4::fp4 : Code4::nf4)});
+      check_no_foreign_state(
+          ck, r,
+          {W + ".absmax", W + ".quant_map", W + ".nested_absmax", W + ".nested_quant_map", qs,
+           W + ".quant_state.bitsandbytes__" + code4_name(cfg.method == QuantMethod::nf4 ? Code4::fp4 : Code4::nf4)});
       return read_blockwise4(r, cfg, out, in);
     }
   }

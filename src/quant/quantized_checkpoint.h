@@ -52,8 +52,7 @@ std::pair<int64_t, int64_t> quantized_out_in(std::string_view canonical_name, co
 // `weight_name` ("h.0.attn.c_attn.weight"). `dtype` is the original dtype
 // recorded in bnb's quant_state ("float16", "float32").
 std::vector<std::pair<std::string, Tensor>> quantized_weight_tensors(const std::string& weight_name,
-                                                                     const QuantizedWeight& w,
-                                                                     std::string_view dtype);
+                                                                     const QuantizedWeight& w, std::string_view dtype);
 
 // The parsed quantization_config of a quantized checkpoint (Error if it has none).
 QuantizationConfig checkpoint_quantization(const Checkpoint& ck);
