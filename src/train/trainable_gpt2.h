@@ -1,0 +1,104 @@
+#pragma once
+// A GPT-2 that learns: fp32 parameters under transformers' names, their
+// gradients, and a forward pass that keeps what the backward pass needs.
+//
+// Semantics are transformers' GPT2LMHeadModel / GPT2ForSequenceClassification
+// in train() mode:
+//   - classification: a `score` head [num_labels, n_embd] (no bias) read at the
+//     last non-pad token (GPT2Model::pooled_positions' rule); loss = mean
+//     cross entropy over the batch;
+//   - language model: logits through the tied wte; loss = mean next-token
+//     cross entropy over the real tokens (HF's shift: logits[:, :-1] against
+//     ids[:, 1:]; positions past lengths[b] are ignored, like label -100);
+//   - dropout (embd_pdrop after the embedding sum, attn_pdrop on the attention
+//     probabilities, resid_pdrop after attn.c_proj and mlp.c_proj; classifier:
+//     none on the head, as HF) scaled by 1/(1-p) on kept elements.
+//
+// This is the CPU reference trainer; the CUDA trainer will implement the same
+// interface. Backward ops live in ops/ops_backward.h with scalar references.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "model/gpt2.h"
+
+namespace gpt2q::train {
+
+enum class Task { Classify, LM };
+
+struct Parameter {
+  std::string name;   // canonical HF name: "wte.weight", "h.0.attn.c_attn.weight", "ln_f.bias", "score.weight"
+  Tensor value;       // fp32, owned; Conv1D weights keep HF's [in, out] layout
+  Tensor grad;        // same shape; forward_backward accumulates into it
+  bool decay = true;  // weight decay applies (not to biases and LayerNorm weights, as HF's Trainer)
+};
+
+// Dropout masks come from a counter-based generator: whether element i of
+// dropout site `site` is kept at optimizer step `step` is a pure function of
+// (seed, step, micro, site, i). A resumed run therefore draws exactly the masks
+// an uninterrupted run draws, with no generator state to save but these counters.
+struct DropoutContext {
+  bool enabled = false;  // false: eval mode (no dropout)
+  uint64_t seed = 0;
+  uint64_t step = 0;   // optimizer step
+  uint64_t micro = 0;  // batch index within the step (gradient accumulation)
+};
+
+struct LossValue {
+  double loss = 0;     // mean over `count` terms
+  int64_t count = 0;   // samples (classify) or scored tokens (lm)
+};
+
+class TrainableGPT2 {
+ public:
+  // fp32 copies of a checkpoint's weights (16-bit converted; quantized ones
+  // are an Error). Classify on a checkpoint without score.weight adds a new
+  // head initialised as HF does (normal(0, 0.02), drawn from `seed`).
+  static TrainableGPT2 from_checkpoint(const Checkpoint& ckpt, Task task, int64_t num_labels, uint64_t seed);
+  // A fresh model with HF's _init_weights: Linear/Conv1D and embeddings
+  // normal(0, initializer_range = 0.02), c_proj weights normal(0, 0.02 /
+  // sqrt(2 n_layer)), biases 0, LayerNorm 1 / 0. Seeded, portable generator.
+  static TrainableGPT2 init(const GPT2Config& config, Task task, int64_t num_labels, uint64_t seed);
+
+  TrainableGPT2(TrainableGPT2&&) noexcept;
+  TrainableGPT2& operator=(TrainableGPT2&&) noexcept;
+  ~TrainableGPT2();
+
+  const GPT2Config& config() const;  // id2label set for Classify
+  Task task() const;
+  ModelKind kind() const;            // CausalLM or SequenceClassification
+  int64_t num_labels() const;        // 0 for LM
+
+  // In a fixed order (HF's named_parameters order; the tied lm_head is not a
+  // separate parameter). Optimizers and checkpoints rely on this order.
+  std::vector<Parameter>& parameters();
+  const std::vector<Parameter>& parameters() const;
+  void zero_grad();
+
+  // Forward with `dropout`, loss, and backward; gradients are ADDED to
+  // Parameter::grad, scaled by `grad_scale` (1 for a whole batch; 1/k to
+  // average k micro-batches). Classify: labels.size() == batch, each in
+  // [0, num_labels). LM: labels must be empty.
+  LossValue forward_backward(const TokenBatch& batch, std::span<const int32_t> labels, const DropoutContext& dropout,
+                             float grad_scale = 1.0f);
+  // Loss without gradients, eval mode.
+  LossValue loss(const TokenBatch& batch, std::span<const int32_t> labels) const;
+  // Eval-mode logits: classify [batch, num_labels]; LM [batch, seq, vocab].
+  Tensor logits(const TokenBatch& batch) const;
+
+  // Canonical name -> tensor views of the current values, for save_checkpoint.
+  std::vector<std::pair<std::string, Tensor>> canonical_tensors() const;
+
+ private:
+  struct Impl;
+  explicit TrainableGPT2(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gpt2q::train
