@@ -14,7 +14,7 @@ using namespace gpt2q::test;
 
 namespace {
 
-constexpr int64_t kRows = 2100, kCols = 37;  // 2 full blocks of 1024 rows + a partial one; cols % 8 != 0
+constexpr int64_t kRows = 2100, kCols = 37;  // sgemm path: 10 tiles of 192 rows + a partial one; cols % 8 != 0
 
 float value(int64_t i) { return synthetic_value("table", 3, static_cast<uint64_t>(i)) * 0.5f; }
 

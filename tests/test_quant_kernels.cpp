@@ -7,6 +7,7 @@
 
 #include "quant/blockwise4.h"
 #include "quant/blockwise4_linear.h"
+#include "quant/dequant_gemm.h"
 #include "quant/int8_affine.h"
 #include "quant/int8_kernels.h"
 #include "quant/isa.h"
@@ -61,7 +62,10 @@ TEST(Kernels, Blockwise4GemmMatchesDequantizedReference) {
   struct Shape4 {
     int64_t rows, out, in, blocksize;
   };
-  for (Shape4 s : {Shape4{1, 5, 64, 64}, {3, 17, 128, 32}, {8, 33, 256, 128}, {9, 40, 768, 64}, {13, 3, 4096, 4096}})
+  // Fewer than kTiledGemmMinRows rows: the fused kernel; more: decoded tiles
+  // + sgemm (several tiles, a partial last one, threaded).
+  for (Shape4 s : {Shape4{1, 5, 64, 64}, {3, 17, 128, 32}, {8, 33, 256, 128}, {9, 40, 768, 64}, {13, 3, 4096, 4096},
+                   {kTiledGemmMinRows, 40, 768, 64}, {37, 300, 256, 32}, {20, 7, 2048, 1024}})
     for (Code4 type : {Code4::nf4, Code4::fp4})
       for (bool dq : {false, true}) {
         std::vector<float> w = normal(static_cast<size_t>(s.out * s.in), 0.02f, 1);
@@ -97,7 +101,9 @@ TEST(Kernels, Blockwise4RowsNotStartingABlockFallBackToReference) {
 }
 
 TEST(Kernels, Int8WeightGemmMatchesDequantizedReference) {
-  for (auto [rows, out, in] : {std::tuple<int64_t, int64_t, int64_t>{1, 3, 5}, {4, 31, 64}, {7, 40, 77}, {5, 64, 768}})
+  // Below kTiledGemmMinRows rows the fused kernel, above it decoded tiles + sgemm.
+  for (auto [rows, out, in] : {std::tuple<int64_t, int64_t, int64_t>{1, 3, 5}, {4, 31, 64}, {7, 40, 77}, {5, 64, 768},
+                               {kTiledGemmMinRows, 40, 77}, {33, 300, 768}, {18, 5, 3}})
     for (Int8Scheme scheme : {Int8Scheme::affine, Int8Scheme::symmetric})
       for (Int8Granularity gran : {Int8Granularity::per_tensor, Int8Granularity::per_channel}) {
         std::vector<float> w = normal(static_cast<size_t>(out * in), 0.02f, 6);

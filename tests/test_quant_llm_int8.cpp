@@ -226,12 +226,18 @@ TEST(LlmInt8, Fp32EpilogueMatchesTheCpuBackendWithinItsConstant) {
 TEST(LlmInt8, FastPathBitIdenticalToReferenceOnEveryIsa) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (auto [rows, out, in] : {std::tuple{1, 7, 5}, {3, 33, 64}, {5, 40, 130}, {9, 70, 257}}) {
+  // The fast path quantizes activations and runs the epilogue in registers
+  // (8 at a time, tails in scalar code) and multiplies with VNNI tiles of
+  // 4 rows x 4 weight rows: shapes cover every tail.
+  for (auto [rows, out, in] : {std::tuple{1, 7, 5}, {3, 33, 64}, {5, 40, 130}, {9, 70, 257}, {18, 45, 771}}) {
     std::vector<float> w(static_cast<size_t>(out * in)), x(static_cast<size_t>(rows * in)), b(static_cast<size_t>(out));
     for (auto& v : w) v = 0.05f * nd(rng);
     for (auto& v : x) v = nd(rng);
     for (auto& v : b) v = 0.1f * nd(rng);
     x[static_cast<size_t>(in / 2)] = 9.0f;  // an outlier column
+    x[1] = 3e-6f;                           // fp16 subnormal
+    if (rows > 1) x[static_cast<size_t>(in) + 2] = 5.99999f;  // rounds to 6 in fp16: an outlier at threshold 6
+    if (rows > 2) x[static_cast<size_t>(2 * in + 3)] = 1e5f;  // beyond fp16: inf, absmax inf at threshold 0
     LlmInt8Weight q = quantize_llm_int8(w.data(), out, in);
     for (LlmInt8Epilogue ep : {LlmInt8Epilogue::cuda_fp16, LlmInt8Epilogue::fp32})
       for (float thr : {0.0f, 6.0f}) {

@@ -3,6 +3,8 @@
 // "sgemm-bound rate": the same sgemm calls the forward makes for its linear
 // layers and LM head, with the same weights, timed alone. Their ratio says
 // how much the rest (attention, LayerNorm, GELU, residuals) costs.
+// With --method or --model it times each weight format instead
+// (bench_quant.cpp).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "cli/bench_quant.h"
+#include "cli/bench_timing.h"
 #include "cli/command.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
@@ -29,7 +33,8 @@
 namespace {
 
 using namespace gpt2q;
-using Clock = std::chrono::steady_clock;
+using namespace gpt2q::cli;
+using Clock = BenchClock;
 
 struct BenchArgs {
   std::string geometry = "124m";
@@ -39,28 +44,10 @@ struct BenchArgs {
   bool json = false;
   std::string tokenizer, text;
   int tokenizer_repeats = 3;
+  // Per-method run (bench_quant.cpp) when --method or --model is given.
+  std::string method, model, keep_dtype = "fp16";
+  quant::QuantizeOptions quant;
 };
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Runs `fn` warmup + iters times; returns the timed durations in seconds.
-template <typename Fn>
-std::vector<double> time_runs(int warmup, int iters, Fn&& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    auto t0 = Clock::now();
-    fn();
-    t.push_back(seconds_since(t0));
-  }
-  return t;
-}
 
 // The sgemm calls of one forward over `rows` token rows: the four linears of
 // every block (bias pre-filled, beta = 1, as the forward does) and the tied
@@ -105,16 +92,6 @@ struct ForwardGemms {
   }
 };
 
-TokenBatch bench_tokens(int64_t batch, int64_t seq, int64_t vocab) {
-  TokenBatch tb;
-  tb.batch = batch;
-  tb.seq = seq;
-  for (int64_t i = 0; i < batch * seq; ++i)
-    tb.ids.push_back(static_cast<int32_t>(splitmix64(static_cast<uint64_t>(i)) % static_cast<uint64_t>(vocab)));
-  tb.lengths.assign(static_cast<size_t>(batch), seq);
-  return tb;
-}
-
 struct Measured {
   double forward_s = 0, forward_min_s = 0, sgemm_s = 0, sgemm_min_s = 0, flops = 0;
   double forward_gflops() const { return flops / forward_s * 1e-9; }
@@ -143,9 +120,9 @@ Measured measure(const GPT2Model& model, const Checkpoint& ck, int64_t batch, in
   Measured m;
   m.flops = gemms.flops();
   m.forward_s = median(fwd);
-  m.forward_min_s = *std::min_element(fwd.begin(), fwd.end());
+  m.forward_min_s = minimum(fwd);
   m.sgemm_s = median(gemm);
-  m.sgemm_min_s = *std::min_element(gemm.begin(), gemm.end());
+  m.sgemm_min_s = minimum(gemm);
   return m;
 }
 
@@ -208,24 +185,26 @@ void run_bench(const BenchArgs& a) {
   out["latency"] = measured_json(lat, a.batch, a.seq, a.iters);
   report("latency", lat, a.batch);
   if (a.decode_tokens > 0) {
-    // Greedy decoding after a --seq prompt, one token per step through the KV cache.
+    // Greedy decoding after a --seq prompt, one token per step through the KV cache, each step timed.
     if (a.seq + a.decode_tokens > cfg.n_positions)
       fail("bench: --seq {} + --decode-tokens {} exceed n_positions {}", a.seq, a.decode_tokens, cfg.n_positions);
-    TokenBatch prompt = bench_tokens(1, a.seq, cfg.vocab_size);
-    GenerateOptions opts;
-    opts.max_new_tokens = a.decode_tokens;
-    GenerateOptions prefill_only = opts;
-    prefill_only.max_new_tokens = 1;
-    const double prefill_s = median(time_runs(1, a.iters, [&] { (void)generate(*model, prompt.ids, prefill_only); }));
-    const double total_s = median(time_runs(0, a.iters, [&] { (void)generate(*model, prompt.ids, opts); }));
-    const double per_token_s = (total_s - prefill_s) / static_cast<double>(a.decode_tokens - 1 > 0 ? a.decode_tokens - 1 : 1);
-    out["decode"] = {{"prompt", a.seq}, {"new_tokens", a.decode_tokens}, {"iters", a.iters},
-                     {"generate_median_ms", total_s * 1e3}, {"prefill_and_first_token_ms", prefill_s * 1e3},
-                     {"ms_per_token", per_token_s * 1e3}, {"tokens_per_s", 1.0 / per_token_s}};
-    say(fmt::format("decode: {} new tokens after a {}-token prompt in {:.1f} ms (prompt + first token {:.1f} ms), "
-                    "then {:.2f} ms/token = {:.1f} tokens/s",
-                    a.decode_tokens, a.seq, total_s * 1e3, prefill_s * 1e3, per_token_s * 1e3, 1.0 / per_token_s));
-    std::fflush(stdout);
+    DecodeSamples d;
+    decode_once(*model, a.seq, a.decode_tokens, nullptr);
+    for (int i = 0; i < a.iters; ++i) decode_once(*model, a.seq, a.decode_tokens, &d);
+    if (!d.steps.empty()) {
+      const double step_s = median(d.steps), best_s = minimum(d.steps);
+      out["decode"] = {{"prompt", a.seq},
+                       {"new_tokens", a.decode_tokens},
+                       {"iters", a.iters},
+                       {"prefill_and_first_token_ms", median(d.prefill) * 1e3},
+                       {"ms_per_token", step_s * 1e3},
+                       {"ms_per_token_min", best_s * 1e3},
+                       {"tokens_per_s", 1.0 / step_s}};
+      say(fmt::format("decode: {}-token prompt + first token {:.1f} ms, then {:.2f} ms/token (min {:.2f}) = {:.1f} "
+                      "tokens/s",
+                      a.seq, median(d.prefill) * 1e3, step_s * 1e3, best_s * 1e3, 1.0 / step_s));
+      std::fflush(stdout);
+    }
   }
   if (a.throughput_batch > 0) {
     // One warm-up, as for latency: it maps the activation buffers, which the
@@ -250,11 +229,32 @@ void run_bench(const BenchArgs& a) {
   if (a.json) cli::print_json(out);
 }
 
+// --method / --model: the per-method table of bench_quant.cpp, with the
+// shared options (--batch is 1 there: latency is batch 1 by definition).
+void run_methods(const BenchArgs& a) {
+  if (a.batch != 1) fail("bench: --batch applies to the fp32 run only; --method and --model time batch 1");
+  if (!a.tokenizer.empty()) fail("bench: --tokenizer applies to the fp32 run only, not with --method or --model");
+  MethodBenchArgs m;
+  m.geometry = a.geometry;
+  m.model = a.model;
+  m.method = a.method;
+  m.opt = a.quant;
+  m.opt.keep_dtype = quant::parse_keep_dtype(a.keep_dtype);
+  m.seq = a.seq;
+  m.throughput_batch = a.throughput_batch;
+  m.decode_tokens = a.decode_tokens;
+  m.iters = a.iters;
+  m.throughput_iters = a.throughput_iters;
+  m.json = a.json;
+  run_method_bench(m);
+}
+
 }  // namespace
 
 GPT2Q_COMMAND(bench) {
   auto args = std::make_shared<BenchArgs>();
-  auto* cmd = app.add_subcommand("bench", "Time the fp32 forward (latency, throughput) against its sgemm-bound rate");
+  auto* cmd = app.add_subcommand(
+      "bench", "Time the forward: fp32 against its sgemm-bound rate, or each weight format (--method, --model)");
   cmd->add_option("--geometry", args->geometry, "124m, or WIDTHxLAYERSxHEADS (vocab 50257)")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Batch size for the latency run")->capture_default_str();
   cmd->add_option("--seq", args->seq, "Tokens per sequence")->capture_default_str();
@@ -269,5 +269,32 @@ GPT2Q_COMMAND(bench) {
   cmd->add_option("--text", args->text, "Text file for the tokenizer benchmark (e.g. wiki.test.raw)");
   cmd->add_option("--tokenizer-repeats", args->tokenizer_repeats, "Timed tokenizer passes")->capture_default_str();
   cmd->add_flag("--json", args->json, "One JSON object on stdout instead of text");
-  cmd->callback([args] { run_bench(*args); });
+  const std::string per_method = "Per-method run";
+  cmd->add_option("--method", args->method, std::string("Quantize in memory and time each format: ") +
+                                                bench_method_names())
+      ->group(per_method);
+  cmd->add_option("--model", args->model, "Time this checkpoint (quantized or not; with --method: quantize it first)")
+      ->group(per_method);
+  cmd->add_flag("--symmetric", args->quant.symmetric, "int8-tensor: scale = absmax / 127")->group(per_method);
+  cmd->add_flag("--per-channel", args->quant.per_channel, "int8-tensor: one scale per output channel")
+      ->group(per_method);
+  cmd->add_option("--threshold", args->quant.threshold, "llm-int8: outlier threshold")
+      ->default_val(6.0)
+      ->group(per_method);
+  cmd->add_option("--block-size", args->quant.block_size, "nf4/fp4: block size")->default_val(64)->group(per_method);
+  cmd->add_flag("--double-quant", args->quant.double_quant, "nf4/fp4: double quantization")->group(per_method);
+  cmd->add_option("--include", args->quant.include, "Quantize only tensors matching this glob")->group(per_method);
+  cmd->add_option("--exclude", args->quant.exclude, "Leave tensors matching this glob unquantized")
+      ->group(per_method);
+  cmd->add_flag("--all-tensors", args->quant.all_tensors, "Quantize embeddings and heads too")->group(per_method);
+  cmd->add_option("--keep-dtype", args->keep_dtype, "dtype of unquantized tensors: fp16 or fp32")
+      ->default_val("fp16")
+      ->group(per_method);
+  cmd->callback([args] {
+    if (args->method.empty() && args->model.empty()) {
+      run_bench(*args);
+    } else {
+      run_methods(*args);
+    }
+  });
 }

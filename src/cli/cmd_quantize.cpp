@@ -40,13 +40,7 @@ nlohmann::json report_json(const TensorQuantReport& t) {
 }
 
 void run(QuantizeArgs a) {
-  if (a.keep_dtype == "fp16") {
-    a.opt.keep_dtype = gpt2q::DType::F16;
-  } else if (a.keep_dtype == "fp32") {
-    a.opt.keep_dtype = gpt2q::DType::F32;
-  } else {
-    gpt2q::fail("--keep-dtype '{}' is not fp16 or fp32", a.keep_dtype);
-  }
+  a.opt.keep_dtype = gpt2q::quant::parse_keep_dtype(a.keep_dtype);
   gpt2q::quant::check_quantize_options(a.opt);
   if (a.synthetic_124m == !a.model.empty()) gpt2q::fail("give exactly one of --model DIR and --synthetic-124m");
   if (a.synthetic_labels != 0 && (!a.synthetic_124m || a.synthetic_labels < 0))

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "quant/blockwise4_kernels.h"
+#include "quant/dequant_gemm.h"
 
 // Each format is defined operation by operation; GCC would otherwise fuse
 // a * b + c into one FMA in C++ (-ffp-contract=fast is its default there).
@@ -168,15 +170,35 @@ void blockwise4_matmul(const Blockwise4Weight& w, const float* bias, const float
     return;
   }
   const int64_t half = w.in / 2;
+  const std::vector<float> absmax = w.block_absmax();
+  const float* table = code4_table(w.type).data();
+  if (rows >= kTiledGemmMinRows) {
+    // x in split order (even elements, then odd, per row), the order
+    // blockwise4_decode_rows writes each weight row in.
+    // (A scratch tensor: large batches reuse the cached block instead of
+    // faulting in a fresh one on every call.)
+    Tensor xs_t = cpu::scratch_tensor({rows, w.in}, DType::F32);
+    float* xs = xs_t.data<float>();
+#pragma omp parallel for schedule(static) if (rows * w.in >= (1 << 18))
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t m = 0; m < half; ++m) {
+        xs[i * w.in + m] = x[i * w.in + 2 * m];
+        xs[i * w.in + half + m] = x[i * w.in + 2 * m + 1];
+      }
+    const Blockwise4Gemm codes{nullptr, nullptr, 0, w.packed.data(), absmax.data(), table, w.in, w.out, w.blocksize,
+                               nullptr};
+    tiled_dequant_gemm(
+        xs, rows, w.in, w.out, bias,
+        [&](int64_t j0, int64_t j1, float* dst) { blockwise4_decode_rows(codes, j0, j1, dst, isa); }, y);
+    return;
+  }
   std::vector<float> xe(static_cast<size_t>(rows * half)), xo(static_cast<size_t>(rows * half));
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t m = 0; m < half; ++m) {
       xe[i * half + m] = x[i * w.in + 2 * m];
       xo[i * half + m] = x[i * w.in + 2 * m + 1];
     }
-  const std::vector<float> absmax = w.block_absmax();
-  Blockwise4Gemm g{xe.data(), xo.data(), rows, w.packed.data(), absmax.data(), code4_table(w.type).data(),
-                   w.in, w.out, w.blocksize, y};
+  Blockwise4Gemm g{xe.data(), xo.data(), rows, w.packed.data(), absmax.data(), table, w.in, w.out, w.blocksize, y};
   blockwise4_gemm(g, isa);
   if (bias)
     for (int64_t i = 0; i < rows; ++i)

@@ -69,9 +69,11 @@ void dequantize_4bit(const Blockwise4Weight& w, float* out_in);  // writes [out,
 void blockwise4_matmul_reference(const Blockwise4Weight& w, const float* bias, const float* x, int64_t rows,
                                  float* y);
 // Fast: codes decoded in registers by table lookup and fused with the dot
-// products. Each decoded weight equals the reference's bit for bit; only the
-// fp32 summation order differs. Needs in % blocksize == 0 (every weight row
-// starts a block), else it runs the reference.
+// products (fewer than kTiledGemmMinRows rows: decoding), or decoded a tile
+// at a time into fp32 for sgemm (more rows: prompts, batches;
+// quant/dequant_gemm.h). Each decoded weight equals the reference's bit for
+// bit; only the fp32 summation order differs. Needs in % blocksize == 0
+// (every weight row starts a block), else it runs the reference.
 void blockwise4_matmul(const Blockwise4Weight& w, const float* bias, const float* x, int64_t rows, float* y,
                        Isa isa = best_isa());
 

@@ -78,7 +78,46 @@ void gemm_avx2(const Blockwise4Gemm& g, int64_t j0, int64_t j1) {
   }
 }
 
+void decode_rows_scalar(const Blockwise4Gemm& g, int64_t j0, int64_t j1, float* dst) {
+  const int64_t half = g.in / 2, bytes_per_block = g.blocksize / 2, blocks_per_row = g.in / g.blocksize;
+  for (int64_t j = j0; j < j1; ++j) {
+    const uint8_t* p = g.packed + j * half;
+    float* d = dst + (j - j0) * g.in;
+    for (int64_t t = 0; t < half; ++t) {
+      const float a = g.absmax[j * blocks_per_row + t / bytes_per_block];
+      d[t] = g.table[p[t] >> 4] * a;
+      d[half + t] = g.table[p[t] & 0x0f] * a;
+    }
+  }
+}
+
+void decode_rows_avx2(const Blockwise4Gemm& g, int64_t j0, int64_t j1, float* dst) {
+  const int64_t half = g.in / 2, bytes_per_block = g.blocksize / 2, blocks_per_row = g.in / g.blocksize;
+  const __m256 tab_lo = _mm256_loadu_ps(g.table), tab_hi = _mm256_loadu_ps(g.table + 8);
+  for (int64_t j = j0; j < j1; ++j) {
+    float* d = dst + (j - j0) * g.in;
+    for (int64_t t = 0; t < half; t += 8) {  // 8 bytes never straddle a block (blocksize % 32 == 0)
+      const __m256 a = _mm256_set1_ps(g.absmax[j * blocks_per_row + t / bytes_per_block]);
+      const __m256i v =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g.packed + j * half + t)));
+      _mm256_storeu_ps(d + t, _mm256_mul_ps(lookup16(_mm256_srli_epi32(v, 4), tab_lo, tab_hi), a));
+      _mm256_storeu_ps(d + half + t, _mm256_mul_ps(lookup16(v, tab_lo, tab_hi), a));
+    }
+  }
+}
+
 }  // namespace
+
+void blockwise4_decode_rows(const Blockwise4Gemm& g, int64_t j0, int64_t j1, float* dst, Isa isa) {
+  require_isa(isa);
+  GPT2Q_CHECK(g.blocksize % 32 == 0 && g.in % g.blocksize == 0, "blockwise4_decode_rows: in {} blocksize {}", g.in,
+              g.blocksize);
+  switch (isa) {
+    case Isa::scalar: decode_rows_scalar(g, j0, j1, dst); break;
+    case Isa::avx2: decode_rows_avx2(g, j0, j1, dst); break;
+    case Isa::avx512: detail::blockwise4_decode_rows_avx512(g, j0, j1, dst); break;
+  }
+}
 
 void blockwise4_gemm(const Blockwise4Gemm& g, Isa isa) {
   require_isa(isa);

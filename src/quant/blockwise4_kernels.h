@@ -24,8 +24,16 @@ struct Blockwise4Gemm {
 };
 void blockwise4_gemm(const Blockwise4Gemm& g, Isa isa);
 
+// Rows j0..j1 of the dequantized weight (table[code] · absmax, exactly) into
+// dst [j1 - j0, in], each row in split order: the even elements k = 0, 2, ...
+// in its first half, the odd ones in its second (the order of x_even | x_odd,
+// which needs no shuffles here). Same requirements as blockwise4_gemm; the
+// x, rows and y fields are not used.
+void blockwise4_decode_rows(const Blockwise4Gemm& g, int64_t j0, int64_t j1, float* dst, Isa isa);
+
 namespace detail {
 void blockwise4_gemm_avx512(const Blockwise4Gemm& g, int64_t j0, int64_t j1);
+void blockwise4_decode_rows_avx512(const Blockwise4Gemm& g, int64_t j0, int64_t j1, float* dst);
 }
 
 }  // namespace gpt2q::quant

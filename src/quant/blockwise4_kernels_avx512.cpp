@@ -99,4 +99,19 @@ void blockwise4_gemm_avx512(const Blockwise4Gemm& g, int64_t j0, int64_t j1) {
   }
 }
 
+void blockwise4_decode_rows_avx512(const Blockwise4Gemm& g, int64_t j0, int64_t j1, float* dst) {
+  const int64_t half = g.in / 2, bytes_per_block = g.blocksize / 2, blocks_per_row = g.in / g.blocksize;
+  const __m512 tab = _mm512_loadu_ps(g.table);
+  for (int64_t j = j0; j < j1; ++j) {
+    float* d = dst + (j - j0) * g.in;
+    for (int64_t t = 0; t < half; t += 16) {  // 16 bytes never straddle a block (blocksize % 32 == 0)
+      const __m512 a = _mm512_set1_ps(g.absmax[j * blocks_per_row + t / bytes_per_block]);
+      const __m512i v =
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.packed + j * half + t)));
+      _mm512_storeu_ps(d + t, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab), a));
+      _mm512_storeu_ps(d + half + t, _mm512_mul_ps(_mm512_permutexvar_ps(v, tab), a));
+    }
+  }
+}
+
 }  // namespace gpt2q::quant::detail

@@ -212,6 +212,12 @@ const std::vector<std::string>& quantize_method_names() {
   return names;
 }
 
+DType parse_keep_dtype(const std::string& name) {
+  if (name == "fp16") return DType::F16;
+  if (name == "fp32") return DType::F32;
+  fail("--keep-dtype '{}' is not fp16 or fp32", name);
+}
+
 void check_quantize_options(const QuantizeOptions& opt) {
   const auto& names = quantize_method_names();
   if (std::find(names.begin(), names.end(), opt.method) == names.end())

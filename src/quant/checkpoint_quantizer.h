@@ -34,6 +34,8 @@ struct QuantizeOptions {
   DType keep_dtype = DType::F16;  // F16 or F32
 };
 
+// --keep-dtype's value: "fp16" -> F16, "fp32" -> F32; anything else is an Error.
+DType parse_keep_dtype(const std::string& name);
 // Every method name quantize accepts, for help and errors.
 const std::vector<std::string>& quantize_method_names();
 // Error (naming the option) for a method / option combination that makes no sense.

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/ops.h"
+#include "quant/dequant_gemm.h"
 #include "quant/quantized_checkpoint.h"
 
 // Dequantized values are defined operation by operation (see docs/quantization.md).
@@ -113,8 +114,7 @@ class Table16 final : public EmbeddingTable {
   // Few rows (decoding): read the table once, converting in registers; each
   // output is one fp32 dot product in a fixed order.
   static constexpr int64_t kFusedMaxRows = 4;
-  // Many rows: convert blocks of the table to fp32 and hand them to sgemm.
-  static constexpr int64_t kBlockRows = 1024;
+  // Many rows: convert tiles of the table to fp32 for sgemm (quant/dequant_gemm.h).
 
   void fused(const float* x, int64_t m, float* y) const {
     const uint16_t* src = t_.data<uint16_t>();
@@ -137,16 +137,18 @@ class Table16 final : public EmbeddingTable {
 
   void blocked(const float* x, int64_t m, float* y) const {
     const uint16_t* src = t_.data<uint16_t>();
-    const int64_t R = rows(), C = cols();
-    std::vector<float> block(static_cast<size_t>(std::min(kBlockRows, R) * C));
-    for (int64_t j0 = 0; j0 < R; j0 += kBlockRows) {
-      const int64_t nb = std::min(kBlockRows, R - j0);
-      const int64_t n = nb * C;
-      const uint16_t* s = src + j0 * C;
-#pragma omp parallel for schedule(static) if (n >= cpu::kParallelMinElements)
-      for (int64_t i = 0; i < n; ++i) block[i] = to_float(s[i], bf16_);
-      cpu::sgemm_nt(m, nb, C, 1.0f, x, C, block.data(), C, 0.0f, y + j0, R);
-    }
+    const int64_t C = cols(), C8 = C / 8 * 8;
+    quant::tiled_dequant_gemm(
+        x, m, C, rows(), nullptr,
+        [&](int64_t j0, int64_t j1, float* dst) {
+          for (int64_t j = j0; j < j1; ++j) {
+            const uint16_t* row = src + j * C;
+            float* d = dst + (j - j0) * C;
+            for (int64_t k = 0; k < C8; k += 8) _mm256_storeu_ps(d + k, load8(row + k, bf16_));
+            for (int64_t k = C8; k < C; ++k) d[k] = to_float(row[k], bf16_);
+          }
+        },
+        y);
   }
 
   Tensor t_;

@@ -6,7 +6,8 @@
 //   F32          a view of the mapping (the fp32 path of ops/ is used as is)
 //   F16 / BF16   (quantized checkpoints) 16-bit values; rows are converted
 //                when gathered, and the product converts in registers (few
-//                rows) or blocks of rows to fp32 for sgemm (exact conversions)
+//                rows) or tiles of rows to fp32 for sgemm (exact conversions;
+//                quant/dequant_gemm.h)
 //   quantized    int8-tensor / llm-int8 / nf4 / fp4 (quantized_checkpoint.h):
 //                gathered rows are the dequantized values; the product runs the
 //                format's kernel, from the packed codes

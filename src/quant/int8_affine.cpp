@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "quant/dequant_gemm.h"
 #include "quant/int8_kernels.h"
 #include "quant/rounding.h"
 
@@ -114,6 +115,12 @@ void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t
     zps[j] = w.zero_point_of(j);
   }
   Int8WeightGemm g{x, rows, w.q.data(), zps.data(), scales.data(), bias, w.in, w.out, y};
+  if (rows >= kTiledGemmMinRows) {
+    tiled_dequant_gemm(
+        x, rows, w.in, w.out, bias, [&](int64_t j0, int64_t j1, float* dst) { int8_decode_rows(g, j0, j1, dst, isa); },
+        y);
+    return;
+  }
   int8_weight_gemm(g, isa);
 }
 

@@ -57,8 +57,9 @@ void dequantize_int8(const Int8Weight& w, float* out_in);  // writes [out, in]
 // y[rows, out] = x[rows, in] · w'ᵀ (+ bias), w' the dequantized weight.
 // Reference: dequantize, then fp32 dot products in index order.
 void int8_matmul_reference(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y);
-// Fast: y = scale · Σ x·(q - zero_point) (+ bias); same value up to fp32
-// summation order. Threads over output channels.
+// Fast: fewer than kTiledGemmMinRows rows, y = scale · Σ x·(q - zero_point)
+// (+ bias), threaded over output channels; more rows, dequantized tiles and
+// sgemm (quant/dequant_gemm.h). Same value up to fp32 rounding order.
 void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y,
                  Isa isa = best_isa());
 

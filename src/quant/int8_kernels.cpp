@@ -123,7 +123,39 @@ void gemm_i32_avx2(const Int8Gemm& g, int64_t j0, int64_t j1) {
   }
 }
 
+void decode_rows_scalar(const Int8WeightGemm& g, int64_t j0, int64_t j1, float* dst) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const int8_t* q = g.q + j * g.in;
+    float* d = dst + (j - j0) * g.in;
+    for (int64_t k = 0; k < g.in; ++k) d[k] = static_cast<float>(q[k] - g.zero_point[j]) * g.scale[j];
+  }
+}
+
+void decode_rows_avx2(const Int8WeightGemm& g, int64_t j0, int64_t j1, float* dst) {
+  const int64_t in = g.in, vec_end = in - in % 8;
+  for (int64_t j = j0; j < j1; ++j) {
+    const int8_t* q = g.q + j * in;
+    float* d = dst + (j - j0) * in;
+    const __m256i zp = _mm256_set1_epi32(g.zero_point[j]);
+    const __m256 s = _mm256_set1_ps(g.scale[j]);
+    for (int64_t k = 0; k < vec_end; k += 8) {
+      const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)));
+      _mm256_storeu_ps(d + k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, zp)), s));
+    }
+    for (int64_t k = vec_end; k < in; ++k) d[k] = static_cast<float>(q[k] - g.zero_point[j]) * g.scale[j];
+  }
+}
+
 }  // namespace
+
+void int8_decode_rows(const Int8WeightGemm& g, int64_t j0, int64_t j1, float* dst, Isa isa) {
+  require_isa(isa);
+  switch (isa) {
+    case Isa::scalar: decode_rows_scalar(g, j0, j1, dst); break;
+    case Isa::avx2: decode_rows_avx2(g, j0, j1, dst); break;
+    case Isa::avx512: detail::int8_decode_rows_avx512(g, j0, j1, dst); break;
+  }
+}
 
 void int8_weight_gemm(const Int8WeightGemm& g, Isa isa) {
   require_isa(isa);

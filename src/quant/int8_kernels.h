@@ -25,6 +25,10 @@ struct Int8WeightGemm {
   float* y;
 };
 void int8_weight_gemm(const Int8WeightGemm& g, Isa isa);
+// Rows j0..j1 of the dequantized weight, (q - zero_point) · scale exactly
+// (dequantize_int8's values), into dst [j1 - j0, in]. Uses q, zero_point,
+// scale and in of `g`.
+void int8_decode_rows(const Int8WeightGemm& g, int64_t j0, int64_t j1, float* dst, Isa isa);
 
 // c[i, j] = Σ_k a[i, k]·b[j, k] in int32, exact while |c| < 2^31 (any
 // in < 2^31 / (255·128)). The VNNI kernel feeds a + 128 as unsigned bytes and
@@ -41,6 +45,7 @@ void int8_gemm_i32(const Int8Gemm& g, Isa isa);
 
 namespace detail {
 void int8_weight_gemm_avx512(const Int8WeightGemm& g, int64_t j0, int64_t j1);
+void int8_decode_rows_avx512(const Int8WeightGemm& g, int64_t j0, int64_t j1, float* dst);
 // a_biased[i, k] = a[i, k] + 128 as unsigned bytes.
 void int8_gemm_i32_avx512(const uint8_t* a_biased, const Int8Gemm& g, int64_t j0, int64_t j1);
 }  // namespace detail

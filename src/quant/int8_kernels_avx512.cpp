@@ -6,9 +6,12 @@
 
 // GCC 12's AVX-512 intrinsic headers seed results with _mm512_undefined_*()
 // (`__Y = __Y`), which -Wmaybe-uninitialized reports at every inlined call
-// (GCC bug 105593). The warning is about the header, not this code.
+// (GCC bug 105593), and -Wuninitialized where the seed is used directly
+// (_mm512_reduce_add_epi32's extracts). The warning is about the header, not
+// this code.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #include "quant/int8_kernels.h"
@@ -23,20 +26,12 @@
 
 namespace gpt2q::quant::detail {
 namespace {
-constexpr int64_t kRowTile = 4;
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 // Horizontal sums in a fixed order (lane 0 first), through memory.
 inline float hsum(__m512 v) {
   alignas(64) float t[16];
   _mm512_store_ps(t, v);
   float s = 0.0f;
-  for (int i = 0; i < 16; ++i) s += t[i];
-  return s;
-}
-inline int32_t hsum(__m512i v) {
-  alignas(64) int32_t t[16];
-  _mm512_store_si512(t, v);
-  int32_t s = 0;
   for (int i = 0; i < 16; ++i) s += t[i];
   return s;
 }
@@ -113,28 +108,83 @@ void int8_weight_gemm_avx512(const Int8WeightGemm& g, int64_t j0, int64_t j1) {
   }
 }
 
-void int8_gemm_i32_avx512(const uint8_t* a_biased, const Int8Gemm& g, int64_t j0, int64_t j1) {
+void int8_decode_rows_avx512(const Int8WeightGemm& g, int64_t j0, int64_t j1, float* dst) {
+  const int64_t in = g.in, vec_end = in - in % 16;
+  const __mmask16 tail_mask = static_cast<__mmask16>((1u << (in % 16)) - 1u);
+  for (int64_t j = j0; j < j1; ++j) {
+    const int8_t* q = g.q + j * in;
+    float* d = dst + (j - j0) * in;
+    const __m512i zp = _mm512_set1_epi32(g.zero_point[j]);
+    const __m512 s = _mm512_set1_ps(g.scale[j]);
+    for (int64_t k = 0; k < vec_end; k += 16) {
+      const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k)));
+      _mm512_storeu_ps(d + k, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, zp)), s));
+    }
+    if (tail_mask) {
+      const __m512i v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tail_mask, q + vec_end));
+      _mm512_mask_storeu_ps(d + vec_end, tail_mask, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, zp)), s));
+    }
+  }
+}
+
+namespace {
+
+// R activation rows × C weight rows of int32 dot products, 64 bytes per
+// vpdpbusd; each weight load serves R rows and each activation load C
+// weight rows. Integer sums are exact, so the reduction order is free.
+template <int R, int C>
+void i32_tile(const uint8_t* a_biased, const Int8Gemm& g, int64_t i0, int64_t j0) {
   const int64_t in = g.in, vec_end = in - in % 64;
   const __mmask64 tail_mask = (in % 64) ? ((1ull << (in % 64)) - 1ull) : 0ull;
-  for (int64_t i0 = 0; i0 < g.rows; i0 += kRowTile) {
-    const int64_t nr = min64(kRowTile, g.rows - i0);
-    for (int64_t j = j0; j < j1; ++j) {
-      const int8_t* b = g.b + j * in;
-      __m512i acc[kRowTile] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                               _mm512_setzero_si512()};
-      for (int64_t k = 0; k < vec_end; k += 64) {
-        __m512i bv = _mm512_loadu_si512(b + k);
-        for (int64_t r = 0; r < nr; ++r)
-          acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_loadu_si512(a_biased + (i0 + r) * in + k), bv);
+  __m512i acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < vec_end; k += 64) {
+    __m512i b[C];
+    for (int c = 0; c < C; ++c) b[c] = _mm512_loadu_si512(g.b + (j0 + c) * in + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512i a = _mm512_loadu_si512(a_biased + (i0 + r) * in + k);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], a, b[c]);
+    }
+  }
+  if (tail_mask) {
+    // b is zero in masked lanes, so whatever a holds there adds nothing.
+    __m512i b[C];
+    for (int c = 0; c < C; ++c) b[c] = _mm512_maskz_loadu_epi8(tail_mask, g.b + (j0 + c) * in + vec_end);
+    for (int r = 0; r < R; ++r) {
+      const __m512i a = _mm512_maskz_loadu_epi8(tail_mask, a_biased + (i0 + r) * in + vec_end);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], a, b[c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      g.c[(i0 + r) * g.out + j0 + c] = _mm512_reduce_add_epi32(acc[r][c]) - 128 * g.b_row_sums[j0 + c];
+}
+
+template <int R>
+void i32_tile_rows(const uint8_t* a_biased, const Int8Gemm& g, int64_t i0, int64_t j0, int64_t nc) {
+  switch (nc) {
+    case 4: i32_tile<R, 4>(a_biased, g, i0, j0); break;
+    case 3: i32_tile<R, 3>(a_biased, g, i0, j0); break;
+    case 2: i32_tile<R, 2>(a_biased, g, i0, j0); break;
+    default: i32_tile<R, 1>(a_biased, g, i0, j0); break;
+  }
+}
+
+}  // namespace
+
+void int8_gemm_i32_avx512(const uint8_t* a_biased, const Int8Gemm& g, int64_t j0, int64_t j1) {
+  constexpr int64_t kRows = 4, kChannels = 4;
+  for (int64_t i0 = 0; i0 < g.rows; i0 += kRows) {
+    const int64_t nr = min64(kRows, g.rows - i0);
+    for (int64_t j = j0; j < j1; j += kChannels) {
+      const int64_t nc = min64(kChannels, j1 - j);
+      switch (nr) {
+        case 4: i32_tile_rows<4>(a_biased, g, i0, j, nc); break;
+        case 3: i32_tile_rows<3>(a_biased, g, i0, j, nc); break;
+        case 2: i32_tile_rows<2>(a_biased, g, i0, j, nc); break;
+        default: i32_tile_rows<1>(a_biased, g, i0, j, nc); break;
       }
-      if (tail_mask) {
-        // b is zero in masked lanes, so whatever a holds there adds nothing.
-        __m512i bv = _mm512_maskz_loadu_epi8(tail_mask, b + vec_end);
-        for (int64_t r = 0; r < nr; ++r)
-          acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_loadu_epi8(tail_mask, a_biased + (i0 + r) * in + vec_end), bv);
-      }
-      const int32_t correction = 128 * g.b_row_sums[j];
-      for (int64_t r = 0; r < nr; ++r) g.c[(i0 + r) * g.out + j] = hsum(acc[r]) - correction;
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "quant/llm_int8.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -40,6 +42,132 @@ void add_outlier_part(const LlmInt8Weight& w, const float* x, int64_t rows, cons
 
 void check_shapes(const LlmInt8Weight& w, int64_t rows) {
   GPT2Q_CHECK(rows >= 0 && w.out > 0 && w.in > 0, "llm_int8_matmul: rows {} weight [{}, {}]", rows, w.out, w.in);
+}
+
+// The epilogue of rows [i0, i1), outputs [j0, j1).
+void llm_int8_epilogue_rows(const int32_t* acc, const float* sca, const LlmInt8Weight& w, const float* bias,
+                            int64_t i0, int64_t i1, int64_t j0, int64_t j1, LlmInt8Epilogue epilogue, float* y) {
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t j = j0; j < j1; ++j) {
+      // bnb CUDA: fmaf(acc * rowStats * colStats, MM_DEQUANT_CONST, bias), left to right.
+      const float p = (static_cast<float>(acc[i * w.out + j]) * sca[i]) * w.scb[j];
+      const float b = bias ? bias[j] : 0.0f;
+      float v;
+      if (epilogue == LlmInt8Epilogue::cuda_fp16) {
+        // Written as fp16 without the bias (an fp32 bias is not fused), then
+        // bias added to that fp16 tensor, i.e. in fp32 and rounded to fp16.
+        v = round_through_fp16(std::fma(p, kLlmInt8DequantConst, 0.0f));
+        if (bias) v = round_through_fp16(v + b);
+      } else {
+        v = std::fma(p, kLlmInt8DequantConst, b);
+      }
+      y[i * w.out + j] = v;
+    }
+}
+
+// fp32 -> fp16 -> fp32 of 8 values with F16C, round to nearest even: the
+// same as round_through_fp16 for every finite value and infinity.
+inline __m256 round_through_fp16_x8(__m256 v) {
+  return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// quantize_rows_int8 in registers (8 values at a time), for the fast path;
+// the scalar one stays the reference, and the tests hold the two to the
+// same codes bit for bit.
+Int8Rows quantize_rows_int8_fast(const float* x, int64_t rows, int64_t cols, float threshold) {
+  Int8Rows r;
+  r.rows = rows;
+  r.cols = cols;
+  r.q.assign(static_cast<size_t>(rows * cols), 0);
+  r.absmax.assign(static_cast<size_t>(rows), 0.0f);
+  const int64_t c8 = cols / 8 * 8;
+  std::vector<float> x16(static_cast<size_t>(rows * cols));
+  std::vector<uint8_t> is_outlier_col(static_cast<size_t>(cols), 0);
+  const __m256 sign = _mm256_set1_ps(-0.0f), thr = _mm256_set1_ps(threshold);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* xi = x + i * cols;
+    float* hi = x16.data() + i * cols;
+    __m256 m = _mm256_setzero_ps();
+    for (int64_t k = 0; k < c8; k += 8) {
+      const __m256 h = round_through_fp16_x8(_mm256_loadu_ps(xi + k));
+      _mm256_storeu_ps(hi + k, h);
+      const __m256 a = _mm256_andnot_ps(sign, h);
+      if (threshold > 0.0f) {
+        const __m256 out = _mm256_cmp_ps(a, thr, _CMP_GE_OQ);
+        if (const int bitsset = _mm256_movemask_ps(out))
+          for (int l = 0; l < 8; ++l)
+            if (bitsset & (1 << l)) is_outlier_col[static_cast<size_t>(k + l)] = 1;
+        // Only the outlier elements themselves leave the absmax (as the reference).
+        m = _mm256_max_ps(_mm256_andnot_ps(out, a), m);  // max(a, m): a NaN lane keeps m, as std::max(m, a)
+      } else {
+        m = _mm256_max_ps(a, m);
+      }
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m);
+    float absmax = 0.0f;
+    for (float v : lanes) absmax = std::max(absmax, v);
+    for (int64_t k = c8; k < cols; ++k) {
+      hi[k] = round_through_fp16(xi[k]);
+      const float a = std::fabs(hi[k]);
+      if (threshold > 0.0f && a >= threshold) {
+        is_outlier_col[static_cast<size_t>(k)] = 1;
+        continue;
+      }
+      absmax = std::max(absmax, a);
+    }
+    r.absmax[i] = absmax;
+  }
+  if (threshold > 0.0f)
+    for (int64_t k = 0; k < cols; ++k)
+      if (is_outlier_col[k]) r.outlier_cols.push_back(static_cast<int32_t>(k));
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi127 = _mm256_set1_ps(127.0f), inf = _mm256_set1_ps(INFINITY);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float scale = 127.0f / r.absmax[i];
+    const __m256 sv = _mm256_set1_ps(scale);
+    const float* hi = x16.data() + i * cols;
+    int8_t* q = r.q.data() + i * cols;
+    for (int64_t k = 0; k < c8; k += 8) {
+      const __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(hi + k), sv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      // Non-finite (absmax 0 or inf) -> 0, as int8_of.
+      const __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), inf, _CMP_LT_OQ);
+      const __m256 c = _mm256_and_ps(finite, _mm256_min_ps(_mm256_max_ps(v, lo), hi127));
+      alignas(32) int32_t codes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(codes), _mm256_cvttps_epi32(c));
+      for (int l = 0; l < 8; ++l) q[k + l] = is_outlier_col[k + l] ? 0 : static_cast<int8_t>(codes[l]);
+    }
+    for (int64_t k = c8; k < cols; ++k) q[k] = is_outlier_col[k] ? 0 : int8_of(hi[k], scale);
+  }
+  return r;
+}
+
+// llm_int8_epilogue, 8 outputs at a time; bit-identical (same operations,
+// same roundings: FMA is fused in both, F16C rounds to nearest even).
+void llm_int8_epilogue_fast(const int32_t* acc, const float* sca, const LlmInt8Weight& w, const float* bias,
+                            int64_t rows, LlmInt8Epilogue epilogue, float* y) {
+  const int64_t out = w.out, o8 = out / 8 * 8;
+  const __m256 cst = _mm256_set1_ps(kLlmInt8DequantConst), zero = _mm256_setzero_ps();
+#pragma omp parallel for schedule(static) if (rows * out >= (1 << 16))
+  for (int64_t i = 0; i < rows; ++i) {
+    const __m256 sa = _mm256_set1_ps(sca[i]);
+    for (int64_t j = 0; j < o8; j += 8) {
+      const __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(
+                                                       reinterpret_cast<const __m256i*>(acc + i * out + j))),
+                                                   sa),
+                                     _mm256_loadu_ps(w.scb.data() + j));
+      const __m256 b = bias ? _mm256_loadu_ps(bias + j) : zero;
+      __m256 v;
+      if (epilogue == LlmInt8Epilogue::cuda_fp16) {
+        v = round_through_fp16_x8(_mm256_fmadd_ps(p, cst, zero));
+        if (bias) v = round_through_fp16_x8(_mm256_add_ps(v, b));
+      } else {
+        v = _mm256_fmadd_ps(p, cst, b);
+      }
+      _mm256_storeu_ps(y + i * out + j, v);
+    }
+    if (o8 < out) llm_int8_epilogue_rows(acc, sca, w, bias, i, i + 1, o8, out, epilogue, y);
+  }
 }
 
 }  // namespace
@@ -100,22 +228,7 @@ LlmInt8Weight quantize_llm_int8(const float* w, int64_t out, int64_t in) {
 
 void llm_int8_epilogue(const int32_t* acc, const float* sca, const LlmInt8Weight& w, const float* bias,
                        int64_t rows, LlmInt8Epilogue epilogue, float* y) {
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < w.out; ++j) {
-      // bnb CUDA: fmaf(acc * rowStats * colStats, MM_DEQUANT_CONST, bias), left to right.
-      const float p = (static_cast<float>(acc[i * w.out + j]) * sca[i]) * w.scb[j];
-      const float b = bias ? bias[j] : 0.0f;
-      float v;
-      if (epilogue == LlmInt8Epilogue::cuda_fp16) {
-        // Written as fp16 without the bias (an fp32 bias is not fused), then
-        // bias added to that fp16 tensor, i.e. in fp32 and rounded to fp16.
-        v = round_through_fp16(std::fma(p, kLlmInt8DequantConst, 0.0f));
-        if (bias) v = round_through_fp16(v + b);
-      } else {
-        v = std::fma(p, kLlmInt8DequantConst, b);
-      }
-      y[i * w.out + j] = v;
-    }
+  llm_int8_epilogue_rows(acc, sca, w, bias, 0, rows, 0, w.out, epilogue, y);
 }
 
 void llm_int8_matmul_reference(const LlmInt8Weight& w, const float* bias, const float* x, int64_t rows,
@@ -136,10 +249,15 @@ void llm_int8_matmul_reference(const LlmInt8Weight& w, const float* bias, const 
 void llm_int8_matmul(const LlmInt8Weight& w, const float* bias, const float* x, int64_t rows,
                      const LlmInt8Options& opt, float* y, Isa isa) {
   check_shapes(w, rows);
-  Int8Rows a = quantize_rows_int8(x, rows, w.in, opt.threshold);
+  Int8Rows a = isa == Isa::scalar ? quantize_rows_int8(x, rows, w.in, opt.threshold)
+                                   : quantize_rows_int8_fast(x, rows, w.in, opt.threshold);
   std::vector<int32_t> acc(static_cast<size_t>(rows * w.out));
   int8_gemm_i32(Int8Gemm{a.q.data(), rows, w.cb.data(), w.cb_row_sums.data(), w.in, w.out, acc.data()}, isa);
-  llm_int8_epilogue(acc.data(), a.absmax.data(), w, bias, rows, opt.epilogue, y);
+  if (isa == Isa::scalar) {
+    llm_int8_epilogue(acc.data(), a.absmax.data(), w, bias, rows, opt.epilogue, y);
+  } else {
+    llm_int8_epilogue_fast(acc.data(), a.absmax.data(), w, bias, rows, opt.epilogue, y);
+  }
   add_outlier_part(w, x, rows, a.outlier_cols, y);
 }
 

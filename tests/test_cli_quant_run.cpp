@@ -1,0 +1,183 @@
+// Quantized checkpoints run by the commands that take a model (issue 3,
+// "Execution"): generate, perplexity, eval and bench load a checkpoint
+// written by quantize and run it packed. Each command's output is checked
+// against the library run in-process on the same checkpoint (whose logits
+// test_lib_quant_checkpoint holds to the dequantized reference), and
+// perplexity against a log-softmax computed here.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "eval/classify.h"
+#include "io/dataset.h"
+#include "test_lib_quant_support.h"
+#include "text/tokenizer.h"
+
+using namespace gpt2q;
+using namespace gpt2q::test;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+fs::path tokenizer_dir() { return data_dir() / "gpt2-tokenizer"; }
+
+std::string q(const fs::path& p) {
+  std::string s = "'";
+  s += p.string();
+  s += '\'';
+  return s;
+}
+
+GPT2Config run_config(ModelKind kind) {
+  GPT2Config c;
+  c.vocab_size = 50257;  // the GPT-2 tokenizer's
+  c.n_positions = 64;
+  c.n_embd = 64;
+  c.n_layer = 2;
+  c.n_head = 2;
+  if (kind == ModelKind::SequenceClassification) {
+    c.architectures = {"GPT2ForSequenceClassification"};
+    c.id2label = {"World", "Sports", "Business", "Sci/Tech"};
+    c.pad_token_id = 50256;
+  } else {
+    c.architectures = {"GPT2LMHeadModel"};
+  }
+  return c;
+}
+
+fs::path quantized(ModelKind kind, const std::string& method, bool double_quant, const std::string& tag) {
+  const fs::path src = write_small_checkpoint(tag + "_src", run_config(kind), kind, 5);
+  quant::QuantizeOptions o;
+  o.method = method;
+  o.double_quant = double_quant;
+  const fs::path out = temp_dir(tag) / "q";
+  quant::save_quantized_checkpoint(quant::quantize_checkpoint(Checkpoint::load(src), o).checkpoint, out, src);
+  return out;
+}
+
+const fs::path& lm_nf4() {
+  static const fs::path dir = quantized(ModelKind::CausalLM, "nf4", true, "qrun_lm");
+  return dir;
+}
+
+json run_json(const std::string& args) {
+  auto r = run_gpt2q(args);
+  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.err;
+  return r.exit_code == 0 ? json::parse(r.out) : json();
+}
+
+TEST(CliQuantRun, GenerateRunsTheQuantizedCheckpoint) {
+  const std::string prompt = "The quick brown fox";
+  const json j = run_json("generate --model " + q(lm_nf4()) + " --tokenizer " + q(tokenizer_dir()) + " --prompt '" +
+                          prompt + "' --max-new-tokens 6 --json");
+  auto model = GPT2Model::load(lm_nf4());
+  EXPECT_EQ(model->blocks()[0].c_fc->format(), "nf4-dq");
+  GenerateOptions opts;
+  opts.max_new_tokens = 6;
+  const auto want = generate(*model, Tokenizer::load(tokenizer_dir()).encode(prompt), opts);
+  EXPECT_EQ(j["ids"].get<std::vector<int32_t>>(), want);
+}
+
+TEST(CliQuantRun, PerplexityOfTheQuantizedCheckpoint) {
+  const std::string text = "Quantized weights are stored packed and run packed on the CPU.";
+  const fs::path file = temp_dir("qrun_ppl") / "text.txt";
+  std::ofstream(file, std::ios::binary) << text;
+  const json j = run_json("perplexity --model " + q(lm_nf4()) + " --tokenizer " + q(tokenizer_dir()) + " --text " +
+                          q(file) + " --json");
+  // One window (the text is shorter than n_positions): the mean NLL of each
+  // next token, from the quantized model's logits, log-softmax in double.
+  const auto ids = Tokenizer::load(tokenizer_dir()).encode(text);
+  const int64_t n = static_cast<int64_t>(ids.size()), V = 50257;
+  ASSERT_LT(n, 64);
+  auto model = GPT2Model::load(lm_nf4());
+  Tensor logits = model->lm_logits(TokenBatch{1, n, ids, {n}});
+  double nll = 0;
+  for (int64_t t = 0; t + 1 < n; ++t) {
+    const float* row = logits.data<float>() + t * V;
+    double mx = row[0], sum = 0;
+    for (int64_t v = 1; v < V; ++v) mx = std::max<double>(mx, row[v]);
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+    nll -= static_cast<double>(row[ids[t + 1]]) - mx - std::log(sum);
+  }
+  nll /= static_cast<double>(n - 1);
+  EXPECT_EQ(j["tokens"].get<int64_t>(), n - 1);
+  EXPECT_NEAR(j["nll"].get<double>(), nll, 1e-5 * nll);
+}
+
+TEST(CliQuantRun, EvalRunsAQuantizedClassifier) {
+  const fs::path clf = quantized(ModelKind::SequenceClassification, "llm-int8", false, "qrun_clf");
+  const fs::path csv = temp_dir("qrun_eval") / "small.csv";
+  {
+    std::ofstream out(csv, std::ios::binary);
+    for (int i = 0; i < 11; ++i)
+      out << "\"" << 1 + (i * 3) % 4 << "\",\"Title " << i << "\",\"Some description of story " << i << ".\"\n";
+  }
+  const json j = run_json("eval --model " + q(clf) + " --data " + q(csv) + " --tokenizer " + q(tokenizer_dir()) +
+                          " --batch-size 4 --max-length 16 --json");
+  auto model = GPT2Model::load(clf);
+  EXPECT_EQ(model->blocks()[1].attn_c_proj->format(), "llm-int8");
+  ClassifyOptions opts;
+  opts.batch_size = 4;
+  opts.max_length = 16;
+  opts.progress = false;
+  const auto lib = evaluate_classifier(*model, Tokenizer::load(tokenizer_dir()), load_dataset(csv, DataFormat::AgNews),
+                                       opts);
+  int64_t correct = 0;
+  const auto data = load_dataset(csv, DataFormat::AgNews);
+  for (size_t i = 0; i < data.rows.size(); ++i) correct += data.rows[i].label == lib.run.predictions[i];
+  EXPECT_EQ(j["n"], 11);
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), static_cast<double>(correct) / 11.0);
+}
+
+TEST(CliQuantRun, BenchTimesAStoredQuantizedCheckpoint) {
+  const json j = run_json("bench --model " + q(lm_nf4()) +
+                          " --seq 8 --iters 1 --decode-tokens 3 --throughput-batch 2 --throughput-iters 1 --json");
+  ASSERT_EQ(j["methods"].size(), 1u);
+  const json& m = j["methods"][0];
+  EXPECT_EQ(m["method"], "stored");
+  EXPECT_NE(m["description"].get<std::string>().find("nf4"), std::string::npos) << m["description"];
+  EXPECT_EQ(m["weight_bytes"].get<size_t>(), GPT2Model::load(lm_nf4())->total_weight_bytes());
+  EXPECT_EQ(m["decode"]["timed_steps"], 2);  // the first token comes with the prompt
+  EXPECT_EQ(m["throughput"]["runs"], 1);
+  EXPECT_GT(m["latency"]["min_ms"].get<double>(), 0.0);
+}
+
+TEST(CliQuantRun, BenchQuantizesEachMethodInMemory) {
+  const json j = run_json("bench --method all --geometry 64x2x2 --double-quant --seq 8 --iters 1 --decode-tokens 2 "
+                          "--throughput-batch 0 --json");
+  const std::vector<std::string> methods = {"fp32", "fp16", "int8-tensor", "llm-int8", "nf4", "fp4"};
+  ASSERT_EQ(j["methods"].size(), methods.size());
+  const Checkpoint source = make_synthetic_checkpoint(geometry_config("64x2x2", "test"), ModelKind::CausalLM, 0);
+  for (size_t i = 0; i < methods.size(); ++i) {
+    SCOPED_TRACE(methods[i]);
+    const json& m = j["methods"][i];
+    EXPECT_EQ(m["method"], methods[i]);
+    size_t want = GPT2Model::from_checkpoint(source)->total_weight_bytes();
+    if (methods[i] != "fp32") {
+      quant::QuantizeOptions o;
+      o.method = methods[i];
+      o.double_quant = methods[i] == "nf4" || methods[i] == "fp4";  // --double-quant goes to the 4-bit methods only
+      want = GPT2Model::from_checkpoint(quant::quantize_checkpoint(source, o).checkpoint)->total_weight_bytes();
+    }
+    EXPECT_EQ(m["weight_bytes"].get<size_t>(), want);
+    EXPECT_FALSE(m.contains("throughput"));
+  }
+}
+
+TEST(CliQuantRun, BenchArgumentErrorsAreOneLine) {
+  auto r = run_gpt2q("bench --method int9");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: bench: --method 'int9' is not one of fp32, fp16, int8-tensor, llm-int8, nf4, fp4, all\n");
+  r = run_gpt2q("bench --method int8-tensor --double-quant");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: --double-quant applies to --method nf4 and fp4 only, not int8-tensor\n");
+  r = run_gpt2q("bench --model " + q(lm_nf4()) + " --method nf4 --seq 8 --iters 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("already quantized"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+}  // namespace
