@@ -4,40 +4,11 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
-#include "core/file_util.h"
 #include "report/compare_runner.h"
 #include "report/number_format.h"
 #include "report/variant_spec.h"
 
 namespace {
-
-// The exact command line, shell-quoted where needed (Linux: /proc/self/cmdline).
-std::string exact_command_line() {
-  std::string raw;
-  try {
-    raw = gpt2q::read_file("/proc/self/cmdline");
-  } catch (const std::exception&) {
-    return "gpt2q compare";
-  }
-  std::string out;
-  size_t start = 0;
-  while (start < raw.size()) {
-    size_t end = raw.find('\0', start);
-    if (end == std::string::npos) end = raw.size();
-    const std::string arg = raw.substr(start, end - start);
-    if (!out.empty()) out += ' ';
-    if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@+") ==
-                            std::string::npos) {
-      out += arg;
-    } else {
-      out += '\'';
-      for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-      out += '\'';
-    }
-    start = end + 1;
-  }
-  return out;
-}
 
 struct CompareArgs {
   gpt2q::report::CompareOptions opt;
@@ -53,7 +24,7 @@ void run(CompareArgs a) {
   if (a.data) o.data = *a.data;
   if (a.text) o.text = *a.text;
   if (a.tokenizer) o.tokenizer = *a.tokenizer;
-  o.command_line = exact_command_line();
+  o.command_line = gpt2q::cli::exact_command_line("gpt2q compare");
   const auto r = gpt2q::report::run_compare(o);
   if (a.json) {
     gpt2q::cli::print_json(gpt2q::report::results_to_json(r));
