@@ -132,7 +132,8 @@ std::string describe(const PreparedSpec& p, const Checkpoint& ck) {
   } else if (s.options.method == "fp32") {
     d = fmt::format("checkpoint as stored ({}), computed in fp32", ck.config.dtype);
   } else {
-    d = fmt::format("every tensor cast to {}, computed in fp32", s.options.method);
+    d = fmt::format("every tensor cast to {} and held so (biases, LayerNorms in fp32), computed in fp32",
+                    s.options.method);
   }
   if (p.ready) d += ", ready-made";
   return d;

@@ -2,8 +2,9 @@
 // Variant specs of `gpt2q compare`: METHOD[:MODIFIER]...[@DIR].
 //
 //   fp32                      the checkpoint as it is (the usual baseline)
-//   fp16, bf16                every tensor cast (gpt2q computes in fp32: the
-//                             memory held is fp32's, the rounding is the cast's)
+//   fp16, bf16                every tensor cast; matrices are held 16-bit (half
+//                             fp32's bytes; biases, LayerNorms fp32), products
+//                             computed in fp32 on the exactly converted values
 //   int8-tensor               8-bit affine, one scale per tensor
 //   llm-int8                  LLM.int8() (bitsandbytes), outlier threshold 6
 //   nf4, fp4                  bitsandbytes 4-bit, block size 64
