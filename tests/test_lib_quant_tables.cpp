@@ -83,12 +83,26 @@ TEST(EmbeddingTable, SixteenBitTablesOfAQuantizedCheckpointStaySixteenBit) {
   }
 }
 
-TEST(EmbeddingTable, PlainSixteenBitCheckpointsAreConvertedToFp32) {
-  auto table =
-      make_embedding_table(table_checkpoint("wte.weight", sixteen_bit(DType::F16), false), "wte.weight", kRows, kCols);
-  EXPECT_EQ(table->format(), "f32");
-  EXPECT_EQ(table->bytes(), static_cast<size_t>(kRows * kCols * 4));
-  ASSERT_NE(table->f32(), nullptr);
+TEST(EmbeddingTable, PlainSixteenBitCheckpointsStaySixteenBitAsViews) {
+  for (DType dtype : {DType::F16, DType::BF16}) {
+    const Tensor t = sixteen_bit(dtype);
+    const Tensor exact = to_f32(t);
+    const std::vector<float> t_f32(exact.data<float>(), exact.data<float>() + exact.numel());
+    const Checkpoint ck = table_checkpoint("wte.weight", t, false);
+    auto table = make_embedding_table(ck, "wte.weight", kRows, kCols);
+    EXPECT_EQ(table->format(), dtype == DType::F16 ? "f16" : "bf16");
+    EXPECT_EQ(table->bytes(), static_cast<size_t>(kRows * kCols * 2));
+    EXPECT_EQ(table->f32(), nullptr);
+    expect_gather(*table, t_f32);
+    // A view of the checkpoint's tensor (of the mapping, when loaded): writing
+    // through the checkpoint shows in the table.
+    ck.tensors.at("wte.weight").data<uint16_t>()[0] =
+        dtype == DType::F16 ? float_to_half(1000.0f) : float_to_bf16(1000.0f);
+    const int64_t zero = 0;
+    std::vector<float> row(kCols);
+    table->gather(&zero, 1, row.data(), false);
+    EXPECT_EQ(row[0], 1000.0f);
+  }
 }
 
 TEST(EmbeddingTable, QuantizedTablesGatherDequantizedRowsAndRunTheirKernels) {

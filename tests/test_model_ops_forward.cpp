@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "core/half.h"
@@ -231,18 +232,29 @@ TEST(ModelForward, UntiedLmHeadIsUsedWhenPresent) {
   EXPECT_TRUE(listed);
 }
 
-TEST(ModelForward, Float16WeightsAreConvertedOnceAndCounted) {
+TEST(ModelForward, Float16WeightsStaySixteenBitAndAreCounted) {
   Checkpoint ck = sharpened(small_config(), ModelKind::CausalLM, 4);
-  int64_t params = 0;
+  size_t expected = 0;
   for (auto& [name, t] : ck.tensors) {
     Tensor h = Tensor::empty(t.shape(), DType::F16);
     for (int64_t i = 0; i < t.numel(); ++i) h.data<uint16_t>()[i] = float_to_half(t.data<float>()[i]);
     t = h;
-    params += t.numel();
+    // Matrices (wte, wpe, block projection weights) are held as stored;
+    // biases and LayerNorm parameters (1-D) in fp32.
+    expected += static_cast<size_t>(t.numel()) * (t.ndim() == 2 ? 2 : 4);
   }
   check_against_naive(ck, 2e-5);  // the naive model reads the same F16 values
   auto model = GPT2Model::from_checkpoint(ck);
-  EXPECT_EQ(model->total_weight_bytes(), static_cast<size_t>(params) * 4);
+  EXPECT_EQ(model->total_weight_bytes(), expected);
+  for (const auto& bw : model->blocks())
+    for (const Linear* l : {bw.c_attn.get(), bw.attn_c_proj.get(), bw.c_fc.get(), bw.mlp_c_proj.get()})
+      EXPECT_EQ(l->format(), "f16");
+  // The projections are views of the checkpoint's tensors: no copy.
+  TokenBatch tb = TokenBatch::from_sequences({{4, 5, 6}}, 0);
+  Tensor before = model->lm_logits(tb);
+  ck.tensors.at("h.0.mlp.c_fc.weight").data<uint16_t>()[0] ^= 0x4000;
+  Tensor after = model->lm_logits(tb);
+  EXPECT_NE(std::memcmp(before.raw(), after.raw(), before.nbytes()), 0);
 }
 
 TEST(ModelForward, Float32WeightsAreViewsOfTheCheckpoint) {

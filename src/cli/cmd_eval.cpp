@@ -26,13 +26,6 @@ struct EvalArgs {
   bool json = false;
 };
 
-std::vector<std::string> class_names(const gpt2q::GPT2Config& cfg, int64_t k) {
-  std::vector<std::string> names;
-  for (int64_t c = 0; c < k; ++c)
-    names.push_back(c < static_cast<int64_t>(cfg.id2label.size()) ? cfg.id2label[c] : fmt::format("LABEL_{}", c));
-  return names;
-}
-
 // CSV `index,label,pred`: one row per input row in file order, 0-based index
 // and 0-based class indices.
 void write_predictions(const std::string& path, const gpt2q::Dataset& data, const std::vector<int32_t>& pred) {
@@ -116,7 +109,7 @@ void run(const EvalArgs& a) {
   opts.max_length = max_length;
   opts.batch_size = a.batch_size;
   const auto result = gpt2q::evaluate_classifier(*model, tokenizer, data, opts);
-  const auto names = class_names(model->config(), model->num_labels());
+  const auto names = gpt2q::class_names(model->config(), model->num_labels());
 
   if (a.predictions) write_predictions(*a.predictions, data, result.run.predictions);
   if (a.json)

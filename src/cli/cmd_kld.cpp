@@ -19,9 +19,8 @@
 
 #include "cli/command.h"
 #include "core/error.h"
-#include "core/file_util.h"
-#include "core/utf8.h"
 #include "eval/classify.h"
+#include "eval/divergence.h"
 #include "eval/perplexity.h"
 #include "eval/tokenizer_lookup.h"
 #include "io/dataset.h"
@@ -37,40 +36,6 @@ struct KldArgs {
   bool json = false;
 };
 
-// What one predicted distribution contributes.
-struct Divergence {
-  double kl = 0;
-  bool same_top1 = false;
-  double nll_ref = 0, nll_cand = 0;  // of the target, when there is one
-};
-
-size_t argmax(const float* row, int64_t n) { return static_cast<size_t>(std::max_element(row, row + n) - row); }
-
-// log-softmax of a row, in double.
-void log_softmax(const float* row, int64_t n, std::vector<double>& out) {
-  out.resize(static_cast<size_t>(n));
-  const double mx = *std::max_element(row, row + n);
-  double sum = 0;
-  for (int64_t v = 0; v < n; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
-  const double lse = mx + std::log(sum);
-  for (int64_t v = 0; v < n; ++v) out[v] = static_cast<double>(row[v]) - lse;
-}
-
-Divergence divergence(const float* ref, const float* cand, int64_t n, int64_t target) {
-  thread_local std::vector<double> lr, lc;
-  log_softmax(ref, n, lr);
-  log_softmax(cand, n, lc);
-  Divergence d;
-  for (int64_t v = 0; v < n; ++v) d.kl += std::exp(lr[v]) * (lr[v] - lc[v]);
-  d.kl = std::max(0.0, d.kl);  // exact KL is >= 0; rounding can leave -1e-17
-  d.same_top1 = argmax(ref, n) == argmax(cand, n);
-  if (target >= 0) {
-    d.nll_ref = -lr[target];
-    d.nll_cand = -lc[target];
-  }
-  return d;
-}
-
 void check_same_shape(const gpt2q::GPT2Model& ref, const gpt2q::GPT2Model& cand, const KldArgs& a) {
   const auto &r = ref.config(), &c = cand.config();
   if (r.vocab_size != c.vocab_size)
@@ -84,35 +49,6 @@ void check_same_shape(const gpt2q::GPT2Model& ref, const gpt2q::GPT2Model& cand,
                 ref.num_labels());
 }
 
-std::vector<Divergence> text_divergences(const gpt2q::GPT2Model& ref, const gpt2q::GPT2Model& cand,
-                                         const std::vector<int32_t>& ids, int64_t max_length, int64_t stride) {
-  const int64_t V = ref.config().vocab_size;
-  std::vector<Divergence> out;
-  for (const auto& w : gpt2q::perplexity_windows(static_cast<int64_t>(ids.size()), max_length, stride)) {
-    if (w.scored() <= 0) continue;
-    gpt2q::TokenBatch tb;
-    tb.batch = 1;
-    tb.seq = w.end - w.begin;
-    tb.ids.assign(ids.begin() + w.begin, ids.begin() + w.end);
-    const gpt2q::Tensor lr = ref.lm_logits(tb), lc = cand.lm_logits(tb);
-    const size_t first = out.size();
-    out.resize(first + static_cast<size_t>(w.scored()));
-#pragma omp parallel for schedule(static)
-    for (int64_t p = w.score_begin; p < w.end; ++p) {
-      const int64_t row = p - 1 - w.begin;  // the logits that predict position p
-      out[first + (p - w.score_begin)] = divergence(lr.data<float>() + row * V, lc.data<float>() + row * V, V, ids[p]);
-    }
-  }
-  return out;
-}
-
-std::string read_text_file(const std::string& path) {
-  std::string text = gpt2q::read_file(path);
-  if (text.empty()) gpt2q::fail("{}: the file is empty", path);
-  if (size_t bad = gpt2q::first_invalid_utf8(text); bad != gpt2q::kUtf8Valid)
-    gpt2q::fail("{}: invalid UTF-8 at byte {}", path, bad);
-  return text;
-}
 
 void run(const KldArgs& a) {
   if (a.text.has_value() == a.data.has_value()) gpt2q::fail("give exactly one of --text FILE and --data FILE");
@@ -130,7 +66,7 @@ void run(const KldArgs& a) {
     gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.reference, tokenizer.vocab_size(),
                 ref->config().vocab_size);
 
-  std::vector<Divergence> d;
+  std::vector<gpt2q::Divergence> d;
   nlohmann::json j = {{"reference", a.reference}, {"candidate", a.candidate}};
   if (a.text) {
     if (ref->is_classifier()) gpt2q::fail("{} is a classifier; use --data FILE with it", a.reference);
@@ -139,9 +75,9 @@ void run(const KldArgs& a) {
       gpt2q::fail("--max-length {}: must be in [1, {}] (the models' n_positions)", max_length, n_positions);
     const int64_t stride = a.stride.value_or(std::max<int64_t>(1, max_length / 2));
     if (stride > max_length) gpt2q::fail("--stride {}: must be in [1, {}] (the max length)", stride, max_length);
-    const auto ids = tokenizer.encode(read_text_file(*a.text), *a.text);
+    const auto ids = tokenizer.encode(gpt2q::read_text_file(*a.text), *a.text);
     if (ids.size() < 2) gpt2q::fail("{}: {} token(s); at least 2 are needed", *a.text, ids.size());
-    d = text_divergences(*ref, *cand, ids, max_length, stride);
+    d = gpt2q::text_divergences(*ref, *cand, ids, max_length, stride);
     if (d.empty()) gpt2q::fail("{}: no position gets scored with --max-length {}", *a.text, max_length);
     double nr = 0, nc = 0;
     for (const auto& x : d) {
@@ -166,10 +102,9 @@ void run(const KldArgs& a) {
     const auto seqs = gpt2q::tokenize_for_classification(tokenizer, data, opts.max_length);
     const auto rr = gpt2q::classify_tokens(*ref, seqs, opts);
     const auto rc = gpt2q::classify_tokens(*cand, seqs, opts);
-    const int64_t L = rr.num_labels;
     int64_t right_ref = 0, right_cand = 0;
+    d = gpt2q::row_divergences(rr.logits, rc.logits, rr.num_labels);
     for (size_t i = 0; i < seqs.size(); ++i) {
-      d.push_back(divergence(rr.logits.data() + i * L, rc.logits.data() + i * L, L, -1));
       right_ref += rr.predictions[i] == data.rows[i].label;
       right_cand += rc.predictions[i] == data.rows[i].label;
     }
@@ -179,21 +114,14 @@ void run(const KldArgs& a) {
     j["accuracy_candidate"] = static_cast<double>(right_cand) / static_cast<double>(seqs.size());
   }
 
-  std::vector<double> kl;
-  double sum = 0;
-  int64_t same = 0;
-  for (const auto& x : d) {
-    kl.push_back(x.kl);
-    sum += x.kl;
-    same += x.same_top1;
-  }
-  j["count"] = d.size();
-  j["kld_mean"] = sum / static_cast<double>(d.size());
-  j["kld_median"] = gpt2q::percentile(kl, 50);
-  j["kld_p90"] = gpt2q::percentile(kl, 90);
-  j["kld_p99"] = gpt2q::percentile(kl, 99);
-  j["kld_max"] = *std::max_element(kl.begin(), kl.end());
-  j["top1_agreement"] = static_cast<double>(same) / static_cast<double>(d.size());
+  const auto sum = gpt2q::summarize_divergences(d);
+  j["count"] = sum.count;
+  j["kld_mean"] = sum.kl_mean;
+  j["kld_median"] = sum.kl_median;
+  j["kld_p90"] = sum.kl_p90;
+  j["kld_p99"] = sum.kl_p99;
+  j["kld_max"] = sum.kl_max;
+  j["top1_agreement"] = sum.top1_agreement;
   if (a.json) {
     gpt2q::cli::print_json(j);
     return;

@@ -7,8 +7,6 @@
 #include "cli/command.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
-#include "core/file_util.h"
-#include "core/utf8.h"
 #include "eval/perplexity.h"
 #include "eval/tokenizer_lookup.h"
 #include "model/gpt2.h"
@@ -22,14 +20,6 @@ struct PerplexityArgs {
   bool json = false;
 };
 
-// Whole text file; Error names the file when it is missing, empty or not UTF-8.
-std::string read_text_file(const std::string& path) {
-  std::string text = gpt2q::read_file(path);
-  if (text.empty()) gpt2q::fail("{}: the file is empty", path);
-  if (size_t bad = gpt2q::first_invalid_utf8(text); bad != gpt2q::kUtf8Valid)
-    gpt2q::fail("{}: invalid UTF-8 at byte {}", path, bad);
-  return text;
-}
 
 void run(const PerplexityArgs& a) {
   if (a.max_length && *a.max_length < 1) gpt2q::fail("--max-length {}: must be at least 1", *a.max_length);
@@ -49,7 +39,7 @@ void run(const PerplexityArgs& a) {
   if (tokenizer.vocab_size() > model->config().vocab_size)
     gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.model, tokenizer.vocab_size(),
                 model->config().vocab_size);
-  const std::string text = read_text_file(a.text);
+  const std::string text = gpt2q::read_text_file(a.text);
   const auto ids = tokenizer.encode(text, a.text);
   if (ids.size() < 2) gpt2q::fail("{}: {} token(s); perplexity needs at least 2", a.text, ids.size());
 

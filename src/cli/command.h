@@ -21,6 +21,10 @@ struct CommandRegistry {
 // Writes a JSON object as one line on stdout.
 void print_json(const nlohmann::json& j);
 
+// The exact command line of this process, shell-quoted where needed (Linux:
+// /proc/self/cmdline), for reports; `fallback` where it cannot be read.
+std::string exact_command_line(const std::string& fallback);
+
 }  // namespace gpt2q::cli
 
 // In a command file: GPT2Q_COMMAND(info) { auto* cmd = app.add_subcommand(...); ... }

@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace gpt2q::cli {
 
@@ -18,6 +19,34 @@ std::vector<std::pair<std::string, CommandRegistry::Registrar>>& CommandRegistry
 
 void print_json(const nlohmann::json& j) {
   std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
+// The exact command line, shell-quoted where needed (Linux: /proc/self/cmdline).
+std::string exact_command_line(const std::string& fallback) {
+  std::string raw;
+  try {
+    raw = read_file("/proc/self/cmdline");
+  } catch (const std::exception&) {
+    return fallback;
+  }
+  std::string out;
+  size_t start = 0;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    const std::string arg = raw.substr(start, end - start);
+    if (!out.empty()) out += ' ';
+    if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@+") ==
+                            std::string::npos) {
+      out += arg;
+    } else {
+      out += '\'';
+      for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      out += '\'';
+    }
+    start = end + 1;
+  }
+  return out;
 }
 
 }  // namespace gpt2q::cli

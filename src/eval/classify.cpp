@@ -51,7 +51,9 @@ Tensor run_batch(const GPT2Model& model, const std::vector<std::vector<int32_t>>
   return model.class_logits(TokenBatch::from_sequences(chunk, pad_id));
 }
 
-LatencyStats summarize(const std::vector<double>& batch_seconds, const std::vector<int64_t>& batch_sizes) {
+}  // namespace
+
+LatencyStats summarize_latency(const std::vector<double>& batch_seconds, const std::vector<int64_t>& batch_sizes) {
   LatencyStats s;
   s.batches = static_cast<int64_t>(batch_seconds.size());
   std::vector<double> per_sample_ms;
@@ -68,7 +70,13 @@ LatencyStats summarize(const std::vector<double>& batch_seconds, const std::vect
   s.samples_per_s = s.total_s > 0 ? static_cast<double>(s.samples) / s.total_s : 0.0;
   return s;
 }
-}  // namespace
+
+std::vector<std::string> class_names(const GPT2Config& cfg, int64_t k) {
+  std::vector<std::string> names;
+  for (int64_t c = 0; c < k; ++c)
+    names.push_back(c < static_cast<int64_t>(cfg.id2label.size()) ? cfg.id2label[c] : fmt::format("LABEL_{}", c));
+  return names;
+}
 
 ClassifyResult classify_tokens(const GPT2Model& model, const std::vector<std::vector<int32_t>>& sequences,
                                const ClassifyOptions& opts) {
@@ -101,7 +109,7 @@ ClassifyResult classify_tokens(const GPT2Model& model, const std::vector<std::ve
   std::vector<double> batch_seconds;
   std::vector<int64_t> batch_sizes;
   std::optional<Progress> progress;
-  if (opts.progress) progress.emplace("eval", static_cast<int64_t>(n), "samples");
+  if (opts.progress) progress.emplace(opts.progress_label, static_cast<int64_t>(n), "samples");
   for (size_t b = 0; b < n; b += bs) {
     const size_t e = std::min(b + bs, n);
     const auto t0 = std::chrono::steady_clock::now();
@@ -120,7 +128,7 @@ ClassifyResult classify_tokens(const GPT2Model& model, const std::vector<std::ve
     }
     if (progress) progress->advance(static_cast<int64_t>(e - b));
   }
-  res.latency = summarize(batch_seconds, batch_sizes);
+  res.latency = summarize_latency(batch_seconds, batch_sizes);
   return res;
 }
 

@@ -20,6 +20,7 @@ namespace gpt2q {
 
 class GPT2Model;
 class Tokenizer;
+struct GPT2Config;
 struct Dataset;
 
 struct ClassifyOptions {
@@ -27,6 +28,7 @@ struct ClassifyOptions {
   int64_t batch_size = 8;
   bool warmup = true;
   bool progress = true;  // bar over samples on stderr
+  std::string progress_label = "eval";
 };
 
 struct LatencyStats {
@@ -66,6 +68,12 @@ struct EvalResult {
 // file and row), tokenizes, classifies, and scores against the labels.
 EvalResult evaluate_classifier(const GPT2Model& model, const Tokenizer& tokenizer, const Dataset& data,
                                const ClassifyOptions& opts);
+
+// Latency of timed batches (wall seconds, samples in each) as defined above.
+LatencyStats summarize_latency(const std::vector<double>& batch_seconds, const std::vector<int64_t>& batch_sizes);
+
+// Class names for reports: config.id2label, else "LABEL_i" (transformers' default).
+std::vector<std::string> class_names(const GPT2Config& config, int64_t num_labels);
 
 // q-th percentile (q in [0, 100]) with linear interpolation, like numpy's
 // default; `values` need not be sorted. Error on an empty input.

@@ -9,10 +9,20 @@
 
 #include "backend/cpu/simd_math.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/progress.h"
+#include "core/utf8.h"
 #include "model/gpt2.h"
 
 namespace gpt2q {
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::string text = read_file(path);
+  if (text.empty()) fail("{}: the file is empty", path.string());
+  if (size_t bad = first_invalid_utf8(text); bad != kUtf8Valid)
+    fail("{}: invalid UTF-8 at byte {}", path.string(), bad);
+  return text;
+}
 
 std::vector<PerplexityWindow> perplexity_windows(int64_t n_tokens, int64_t max_length, int64_t stride) {
   if (n_tokens < 0) fail("perplexity: negative token count {}", n_tokens);

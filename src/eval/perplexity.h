@@ -18,7 +18,9 @@
 // subtracts one token per window from the count; we count the positions we
 // actually score, so nll is the exact mean.
 #include <cstdint>
+#include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace gpt2q {
@@ -54,6 +56,10 @@ struct PerplexityResult {
 // (fewer than 2 tokens, or max_length 1).
 PerplexityResult evaluate_perplexity(const GPT2Model& model, std::span<const int32_t> ids,
                                      const PerplexityOptions& opts = {});
+
+// A whole UTF-8 text file (perplexity / kld / compare --text); Error naming
+// the file when it is missing, empty or not valid UTF-8.
+std::string read_text_file(const std::filesystem::path& path);
 
 // log(sum(exp(row - max))) + max - row[target]: exp terms by an AVX2 float exp
 // (2 ulp), summed and logged in double precision.

@@ -170,11 +170,11 @@ GPT2Config GPT2Config::from_json(const json& j, const std::string& source) {
   }
   c.id2label = read_labels(j, source);
 
-  // Only gelu_new is implemented; transformers' other activations differ in
-  // the last bits (gelu_pytorch_tanh) or entirely (relu, gelu), so refusing
-  // beats silently computing something else.
-  if (c.activation_function != "gelu_new")
-    fail("{}: key 'activation_function': \"{}\" is not supported (gpt2q implements gelu_new)", source,
+  // gelu_new and the exact (erf) gelu are implemented; transformers' other
+  // activations differ in the last bits (gelu_pytorch_tanh) or entirely
+  // (relu), so refusing beats silently computing something else.
+  if (c.activation_function != "gelu_new" && c.activation_function != "gelu")
+    fail("{}: key 'activation_function': \"{}\" is not supported (gpt2q implements gelu_new and gelu)", source,
          c.activation_function);
   if (c.n_embd % c.n_head != 0)
     fail("{}: key 'n_head': n_embd {} is not divisible by n_head {}", source, c.n_embd, c.n_head);

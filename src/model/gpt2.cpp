@@ -30,7 +30,8 @@ TokenBatch TokenBatch::from_sequences(const std::vector<std::vector<int32_t>>& s
 
 namespace {
 
-// Weights as fp32: F32 stays a (zero-copy) view, F16 / BF16 are converted once.
+// LayerNorm parameters as fp32: F32 stays a (zero-copy) view, F16 / BF16 are
+// converted once (the matrices stay as stored: embedding_table.h, linear_factory.h).
 Tensor weight_f32(const Checkpoint& ck, const std::string& name, const Shape& shape) {
   auto it = ck.tensors.find(name);
   if (it == ck.tensors.end()) fail("{}: missing tensor {}", ck.dir.string(), name);

@@ -43,11 +43,13 @@ struct BlockWeights {
 
 class GPT2Model {
  public:
-  // Builds from a loaded checkpoint. fp32 weights stay zero-copy views of the
-  // mapping; 16-bit ones are converted to fp32 once, except that a quantized
-  // checkpoint keeps wte, wpe and the heads as stored (16-bit or quantized:
-  // quant/embedding_table.h) and its quantized block projections packed
-  // (model/linear_factory.h).
+  // Builds from a loaded checkpoint. wte, wpe, the heads and the block
+  // projections are held as stored: fp32 and 16-bit weights as zero-copy
+  // views of the mapping (16-bit ones converted to fp32 per product:
+  // quant/embedding_table.h, quant/half_linear.h), a quantized checkpoint's
+  // packed (model/linear_factory.h) and, like its 16-bit ones, copied so that
+  // the model holds no view of its file. Biases and LayerNorm parameters are
+  // held in fp32 (16-bit ones converted once).
   static std::unique_ptr<GPT2Model> from_checkpoint(const Checkpoint& ckpt);
   static std::unique_ptr<GPT2Model> load(const std::filesystem::path& dir);
 

@@ -1,10 +1,12 @@
 #pragma once
-// Builds the Linear of a block projection from a checkpoint: dense fp32 for a
-// float weight (F16 / BF16 converted once), or the packed quantized format
-// (src/quant) for a weight a quantized checkpoint stores as U8 / I8, which
-// then runs from the packed codes and is never expanded to fp32. A quantized
-// checkpoint's unquantized 16-bit projections stay 16-bit in memory
-// (transposed to [out, in], converted to fp32 in blocks for each product).
+// Builds the Linear of a block projection from a checkpoint: dense fp32 for
+// an F32 weight (a view of the mapping), the 16-bit Linear for an F16 / BF16
+// weight (quant/half_linear.h: kept 16-bit as stored, a view of the mapping,
+// converted to fp32 in registers or in blocks for each product), or
+// the packed quantized format (src/quant) for a weight a quantized checkpoint
+// stores as U8 / I8, which then runs from the packed codes and is never
+// expanded to fp32. A quantized checkpoint's layers copy what they keep, so
+// that its mapping is released after loading. Biases are held in fp32.
 #include <memory>
 #include <string>
 

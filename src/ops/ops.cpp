@@ -7,11 +7,18 @@
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/reference_ops.h"
+#include "ops/op_checks.h"
 #include "ops/reference.h"
 
 namespace gpt2q::ops {
 
 namespace {
+
+using detail::dispatch;
+using detail::last_dim;
+using detail::require_f32;
+using detail::rows_of;
+using detail::same_device;
 
 struct FastCpu {
   static constexpr auto linear = cpu::linear;
@@ -39,36 +46,6 @@ struct ReferenceCpu {
   static constexpr auto causal_attention = cpu::reference::causal_attention;
 };
 
-// The one place that knows which devices have kernels. A CUDA backend adds
-// its case here (and a kernel set like FastCpu).
-template <typename CpuFn>
-void dispatch(const char* op, Device device, CpuFn&& on_cpu) {
-  switch (device) {
-    case Device::CPU:
-      on_cpu();
-      return;
-    default:
-      fail("{}: no implementation for device {} in this build", op, device_name(device));
-  }
-}
-
-void require_f32(const char* op, const char* what, const Tensor& t) {
-  if (!t.defined()) fail("{}: {} is undefined", op, what);
-  if (t.dtype() != DType::F32) fail("{}: {} must be F32, got {}", op, what, dtype_name(t.dtype()));
-}
-
-void same_device(const char* op, std::initializer_list<const Tensor*> ts) {
-  Device d = (*ts.begin())->device();
-  for (const Tensor* t : ts)
-    if (t->defined() && t->device() != d)
-      fail("{}: tensors on different devices ({} and {})", op, device_name(d), device_name(t->device()));
-}
-
-int64_t last_dim(const Tensor& t) { return t.ndim() == 0 ? 1 : t.dim(-1); }
-int64_t rows_of(const Tensor& t) {
-  int64_t c = last_dim(t);
-  return c == 0 ? 0 : t.numel() / c;
-}
 
 template <typename K>
 void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {

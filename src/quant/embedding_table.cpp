@@ -1,7 +1,6 @@
 #include "quant/embedding_table.h"
 
 #include <fmt/format.h>
-#include <immintrin.h>
 
 #include <cstring>
 #include <variant>
@@ -12,6 +11,7 @@
 #include "core/half.h"
 #include "ops/ops.h"
 #include "quant/dequant_gemm.h"
+#include "quant/half_simd.h"
 #include "quant/quantized_checkpoint.h"
 
 // Dequantized values are defined operation by operation (see docs/quantization.md).
@@ -71,14 +71,8 @@ class F32Table final : public EmbeddingTable {
   Tensor t_;
 };
 
-// 8 values of a 16-bit row as fp32 (exact conversions).
-inline __m256 load8(const uint16_t* p, bool bf16) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if (!bf16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-inline float to_float(uint16_t v, bool bf16) { return bf16 ? bf16_to_float(v) : half_to_float(v); }
+using quant::load8_16bit;
+using quant::to_float_16bit;
 
 class Table16 final : public EmbeddingTable {
  public:
@@ -92,7 +86,7 @@ class Table16 final : public EmbeddingTable {
       const uint16_t* row = src + idx[i] * C;
       float* o = out + i * C;
       for (int64_t k = 0; k < C; ++k) {
-        const float v = to_float(row[k], bf16_);
+        const float v = to_float_16bit(row[k], bf16_);
         o[k] = accumulate ? o[k] + v : v;
       }
     }
@@ -125,11 +119,12 @@ class Table16 final : public EmbeddingTable {
       for (int64_t i = 0; i < m; ++i) {
         const float* xi = x + i * C;
         __m256 acc = _mm256_setzero_ps();
-        for (int64_t k = 0; k < C8; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(xi + k), load8(row + k, bf16_), acc);
+        for (int64_t k = 0; k < C8; k += 8)
+          acc = _mm256_fmadd_ps(_mm256_loadu_ps(xi + k), load8_16bit(row + k, bf16_), acc);
         alignas(32) float lanes[8];
         _mm256_store_ps(lanes, acc);
         float s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-        for (int64_t k = C8; k < C; ++k) s += xi[k] * to_float(row[k], bf16_);
+        for (int64_t k = C8; k < C; ++k) s += xi[k] * to_float_16bit(row[k], bf16_);
         y[i * R + j] = s;
       }
     }
@@ -144,8 +139,8 @@ class Table16 final : public EmbeddingTable {
           for (int64_t j = j0; j < j1; ++j) {
             const uint16_t* row = src + j * C;
             float* d = dst + (j - j0) * C;
-            for (int64_t k = 0; k < C8; k += 8) _mm256_storeu_ps(d + k, load8(row + k, bf16_));
-            for (int64_t k = C8; k < C; ++k) d[k] = to_float(row[k], bf16_);
+            for (int64_t k = 0; k < C8; k += 8) _mm256_storeu_ps(d + k, load8_16bit(row + k, bf16_));
+            for (int64_t k = C8; k < C; ++k) d[k] = to_float_16bit(row[k], bf16_);
           }
         },
         y);
@@ -247,8 +242,7 @@ std::unique_ptr<EmbeddingTable> make_embedding_table(const Checkpoint& ck, const
       return std::make_unique<F32Table>(ck.quantized() ? t.clone() : t);
     case DType::F16:
     case DType::BF16:
-      if (ck.quantized()) return std::make_unique<Table16>(t.clone());
-      return std::make_unique<F32Table>(to_f32(t));
+      return std::make_unique<Table16>(ck.quantized() ? t.clone() : t);
     default:
       fail("{}: tensor {} has dtype {}; GPT-2 weights must be F32, F16 or BF16", ck.dir.string(), name,
            dtype_name(t.dtype()));

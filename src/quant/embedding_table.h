@@ -4,7 +4,8 @@
 // head; lm_head.weight; the classifier's score). The table stays in the form
 // the checkpoint stores it, so that the bytes held are the bytes stored:
 //   F32          a view of the mapping (the fp32 path of ops/ is used as is)
-//   F16 / BF16   (quantized checkpoints) 16-bit values; rows are converted
+//   F16 / BF16   16-bit values (a view of the mapping for a plain 16-bit
+//                checkpoint, a copy for a quantized one); rows are converted
 //                when gathered, and the product converts in registers (few
 //                rows) or tiles of rows to fp32 for sgemm (exact conversions;
 //                quant/dequant_gemm.h)
@@ -44,10 +45,10 @@ class EmbeddingTable {
 
 // The table `name` of a checkpoint ("wte.weight", "wpe.weight",
 // "lm_head.weight", "score.weight"), which must be [rows, cols]: stored
-// F32 / F16 / BF16, or quantized. A quantized checkpoint keeps its 16-bit
-// tables as they are (its point is memory); a plain 16-bit checkpoint is
-// converted to fp32 once and runs the fp32 path. Errors name the checkpoint
-// and the tensor.
+// F32 / F16 / BF16, or quantized. Every table stays in the dtype stored (a
+// 16-bit table is not converted to fp32), as views of the mapping for a plain
+// checkpoint and copies for a quantized one. Errors name the checkpoint and
+// the tensor.
 std::unique_ptr<EmbeddingTable> make_embedding_table(const Checkpoint& ck, const std::string& name, int64_t rows,
                                                      int64_t cols);
 // An fp32 table over `t` [rows, cols] (shared, not copied).

@@ -74,6 +74,13 @@ class TrainableGPT2 {
   Task task() const;
   ModelKind kind() const;            // CausalLM or SequenceClassification
   int64_t num_labels() const;        // 0 for LM
+  // Sets embd_pdrop, attn_pdrop and resid_pdrop to p (0 <= p < 1): the
+  // probabilities forward_backward uses; saved with config().
+  void set_dropout(double p);
+  // An inference model whose weights are views of the current values (it
+  // sees every update in place), for evaluation with src/eval. Valid while
+  // this object lives.
+  const GPT2Model& inference_model() const;
 
   // In a fixed order (HF's named_parameters order; the tied lm_head is not a
   // separate parameter). Optimizers and checkpoints rely on this order.

@@ -1,0 +1,96 @@
+// gpt2q pipeline: fine-tune (or take a classifier), quantize to every
+// variant, compare, and say where the report is. Options come from flags or a
+// TOML/INI file (--config; flags override it). The work is
+// pipeline::run_pipeline (src/pipeline/pipeline.h).
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "pipeline/pipeline.h"
+#include "report/variant_spec.h"
+
+namespace {
+
+struct PipelineArgs {
+  gpt2q::pipeline::PipelineOptions opt;
+  std::string data = "../shared/data/ag_news/test.csv", tokenizer = "../shared/data/gpt2-tokenizer",
+              out = "out/pipeline";
+  std::optional<std::string> model, base, pretrain_text;
+  bool json = false, quiet = false;
+};
+
+void run(PipelineArgs& a) {
+  auto& o = a.opt;
+  o.data = a.data;
+  o.tokenizer = a.tokenizer;
+  o.out = a.out;
+  if (a.model) o.model = *a.model;
+  if (a.base) o.base = *a.base;
+  if (a.pretrain_text) o.pretrain_text = *a.pretrain_text;
+  o.progress = !a.quiet;
+  o.finetune.progress = !a.quiet;
+  o.command_line = gpt2q::cli::exact_command_line("gpt2q pipeline");
+  const auto r = gpt2q::pipeline::run_pipeline(o);
+  if (a.json) {
+    gpt2q::cli::print_json(r.summary);
+    return;
+  }
+  const auto& st = r.summary["stages"];
+  if (st.contains("finetune") && st["finetune"].contains("last_eval")) {
+    const auto& e = st["finetune"]["last_eval"];
+    fmt::print("fine-tuned classifier: {} (held-out accuracy {:.4f})\n", r.classifier.string(),
+               e.value("accuracy", nlohmann::json(0.0)).get<double>());
+  } else {
+    fmt::print("classifier: {}\n", r.classifier.string());
+  }
+  for (const auto& v : st["compare"]["variants"]) {
+    if (v.contains("accuracy"))
+      fmt::print("  {:<28} {:>10.3f} MB  accuracy {:.4f}\n", v["variant"].get<std::string>(),
+                 v["weight_bytes"].get<double>() / 1e6, v["accuracy"].get<double>());
+    else
+      fmt::print("  {:<28} {:>10.3f} MB\n", v["variant"].get<std::string>(), v["weight_bytes"].get<double>() / 1e6);
+  }
+  fmt::print("report: {}/report.md and report.html\n", r.report_dir.string());
+}
+
+}  // namespace
+
+GPT2Q_COMMAND(pipeline) {
+  auto a = std::make_shared<PipelineArgs>();
+  auto& o = a->opt;
+  auto& f = o.finetune;
+  auto* cmd = app.add_subcommand(
+      "pipeline", "End to end: fine-tune GPT-2 on labelled text, quantize to every variant, compare, report");
+  cmd->set_config("--config", "", "read options from a TOML or INI file (keys = long option names)");
+  cmd->footer(gpt2q::report::variant_spec_help());
+  cmd->add_option("--data", a->data, "labelled text (AG News CSV, CSV with text,label, or JSONL)")->capture_default_str();
+  cmd->add_option("--format", o.format, "agnews | csv | jsonl (default: guessed from the file)");
+  cmd->add_option("--tokenizer", a->tokenizer, "GPT-2 tokenizer dir (vocab.json + merges.txt)")->capture_default_str();
+  cmd->add_option("--out", a->out, "output dir (stages are resumed from it)")->capture_default_str();
+  cmd->add_option("--model", a->model, "a fine-tuned classifier checkpoint: skip training");
+  cmd->add_option("--base", a->base, "an HF GPT-2 checkpoint to fine-tune (e.g. gpt2 or distilgpt2)");
+  cmd->add_option("--init", o.init, "with no --base: a fresh GPT-2 of this geometry (tiny, small, ... or WxLxH)")
+      ->capture_default_str();
+  cmd->add_option("--pretrain-text", a->pretrain_text, "first train the fresh GPT-2 as a language model on this text");
+  cmd->add_option("--pretrain-epochs", o.pretrain_epochs, "epochs of LM pre-training")->capture_default_str();
+  cmd->add_option("--pretrain-lr", o.pretrain_lr, "peak learning rate of LM pre-training")->capture_default_str();
+  cmd->add_option("--eval-split", o.eval_split, "fraction of --data held out (seeded, stratified)")
+      ->capture_default_str();
+  cmd->add_option("--epochs", f.epochs, "fine-tuning epochs")->capture_default_str();
+  cmd->add_option("--batch-size", f.batch_size, "fine-tuning batch size")->capture_default_str();
+  cmd->add_option("--lr", f.lr, "peak learning rate (AdamW, linear warmup and decay)")->capture_default_str();
+  cmd->add_option("--weight-decay", f.weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--warmup-steps", f.warmup_steps, "linear warmup steps")->capture_default_str();
+  cmd->add_option("--max-length", f.max_length, "tokens per text")->capture_default_str();
+  cmd->add_option("--grad-clip", f.grad_clip, "max global gradient norm (0: off)")->capture_default_str();
+  cmd->add_option("--dropout", f.dropout, "dropout probability (default: the config's)");
+  cmd->add_option("--seed", f.seed, "seed of the split, init, data order and dropout")->capture_default_str();
+  cmd->add_option("--limit", f.limit, "use only the first N training and held-out texts (quick runs)");
+  cmd->add_option("--variants", o.variants, "comma-separated variant specs (see below)")
+      ->default_str(std::string(gpt2q::pipeline::kPipelineVariants));
+  cmd->add_option("--compare-batch-size", o.compare_batch_size, "batch size of the comparison runs")
+      ->capture_default_str();
+  cmd->add_flag("--force", o.force, "start over instead of reusing finished stages");
+  cmd->add_flag("--quiet", a->quiet, "no progress output");
+  cmd->add_flag("--json", a->json, "print the summary as one JSON object");
+  cmd->callback([a] { run(*a); });
+}

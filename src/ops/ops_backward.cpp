@@ -1,0 +1,283 @@
+// Shape checks and device dispatch for ops_backward.h, written once as
+// templates over a kernel set (fast or reference), as ops.cpp does.
+#include "ops/ops_backward.h"
+
+#include "backend/cpu/kernels_backward.h"
+#include "backend/cpu/reference_backward.h"
+#include "ops/op_checks.h"
+
+namespace gpt2q::ops {
+
+namespace {
+
+using detail::dispatch;
+using detail::last_dim;
+using detail::require_f32;
+using detail::rows_of;
+using detail::same_device;
+
+struct FastCpu {
+  static constexpr auto dropout = cpu::dropout;
+  static constexpr auto linear_backward = cpu::linear_backward;
+  static constexpr auto matmul_nt_backward = cpu::matmul_nt_backward;
+  static constexpr auto layer_norm_backward = cpu::layer_norm_backward;
+  static constexpr auto gelu_new_backward = cpu::gelu_new_backward;
+  static constexpr auto gelu_erf_backward = cpu::gelu_erf_backward;
+  static constexpr auto embedding_backward = cpu::embedding_backward;
+  static constexpr auto attention_forward_train = cpu::attention_forward_train;
+  static constexpr auto attention_backward = cpu::attention_backward;
+  static constexpr auto cross_entropy = cpu::cross_entropy;
+};
+
+struct ReferenceCpu {
+  static constexpr auto dropout = cpu::reference::dropout;
+  static constexpr auto linear_backward = cpu::reference::linear_backward;
+  static constexpr auto matmul_nt_backward = cpu::reference::matmul_nt_backward;
+  static constexpr auto layer_norm_backward = cpu::reference::layer_norm_backward;
+  static constexpr auto gelu_new_backward = cpu::reference::gelu_new_backward;
+  static constexpr auto gelu_erf_backward = cpu::reference::gelu_erf_backward;
+  static constexpr auto embedding_backward = cpu::reference::embedding_backward;
+  static constexpr auto attention_forward_train = cpu::reference::attention_forward_train;
+  static constexpr auto attention_backward = cpu::reference::attention_backward;
+  static constexpr auto cross_entropy = cpu::reference::cross_entropy;
+};
+
+void require_shape(const char* op, const char* what, const Tensor& t, const Shape& shape) {
+  require_f32(op, what, t);
+  if (t.shape() != shape) fail("{}: {} is {}, expected {}", op, what, shape_str(t.shape()), shape_str(shape));
+}
+
+// A [rows, cols] matrix however many leading dimensions it has.
+void require_rows(const char* op, const char* what, const Tensor& t, int64_t rows, int64_t cols) {
+  require_f32(op, what, t);
+  if (rows_of(t) != rows || last_dim(t) != cols)
+    fail("{}: {} is {}, expected [{}, {}]", op, what, shape_str(t.shape()), rows, cols);
+}
+
+float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+template <typename K>
+void dropout_impl(Tensor& x, float p, uint64_t key) {
+  require_f32("dropout", "x", x);
+  if (!(p >= 0.0f && p < 1.0f)) fail("dropout: probability {} outside [0, 1)", p);
+  dispatch("dropout", x.device(), [&] { K::dropout(x.data<float>(), x.numel(), p, key, 0); });
+}
+
+template <typename K>
+void linear_backward_impl(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db) {
+  const char* op = "linear_backward";
+  require_f32(op, "w", w);
+  if (w.ndim() != 2) fail("{}: weight must be 2-D [in, out], got {}", op, shape_str(w.shape()));
+  const int64_t in = w.dim(0), out = w.dim(1), rows = rows_of(x);
+  require_rows(op, "x", x, rows, in);
+  require_rows(op, "dy", dy, rows, out);
+  if (dx.defined()) require_rows(op, "dx", dx, rows, in);
+  require_shape(op, "dw", dw, w.shape());
+  if (db.defined()) require_shape(op, "db", db, {out});
+  same_device(op, {&x, &w, &dy, &dx, &dw, &db});
+  dispatch(op, x.device(), [&] {
+    K::linear_backward(x.data<float>(), rows, in, w.data<float>(), out, dy.data<float>(), data_or_null(dx),
+                       dw.data<float>(), data_or_null(db));
+  });
+}
+
+template <typename K>
+void matmul_nt_backward_impl(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db) {
+  const char* op = "matmul_nt_backward";
+  require_f32(op, "b", b);
+  if (b.ndim() != 2) fail("{}: b must be 2-D [n, k], got {}", op, shape_str(b.shape()));
+  const int64_t n = b.dim(0), k = b.dim(1), m = rows_of(a);
+  require_rows(op, "a", a, m, k);
+  require_rows(op, "dc", dc, m, n);
+  if (da.defined()) require_rows(op, "da", da, m, k);
+  require_shape(op, "db", db, b.shape());
+  same_device(op, {&a, &b, &dc, &da, &db});
+  dispatch(op, a.device(), [&] {
+    K::matmul_nt_backward(a.data<float>(), m, k, b.data<float>(), n, dc.data<float>(), data_or_null(da),
+                          db.data<float>());
+  });
+}
+
+template <typename K>
+void layer_norm_backward_impl(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,
+                              Tensor& db) {
+  const char* op = "layer_norm_backward";
+  require_f32(op, "x", x);
+  const int64_t cols = last_dim(x), rows = rows_of(x);
+  require_shape(op, "weight", w, {cols});
+  require_rows(op, "dy", dy, rows, cols);
+  require_rows(op, "dx", dx, rows, cols);
+  require_shape(op, "dw", dw, {cols});
+  require_shape(op, "db", db, {cols});
+  same_device(op, {&x, &w, &dy, &dx, &dw, &db});
+  dispatch(op, x.device(), [&] {
+    K::layer_norm_backward(x.data<float>(), rows, cols, w.data<float>(), eps, dy.data<float>(), dx.data<float>(),
+                           dw.data<float>(), db.data<float>());
+  });
+}
+
+template <typename K>
+void unary_backward_impl(const char* op, const Tensor& x, Tensor& dy, void (*fn)(const float*, float*, int64_t)) {
+  require_f32(op, "x", x);
+  require_f32(op, "dy", dy);
+  same_device(op, {&x, &dy});
+  if (x.numel() != dy.numel()) fail("{}: x {} and dy {} differ", op, shape_str(x.shape()), shape_str(dy.shape()));
+  dispatch(op, x.device(), [&] { fn(x.data<float>(), dy.data<float>(), x.numel()); });
+}
+
+template <typename K>
+void embedding_backward_impl(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte,
+                             Tensor& dwpe) {
+  const char* op = "embedding_backward";
+  require_f32(op, "dwte", dwte);
+  require_f32(op, "dwpe", dwpe);
+  if (ids.dtype() != DType::I32 || positions.dtype() != DType::I64)
+    fail("{}: ids must be I32 and positions I64", op);
+  if (dwte.ndim() != 2 || dwpe.ndim() != 2 || dwte.dim(1) != dwpe.dim(1))
+    fail("{}: tables {} and {} do not fit", op, shape_str(dwte.shape()), shape_str(dwpe.shape()));
+  const int64_t rows = ids.numel(), cols = dwte.dim(1);
+  if (positions.numel() != rows) fail("{}: {} ids but {} positions", op, rows, positions.numel());
+  require_rows(op, "dout", dout, rows, cols);
+  same_device(op, {&dout, &dwte, &dwpe});
+  const int32_t* id = ids.data<int32_t>();
+  const int64_t* pos = positions.data<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    if (id[r] < 0 || id[r] >= dwte.dim(0)) fail("token id {} is out of range for a vocabulary of {}", id[r], dwte.dim(0));
+    if (pos[r] < 0 || pos[r] >= dwpe.dim(0))
+      fail("position {} is out of range: the model has n_positions = {}", pos[r], dwpe.dim(0));
+  }
+  dispatch(op, dout.device(), [&] {
+    K::embedding_backward(id, pos, rows, dout.data<float>(), cols, dwte.data<float>(), dwpe.data<float>());
+  });
+}
+
+cpu::TrainAttentionArgs attention_args(const char* op, const Tensor& qkv, const Tensor& key_mask,
+                                       const AttentionTrainParams& p) {
+  require_f32(op, "qkv", qkv);
+  if (qkv.ndim() != 3 || qkv.dim(2) % 3 != 0) fail("{}: qkv must be [B, T, 3C], got {}", op, shape_str(qkv.shape()));
+  cpu::TrainAttentionArgs a;
+  a.batch = qkv.dim(0);
+  a.seq = qkv.dim(1);
+  const int64_t C = qkv.dim(2) / 3;
+  if (p.n_head <= 0 || C % p.n_head != 0) fail("{}: n_head {} does not divide n_embd {}", op, p.n_head, C);
+  if (!(p.attn_p >= 0.0f && p.attn_p < 1.0f)) fail("{}: dropout probability {} outside [0, 1)", op, p.attn_p);
+  a.n_head = p.n_head;
+  a.head_dim = C / p.n_head;
+  a.scale = p.scale;
+  a.attn_p = p.attn_p;
+  a.dropout_key = p.dropout_key;
+  if (key_mask.defined()) {
+    if (key_mask.dtype() != DType::U8 || key_mask.ndim() != 2 || key_mask.dim(0) != a.batch ||
+        key_mask.dim(1) < a.seq)
+      fail("{}: key mask must be U8 [{}, >= {}], got {} {}", op, a.batch, a.seq, dtype_name(key_mask.dtype()),
+           shape_str(key_mask.shape()));
+    a.key_mask = key_mask.data<uint8_t>();
+    a.key_mask_stride = key_mask.dim(1);
+  }
+  return a;
+}
+
+void check_probs(const char* op, const cpu::TrainAttentionArgs& a, const Tensor& probs, const Tensor& dropped) {
+  const Shape shape{a.batch, a.n_head, a.seq, a.seq};
+  require_shape(op, "probs", probs, shape);
+  if (a.attn_p > 0.0f || dropped.defined()) require_shape(op, "dropped", dropped, shape);
+}
+
+template <typename K>
+void attention_train_impl(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
+                          Tensor& probs, Tensor& dropped, Tensor& out) {
+  const char* op = "causal_self_attention_train";
+  cpu::TrainAttentionArgs a = attention_args(op, qkv, key_mask, params);
+  check_probs(op, a, probs, dropped);
+  require_shape(op, "out", out, {a.batch, a.seq, a.n_head * a.head_dim});
+  same_device(op, {&qkv, &key_mask, &probs, &dropped, &out});
+  dispatch(op, qkv.device(), [&] {
+    K::attention_forward_train(a, qkv.data<float>(), probs.data<float>(), data_or_null(dropped), out.data<float>());
+  });
+}
+
+template <typename K>
+void attention_backward_impl(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs, const Tensor& dropped,
+                             const AttentionTrainParams& params, const Tensor& dout, Tensor& dqkv) {
+  const char* op = "causal_self_attention_backward";
+  cpu::TrainAttentionArgs a = attention_args(op, qkv, key_mask, params);
+  check_probs(op, a, probs, dropped);
+  require_shape(op, "dout", dout, {a.batch, a.seq, a.n_head * a.head_dim});
+  require_shape(op, "dqkv", dqkv, qkv.shape());
+  same_device(op, {&qkv, &key_mask, &probs, &dropped, &dout, &dqkv});
+  dispatch(op, qkv.device(), [&] {
+    K::attention_backward(a, qkv.data<float>(), probs.data<float>(), data_or_null(dropped), dout.data<float>(),
+                          dqkv.data<float>());
+  });
+}
+
+template <typename K>
+double cross_entropy_impl(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {
+  const char* op = "cross_entropy";
+  require_f32(op, "logits", logits);
+  const int64_t rows = rows_of(logits), cols = last_dim(logits);
+  require_rows(op, "dlogits", dlogits, rows, cols);
+  if (targets.dtype() != DType::I32 || targets.numel() != rows)
+    fail("{}: targets must be I32 [{}], got {} {}", op, rows, dtype_name(targets.dtype()), shape_str(targets.shape()));
+  same_device(op, {&logits, &dlogits});
+  const int32_t* t = targets.data<int32_t>();
+  for (int64_t r = 0; r < rows; ++r)
+    if (t[r] < -1 || t[r] >= cols) fail("{}: target {} outside [0, {}) (or -1 = ignored)", op, t[r], cols);
+  double total = 0.0;
+  dispatch(op, logits.device(), [&] {
+    total = K::cross_entropy(logits.data<float>(), t, rows, cols, grad_scale, dlogits.data<float>());
+  });
+  return total;
+}
+
+}  // namespace
+
+uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site) {
+  return cpu::dropout_key(seed, step, micro, site);
+}
+bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_uniform(key, index) >= p; }
+
+#define GPT2Q_BACKWARD_OPS(K)                                                                                        \
+  void dropout(Tensor& x, float p, uint64_t key) { dropout_impl<K>(x, p, key); }                                      \
+  void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db) {     \
+    linear_backward_impl<K>(x, w, dy, dx, dw, db);                                                                    \
+  }                                                                                                                   \
+  void matmul_nt_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db) {               \
+    matmul_nt_backward_impl<K>(a, b, dc, da, db);                                                                     \
+  }                                                                                                                   \
+  void layer_norm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,    \
+                           Tensor& db) {                                                                              \
+    layer_norm_backward_impl<K>(x, w, eps, dy, dx, dw, db);                                                           \
+  }                                                                                                                   \
+  void gelu_new_backward(const Tensor& x, Tensor& dy) {                                                               \
+    unary_backward_impl<K>("gelu_new_backward", x, dy, K::gelu_new_backward);                                         \
+  }                                                                                                                   \
+  void gelu_erf_backward(const Tensor& x, Tensor& dy) {                                                               \
+    unary_backward_impl<K>("gelu_backward", x, dy, K::gelu_erf_backward);                                             \
+  }                                                                                                                   \
+  void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte,               \
+                          Tensor& dwpe) {                                                                             \
+    embedding_backward_impl<K>(ids, positions, dout, dwte, dwpe);                                                     \
+  }                                                                                                                   \
+  void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,    \
+                                   Tensor& probs, Tensor& dropped, Tensor& out) {                                     \
+    attention_train_impl<K>(qkv, key_mask, params, probs, dropped, out);                                              \
+  }                                                                                                                   \
+  void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,                \
+                                      const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,  \
+                                      Tensor& dqkv) {                                                                 \
+    attention_backward_impl<K>(qkv, key_mask, probs, dropped, params, dout, dqkv);                                    \
+  }                                                                                                                   \
+  double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {             \
+    return cross_entropy_impl<K>(logits, targets, grad_scale, dlogits);                                               \
+  }
+
+GPT2Q_BACKWARD_OPS(FastCpu)
+
+namespace reference {
+GPT2Q_BACKWARD_OPS(ReferenceCpu)
+}  // namespace reference
+
+#undef GPT2Q_BACKWARD_OPS
+
+}  // namespace gpt2q::ops

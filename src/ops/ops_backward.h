@@ -1,0 +1,81 @@
+#pragma once
+// Device-independent ops of the training pass (see ops.h for the
+// conventions): the backward of every op of the GPT-2 forward, dropout, a
+// forward attention that keeps its probabilities for the backward, and
+// softmax cross entropy. Each checks shapes and dtypes, then dispatches to a
+// backend (backend/cpu/kernels_backward.h). Parameter gradients are
+// ACCUMULATED (+=); activation gradients are overwritten unless said
+// otherwise. Same signatures in ops::reference run the scalar kernels.
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace gpt2q::ops {
+
+// Dropout masks are a pure function of counters: element i of a dropout site
+// is kept iff uniform(key, i) >= p with key = dropout_key(seed, step, micro,
+// site) (splitmix64 chain; uniform = top 24 bits of splitmix64(key + i) ·
+// 2^-24). Kept elements are scaled by 1 / (1 − p).
+uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site);
+bool dropout_kept(uint64_t key, uint64_t index, float p);
+
+struct AttentionTrainParams {
+  int64_t n_head = 1;
+  float scale = 1.0f;       // on the scores (1/sqrt(head_dim), / (layer+1) ...)
+  float attn_p = 0.0f;      // dropout on the probabilities; 0 = none
+  uint64_t dropout_key = 0; // mask index of probability (b, h, i, j <= i): ((b·H + h)·T + i)·T + j
+};
+
+// In place, x = dropout(x) (0 <= p < 1); on a gradient it applies the same mask.
+void dropout(Tensor& x, float p, uint64_t key);
+
+// y = x·W + b with W [in, out]: dx = dy·Wᵀ (dx may be undefined: skipped),
+// dw += xᵀ·dy, db += Σ_rows dy (db may be undefined).
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db);
+// c = a·bᵀ (a [m, k], b [n, k]): da = dc·b (may be undefined), db += dcᵀ·a.
+void matmul_nt_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db);
+// LayerNorm over the last dimension: dx += ∂L/∂x (accumulated: the residual
+// stream's gradient), dw += Σ dy·x̂, db += Σ dy.
+void layer_norm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,
+                         Tensor& db);
+// In place dy *= gelu'(x), x the activation's input.
+void gelu_new_backward(const Tensor& x, Tensor& dy);
+void gelu_erf_backward(const Tensor& x, Tensor& dy);
+// dwte[ids[r]] += dout[r], dwpe[positions[r]] += dout[r] (ids I32, positions I64).
+void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte, Tensor& dwpe);
+
+// Causal self-attention as ops::causal_self_attention (qkv [B, T, 3C], key
+// mask U8 [B, >= T] or undefined), with dropout on the probabilities, keeping
+// for the backward probs [B, H, T, T] (before dropout) and dropped [B, H, T,
+// T] (after it; may be undefined when params.attn_p is 0).
+void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
+                                 Tensor& probs, Tensor& dropped, Tensor& out);
+// dqkv [B, T, 3C] from dout [B, T, C] and the forward's probs and dropped.
+void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,
+                                    const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
+                                    Tensor& dqkv);
+
+// Softmax cross entropy of logits [rows, classes] against targets (I32
+// [rows]; -1 = ignored). Returns the SUM of the per-row losses (double);
+// dlogits (may be logits itself) = grad_scale · (softmax − onehot), 0 on
+// ignored rows. Targets outside [0, classes) are an Error.
+double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
+
+namespace reference {
+void dropout(Tensor& x, float p, uint64_t key);
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db);
+void matmul_nt_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db);
+void layer_norm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,
+                         Tensor& db);
+void gelu_new_backward(const Tensor& x, Tensor& dy);
+void gelu_erf_backward(const Tensor& x, Tensor& dy);
+void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte, Tensor& dwpe);
+void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
+                                 Tensor& probs, Tensor& dropped, Tensor& out);
+void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,
+                                    const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
+                                    Tensor& dqkv);
+double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
+}  // namespace reference
+
+}  // namespace gpt2q::ops

@@ -1,0 +1,240 @@
+#include "pipeline/pipeline.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "io/checkpoint.h"
+#include "io/dataset.h"
+#include "quant/checkpoint_quantizer.h"
+#include "report/compare_runner.h"
+#include "report/variant_spec.h"
+#include "text/tokenizer.h"
+#include "train/output_dir.h"
+
+namespace gpt2q::pipeline {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string missing_data_help(const fs::path& data, const fs::path& tokenizer) {
+  return fmt::format(
+      "the pipeline needs labelled text and the GPT-2 tokenizer. Fetch AG News (e.g. test.csv of "
+      "https://huggingface.co/datasets/fancyzhx/ag_news or the original CSV: label 1-4, title, description) "
+      "and put it at {}; put GPT-2's vocab.json and merges.txt (https://huggingface.co/openai-community/gpt2) "
+      "in {}. Or pass --data FILE and --tokenizer DIR",
+      data.string(), tokenizer.string());
+}
+
+train::FinetuneRequest default_finetune_recipe() {
+  train::FinetuneRequest r;
+  r.epochs = 5;
+  r.batch_size = 32;
+  r.lr = 2e-3;
+  r.warmup_steps = 100;
+  r.weight_decay = 0.01;
+  r.max_length = 64;
+  r.dropout = 0.1;
+  r.seed = 42;
+  return r;
+}
+
+namespace {
+
+// The settings that decide the results; a re-run must match them.
+json settings_json(const PipelineOptions& o) {
+  const auto& f = o.finetune;
+  auto opt = [](const auto& v) { return v ? json(*v) : json(); };
+  auto opt_path = [](const std::optional<fs::path>& p) { return p ? json(fs::absolute(*p).string()) : json(); };
+  return {{"data", fs::absolute(o.data).string()},
+          {"format", opt(o.format)},
+          {"model", opt_path(o.model)},
+          {"base", opt_path(o.base)},
+          {"init", o.init},
+          {"pretrain_text", opt_path(o.pretrain_text)},
+          {"pretrain_epochs", o.pretrain_epochs},
+          {"pretrain_lr", o.pretrain_lr},
+          {"eval_split", o.eval_split},
+          {"epochs", f.epochs},
+          {"batch_size", f.batch_size},
+          {"lr", f.lr},
+          {"weight_decay", f.weight_decay},
+          {"warmup_steps", f.warmup_steps},
+          {"max_length", f.max_length},
+          {"grad_clip", f.grad_clip},
+          {"dropout", opt(f.dropout)},
+          {"seed", f.seed},
+          {"limit", f.limit},
+          {"variants", o.variants}};
+}
+
+// OUT/pipeline.json: a fresh OUT gets it; an existing one must match.
+void check_or_record_settings(const PipelineOptions& o) {
+  const fs::path file = o.out / "pipeline.json";
+  const json want = settings_json(o);
+  if (fs::exists(file)) {
+    json have;
+    try {
+      have = json::parse(read_file(file));
+    } catch (const json::exception& e) {
+      fail("{}: not valid JSON ({}); pass --force to start over", file.string(), e.what());
+    }
+    if (have.value("settings", json()) != want) {
+      std::string diff;
+      for (auto& [k, v] : want.items())
+        if (!have["settings"].contains(k) || have["settings"][k] != v)
+          diff += fmt::format(" {}: {} -> {};", k, have["settings"].value(k, json()).dump(), v.dump());
+      fail("{}: an earlier pipeline with other settings is there ({}); pass --force to start over or choose "
+           "another --out",
+           o.out.string(), diff);
+    }
+    return;
+  }
+  fs::create_directories(o.out);
+  write_file_atomic(file, json({{"settings", want}}).dump(2) + "\n");
+}
+
+// The held-out rows as JSONL {"text", "label"}: exactly the rows fine-tuning
+// evaluates on (same stratified_split, same seed).
+fs::path write_heldout(const PipelineOptions& o, const Dataset& data) {
+  const fs::path file = o.out / "data" / "heldout.jsonl";
+  if (fs::exists(file)) return file;
+  const Split split = stratified_split(data, o.eval_split, o.finetune.seed);
+  std::string text;
+  size_t n = 0;
+  for (size_t row : split.second) {
+    if (o.finetune.limit > 0 && static_cast<int64_t>(n) >= o.finetune.limit) break;
+    text += json({{"text", data.rows[row].text}, {"label", data.rows[row].label}}).dump() + "\n";
+    ++n;
+  }
+  fs::create_directories(file.parent_path());
+  write_file_atomic(file, text);
+  return file;
+}
+
+// Runs (or resumes, or skips when finished) one fine-tuning stage into `dir`.
+json run_training_stage(train::FinetuneRequest r, const fs::path& dir, bool progress) {
+  r.out = dir.string();
+  r.progress = progress;
+  const train::OutputLayout layout{dir};
+  r.resume = fs::exists(layout.state_path());
+  const auto outcome = train::finetune(r);
+  json j = outcome.to_json(r.out);
+  j["resumed"] = r.resume;
+  return j;
+}
+
+}  // namespace
+
+PipelineResult run_pipeline(const PipelineOptions& o) {
+  if (!fs::is_regular_file(o.data) || !Tokenizer::present(o.tokenizer))
+    fail("{}", missing_data_help(o.data, o.tokenizer));
+  if (o.model && (o.base || o.pretrain_text)) fail("--model takes a fine-tuned classifier as it is; drop --base / --pretrain-text");
+  if (o.base && o.pretrain_text) fail("give at most one of --base and --pretrain-text");
+  if (!(o.eval_split > 0 && o.eval_split < 1)) fail("--eval-split {}: must be between 0 and 1 (exclusive)", o.eval_split);
+  const std::string variant_list = o.variants.empty() ? std::string(kPipelineVariants) : o.variants;
+  const auto specs = report::parse_variant_list(variant_list);  // bad specs fail before anything is written
+  train::check_finetune_request([&] {
+    train::FinetuneRequest r = o.finetune;
+    r.train = o.data.string();
+    r.out = (o.out / "finetune").string();
+    if (o.model || o.base) r.model = (o.model ? *o.model : *o.base).string(); else r.init = o.init;
+    r.tokenizer = o.tokenizer.string();
+    r.eval_split = o.eval_split;
+    return r;
+  }());
+  const auto format = o.format ? parse_data_format(*o.format) : guess_data_format(o.data);
+  const Dataset data = load_dataset(o.data, format);
+
+  if (o.force && fs::exists(o.out)) {
+    for (const char* stage : {"pipeline.json", "data", "pretrain", "finetune", "quantized", "report"})
+      fs::remove_all(o.out / stage);
+  }
+  PipelineOptions recorded = o;
+  recorded.variants = variant_list;
+  check_or_record_settings(recorded);
+
+  PipelineResult result;
+  json stages = json::object();
+  const fs::path heldout = write_heldout(o, data);
+  stages["data"] = {{"heldout", heldout.string()}, {"rows", data.rows.size()}};
+
+  // 1. The classifier: given, or fine-tuned (after an optional LM pre-training).
+  if (o.model) {
+    result.classifier = *o.model;
+    stages["finetune"] = {{"skipped", "--model given"}};
+  } else {
+    std::optional<fs::path> start = o.base;
+    if (o.pretrain_text) {
+      train::FinetuneRequest r = o.finetune;
+      r.task = "lm";
+      r.init = o.init;
+      r.train = o.pretrain_text->string();
+      r.tokenizer = o.tokenizer.string();
+      r.epochs = o.pretrain_epochs;
+      r.lr = o.pretrain_lr;
+      r.limit = 0;
+      if (o.progress) fmt::print(stderr, "== pipeline: pre-training {} as a language model on {}\n", o.init,
+                                 o.pretrain_text->string());
+      stages["pretrain"] = run_training_stage(r, o.out / "pretrain", o.progress);
+      start = o.out / "pretrain";
+    }
+    train::FinetuneRequest r = o.finetune;
+    r.task = "classify";
+    r.train = o.data.string();
+    r.format = o.format;
+    r.eval_split = o.eval_split;
+    r.tokenizer = o.tokenizer.string();
+    if (start) r.model = start->string(); else r.init = o.init;
+    if (o.progress) fmt::print(stderr, "== pipeline: fine-tuning on {} ({:.0f}% held out)\n", o.data.string(),
+                               100 * o.eval_split);
+    stages["finetune"] = run_training_stage(r, o.out / "finetune", o.progress);
+    result.classifier = o.out / "finetune";
+  }
+
+  // 2. Every variant as a checkpoint of its own (deployable; compare runs
+  // the same quantization in memory, on the same weights).
+  const Checkpoint source = Checkpoint::load(result.classifier);
+  json quantized = json::array();
+  for (const auto& spec : specs) {
+    if (spec.is_identity() || spec.ready_dir) continue;
+    if (source.quantized()) break;  // a quantized --model: compare takes it as it is
+    const fs::path dir = o.out / "quantized" / spec.file_name();
+    const bool existed = fs::exists(dir / "config.json");
+    if (!existed) {
+      if (o.progress) fmt::print(stderr, "== pipeline: quantizing to {}\n", spec.name);
+      const auto q = quant::quantize_checkpoint(source, spec.options);
+      fs::create_directories(dir.parent_path());
+      quant::save_quantized_checkpoint(q.checkpoint, dir, result.classifier);
+    }
+    quantized.push_back({{"variant", spec.name}, {"dir", dir.string()}, {"reused", existed}});
+  }
+  stages["quantize"] = quantized;
+
+  // 3. The comparison on the held-out rows.
+  report::CompareOptions c;
+  c.model = result.classifier;
+  c.data = heldout;
+  c.format = "jsonl";
+  c.tokenizer = o.tokenizer;
+  c.variants = source.quantized() ? std::nullopt : std::optional<std::string>(variant_list);
+  c.batch_size = o.compare_batch_size;
+  c.max_length = o.finetune.max_length;
+  c.out = o.out / "report";
+  c.command_line = o.command_line;
+  if (o.progress) fmt::print(stderr, "== pipeline: comparing the variants on {}\n", heldout.string());
+  const auto r = report::run_compare(c);
+  result.report_dir = c.out;
+  json variants = json::array();
+  for (size_t i = 0; i < r.variants.size(); ++i) {
+    json v = {{"variant", r.variants[i].name}, {"weight_bytes", r.variants[i].weight_bytes}};
+    if (r.comparisons[i].metrics) v["accuracy"] = r.comparisons[i].metrics->accuracy;
+    variants.push_back(v);
+  }
+  stages["compare"] = {{"report", (c.out / "report.md").string()}, {"variants", variants}};
+  result.summary = {{"out", o.out.string()}, {"classifier", result.classifier.string()}, {"stages", stages}};
+  write_file_atomic(o.out / "summary.json", result.summary.dump(2) + "\n");
+  return result;
+}
+
+}  // namespace gpt2q::pipeline

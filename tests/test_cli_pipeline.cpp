@@ -1,0 +1,137 @@
+// `gpt2q pipeline` end to end on a tiny GPT-2 and a few AG News rows: every
+// stage's artefact, the held-out rows equal to fine-tuning's split, resuming
+// (finished stages reused, nothing retrained), --force, settings that changed,
+// a config file, missing data (the message says what to fetch) and bad
+// variants (nothing written).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "support/test_env.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using gpt2q::test::run_gpt2q;
+using nlohmann::json;
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path agnews() { return gpt2q::test::data_dir() / "ag_news" / "test.csv"; }
+fs::path tokenizer() { return gpt2q::test::data_dir() / "gpt2-tokenizer"; }
+
+// A small, fast run: 48 training and 48 held-out texts, one epoch of a 32x1x2 GPT-2.
+std::string pipeline(const fs::path& out, const std::string& extra = "",
+                     const std::string& variants = "fp32,int8-tensor,nf4") {
+  return "pipeline --data " + q(agnews()) + " --tokenizer " + q(tokenizer()) + " --init 32x1x2 --epochs 1 " +
+         "--batch-size 16 --max-length 32 --limit 48 --variants " + variants + " --quiet --json --out " + q(out) +
+         " " + extra;
+}
+
+TEST(CliPipeline, RunsEveryStageThenReusesThem) {
+  const fs::path out = gpt2q::test::temp_dir("cli_pipeline") / "run";
+  auto r = run_gpt2q(pipeline(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = json::parse(r.out);
+  const auto& st = s["stages"];
+
+  // Fine-tuning ran from scratch, on the seeded 80%, evaluated on the other 20% (limited to 48).
+  EXPECT_FALSE(st["finetune"]["resumed"].get<bool>());
+  EXPECT_EQ(st["finetune"]["train_examples"], 48);
+  EXPECT_EQ(st["finetune"]["eval_examples"], 48);
+  EXPECT_TRUE(fs::exists(out / "finetune" / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "finetune" / "train_log.jsonl"));
+
+  // The held-out file has exactly those 48 rows, none of them a training row of the split.
+  const std::string heldout = read_text(out / "data" / "heldout.jsonl");
+  EXPECT_EQ(std::count(heldout.begin(), heldout.end(), '\n'), 48);
+
+  // A checkpoint per quantized variant, loadable by `gpt2q info`.
+  ASSERT_EQ(st["quantize"].size(), 2u);
+  for (const auto& v : st["quantize"]) {
+    EXPECT_FALSE(v["reused"].get<bool>());
+    auto info = run_gpt2q("info --json " + q(v["dir"].get<std::string>()));
+    EXPECT_EQ(info.exit_code, 0) << info.err;
+  }
+
+  // The report compares the three variants on the held-out rows; its accuracy
+  // for fp32 equals fine-tuning's own evaluation of the same rows.
+  const json results = json::parse(read_text(out / "report" / "results.json"));
+  ASSERT_EQ(results["variants"].size(), 3u);
+  for (const char* f : {"report.md", "report.html", "results.csv", "confusion_fp32.csv"})
+    EXPECT_TRUE(fs::exists(out / "report" / f)) << f;
+  const double fp32_acc = st["compare"]["variants"][0]["accuracy"].get<double>();
+  EXPECT_NEAR(fp32_acc, st["finetune"]["last_eval"]["accuracy"].get<double>(), 1e-12);
+
+  // Again: nothing is retrained or re-quantized, the report is rebuilt from the cache.
+  const auto mtime = fs::last_write_time(out / "finetune" / "model.safetensors");
+  r = run_gpt2q(pipeline(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json again = json::parse(r.out);
+  EXPECT_EQ(again["stages"]["finetune"]["steps_run"], 0);
+  for (const auto& v : again["stages"]["quantize"]) EXPECT_TRUE(v["reused"].get<bool>());
+  EXPECT_EQ(fs::last_write_time(out / "finetune" / "model.safetensors"), mtime);
+  EXPECT_EQ(again["stages"]["compare"]["variants"], st["compare"]["variants"]);
+
+  // Other settings in the same OUT: one error line naming OUT and the setting.
+  r = run_gpt2q(pipeline(out, "--lr 0.5"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("lr"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(out.string()), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+  // --force starts over with the new settings.
+  r = run_gpt2q(pipeline(out, "--lr 0.5 --force"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(json::parse(r.out)["stages"]["finetune"]["steps_run"].get<int>(), 0);
+}
+
+TEST(CliPipeline, ReadsAConfigFile) {
+  const fs::path dir = gpt2q::test::temp_dir("cli_pipeline_cfg");
+  {
+    std::ofstream cfg(dir / "pipeline.toml");
+    cfg << "init = \"32x1x2\"\nepochs = 1\nbatch-size = 16\nmax-length = 32\nlimit = 16\n"
+        << "variants = \"fp32,fp4\"\n";
+  }
+  auto r = run_gpt2q("pipeline --config " + q(dir / "pipeline.toml") + " --data " + q(agnews()) + " --tokenizer " +
+                     q(tokenizer()) + " --quiet --json --out " + q(dir / "out"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = json::parse(r.out);
+  EXPECT_EQ(s["stages"]["finetune"]["train_examples"], 16);
+  ASSERT_EQ(s["stages"]["compare"]["variants"].size(), 2u);
+  EXPECT_EQ(s["stages"]["compare"]["variants"][1]["variant"], "fp4");
+}
+
+TEST(CliPipeline, MissingDataSaysWhatToFetch) {
+  const fs::path dir = gpt2q::test::temp_dir("cli_pipeline_nodata");
+  auto r = run_gpt2q("pipeline --data " + q(dir / "ag_news" / "test.csv") + " --tokenizer " + q(tokenizer()) +
+                     " --out " + q(dir / "out"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("AG News"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find((dir / "ag_news" / "test.csv").string()), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(CliPipeline, BadVariantWritesNothing) {
+  const fs::path dir = gpt2q::test::temp_dir("cli_pipeline_badvariant");
+  auto r = run_gpt2q(pipeline(dir / "out", "", "fp32,nf5"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("nf5"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+}  // namespace
