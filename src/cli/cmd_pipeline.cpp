@@ -18,6 +18,19 @@ struct PipelineArgs {
   bool json = false, quiet = false;
 };
 
+// With --base, the options the user did not give take the pretrained recipe.
+void apply_base_recipe(PipelineArgs& a, const CLI::App& cmd) {
+  const auto r = gpt2q::pipeline::pretrained_finetune_recipe();
+  auto& f = a.opt.finetune;
+  if (!cmd.count("--epochs")) f.epochs = r.epochs;
+  if (!cmd.count("--batch-size")) f.batch_size = r.batch_size;
+  if (!cmd.count("--lr")) f.lr = r.lr;
+  if (!cmd.count("--warmup-steps")) f.warmup_steps = r.warmup_steps;
+  if (!cmd.count("--weight-decay")) f.weight_decay = r.weight_decay;
+  if (!cmd.count("--max-length")) f.max_length = r.max_length;
+  if (!cmd.count("--dropout")) f.dropout = r.dropout;
+}
+
 void run(PipelineArgs& a) {
   auto& o = a.opt;
   o.data = a.data;
@@ -75,7 +88,7 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_option("--pretrain-lr", o.pretrain_lr, "peak learning rate of LM pre-training")->capture_default_str();
   cmd->add_option("--eval-split", o.eval_split, "fraction of --data held out (seeded, stratified)")
       ->capture_default_str();
-  cmd->add_option("--epochs", f.epochs, "fine-tuning epochs")->capture_default_str();
+  cmd->add_option("--epochs", f.epochs, "fine-tuning epochs (with --base the defaults are 3 epochs, batch 16, lr 2e-5, no warmup or decay, 128 tokens, the config's dropout)")->capture_default_str();
   cmd->add_option("--batch-size", f.batch_size, "fine-tuning batch size")->capture_default_str();
   cmd->add_option("--lr", f.lr, "peak learning rate (AdamW, linear warmup and decay)")->capture_default_str();
   cmd->add_option("--weight-decay", f.weight_decay, "AdamW weight decay")->capture_default_str();
@@ -92,5 +105,8 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_flag("--force", o.force, "start over instead of reusing finished stages");
   cmd->add_flag("--quiet", a->quiet, "no progress output");
   cmd->add_flag("--json", a->json, "print the summary as one JSON object");
-  cmd->callback([a] { run(*a); });
+  cmd->callback([a, cmd] {
+    if (a->base) apply_base_recipe(*a, *cmd);
+    run(*a);
+  });
 }

@@ -39,6 +39,18 @@ train::FinetuneRequest default_finetune_recipe() {
   return r;
 }
 
+train::FinetuneRequest pretrained_finetune_recipe() {
+  train::FinetuneRequest r;
+  r.epochs = 3;
+  r.batch_size = 16;
+  r.lr = 2e-5;
+  r.warmup_steps = 0;
+  r.weight_decay = 0.0;
+  r.max_length = 128;
+  r.seed = 42;
+  return r;
+}
+
 namespace {
 
 // The settings that decide the results; a re-run must match them.

@@ -30,6 +30,9 @@ namespace gpt2q::pipeline {
 // small GPT-2 trained from scratch on ~6,000 AG News texts on a 2-core CPU
 // (docs/pipeline.md gives the accuracy it reaches and the time it takes).
 train::FinetuneRequest default_finetune_recipe();
+// For --base (a pretrained GPT-2): the usual transformers fine-tuning
+// settings of the study (3 epochs, batch 16, lr 2e-5, 128 tokens).
+train::FinetuneRequest pretrained_finetune_recipe();
 
 struct PipelineOptions {
   std::filesystem::path data;                     // labelled text (AG News test.csv)
