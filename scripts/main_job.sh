@@ -17,6 +17,9 @@ for f in "$DATA/ag_news/test.csv" "$DATA/gpt2-tokenizer/vocab.json" "$DATA/gpt2-
   fi
 done
 bash scripts/build.sh
+# Idle OpenMP threads sleep instead of spinning: on a small or shared machine
+# spinning threads take the cores the working ones need (docs/benchmarks.md).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 args=(--data "$DATA/ag_news/test.csv" --tokenizer "$DATA/gpt2-tokenizer" --out "$OUT")
 if [ -n "${MODEL:-}" ]; then args+=(--model "$MODEL"); fi
 if [ -n "${BASE:-}" ]; then args+=(--base "$BASE"); fi

@@ -48,10 +48,9 @@ void run(PipelineArgs& a) {
     return;
   }
   const auto& st = r.summary["stages"];
-  if (st.contains("finetune") && st["finetune"].contains("last_eval")) {
-    const auto& e = st["finetune"]["last_eval"];
-    fmt::print("fine-tuned classifier: {} (held-out accuracy {:.4f})\n", r.classifier.string(),
-               e.value("accuracy", nlohmann::json(0.0)).get<double>());
+  if (st.contains("finetune") && st["finetune"].contains("best_score")) {
+    fmt::print("fine-tuned classifier: {} (best epoch {}, held-out accuracy {:.4f})\n", r.classifier.string(),
+               st["finetune"].value("best_epoch", 0), st["finetune"]["best_score"].get<double>());
   } else {
     fmt::print("classifier: {}\n", r.classifier.string());
   }
