@@ -20,29 +20,21 @@
 
 namespace {
 
+using namespace gpt2q::test;
+
 namespace fs = std::filesystem;
-using gpt2q::test::run_gpt2q;
 using nlohmann::json;
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class CliCompare : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new fs::path(gpt2q::test::temp_dir("cli_compare"));
-    auto r = run_gpt2q("init --geometry 64x2x2 --task classify --n-positions 64 --seed 5 --out " + q(*root_ / "clf"));
+    auto r = init_model(*root_ / "clf", "--geometry 64x2x2 --task classify --n-positions 64 --seed 5");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = run_gpt2q("init --geometry 64x2x2 --task lm --n-positions 64 --seed 6 --out " + q(*root_ / "lm"));
+    r = init_model(*root_ / "lm", "--geometry 64x2x2 --task lm --n-positions 64 --seed 6");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     // The first 24 AG News test rows, also as a file of their own for `gpt2q eval`.
-    std::istringstream all(read_text(agnews()));
+    std::istringstream all(read_text(ag_news_test_csv()));
     std::ofstream head(*root_ / "head24.csv", std::ios::binary);
     std::string line;
     for (int i = 0; i < 24 && std::getline(all, line); ++i) head << line << '\n';
@@ -51,12 +43,10 @@ class CliCompare : public ::testing::Test {
     fs::remove_all(*root_);
     delete root_;
   }
-  static fs::path agnews() { return gpt2q::test::data_dir() / "ag_news" / "test.csv"; }
-  static fs::path tokenizer() { return gpt2q::test::data_dir() / "gpt2-tokenizer"; }
   static std::string compare(const fs::path& out, const std::string& variants, const std::string& extra = "") {
-    return "compare --model " + q(*root_ / "clf") + " --data " + q(agnews()) + " --limit 24 --batch-size 8 " +
-           "--max-length 32 --tokenizer " + q(tokenizer()) + " --variants " + variants + " --out " + q(out) + " " +
-           extra;
+    return "compare --model " + shell_quote(*root_ / "clf") + " --data " + shell_quote(ag_news_test_csv()) +
+           " --limit 24 --batch-size 8 " + "--max-length 32 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+           " --variants " + variants + " --out " + shell_quote(out) + " " + extra;
   }
   static fs::path* root_;
 };
@@ -94,15 +84,15 @@ TEST_F(CliCompare, WritesTheReportAndAgreesWithEval) {
   EXPECT_EQ(nf4["quality"]["n"], 24);
 
   // The fp32 variant is the plain model: `gpt2q eval` on the same rows gives the same scores.
-  auto e = run_gpt2q("eval --model " + q(*root_ / "clf") + " --data " + q(*root_ / "head24.csv") +
-                     " --max-length 32 --batch-size 8 --json --tokenizer " + q(tokenizer()));
+  auto e = run_gpt2q("eval --model " + shell_quote(*root_ / "clf") + " --data " + shell_quote(*root_ / "head24.csv") +
+                     " --max-length 32 --batch-size 8 --json --tokenizer " + shell_quote(gpt2_tokenizer_dir()));
   ASSERT_EQ(e.exit_code, 0) << e.err;
   const json ej = json::parse(e.out);
   EXPECT_EQ(fp32["quality"]["accuracy"], ej["accuracy"]);
   EXPECT_EQ(fp32["quality"]["macro_f1"], ej["macro_f1"]);
   EXPECT_EQ(fp32["quality"]["confusion_matrix"], ej["confusion_matrix"]);
   // `gpt2q info` reports the held bytes of the fp32 model.
-  auto info = run_gpt2q("info " + q(*root_ / "clf") + " --json");
+  auto info = run_gpt2q("info " + shell_quote(*root_ / "clf") + " --json");
   ASSERT_EQ(info.exit_code, 0) << info.err;
   EXPECT_EQ(fp32["memory"]["weight_bytes"], json::parse(info.out)["held_bytes"]);
 
@@ -143,9 +133,9 @@ TEST_F(CliCompare, ReusesFinishedVariantsUnlessForced) {
   EXPECT_EQ(forced["variants"][1]["quality"], first["variants"][1]["quality"]);  // same seed, same result
 
   // Other inputs (another --limit) are not reused.
-  r = run_gpt2q("compare --model " + q(*root_ / "clf") + " --data " + q(agnews()) +
-                " --limit 16 --batch-size 8 --max-length 32 --tokenizer " + q(tokenizer()) +
-                " --variants fp32,nf4 --out " + q(out));
+  r = run_gpt2q("compare --model " + shell_quote(*root_ / "clf") + " --data " + shell_quote(ag_news_test_csv()) +
+                " --limit 16 --batch-size 8 --max-length 32 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                " --variants fp32,nf4 --out " + shell_quote(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.find("reusing"), std::string::npos) << r.err;
   EXPECT_EQ(json::parse(read_text(out / "results.json"))["run"]["samples"], 16);
@@ -154,7 +144,8 @@ TEST_F(CliCompare, ReusesFinishedVariantsUnlessForced) {
 
 TEST_F(CliCompare, ReadyMadeCheckpointEqualsQuantizingInMemory) {
   const fs::path dir = gpt2q::test::temp_dir("cmp_ready");
-  auto r = run_gpt2q("quantize --model " + q(*root_ / "clf") + " --method nf4 --out " + q(dir / "nf4"));
+  auto r =
+      run_gpt2q("quantize --model " + shell_quote(*root_ / "clf") + " --method nf4 --out " + shell_quote(dir / "nf4"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_gpt2q(compare(dir / "a", "fp32,nf4@" + (dir / "nf4").string()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -168,14 +159,15 @@ TEST_F(CliCompare, ReadyMadeCheckpointEqualsQuantizingInMemory) {
   EXPECT_EQ(a["variants"][1]["vs_baseline"]["kl"], b["variants"][1]["vs_baseline"]["kl"]);
 
   // The quantized dir as --model: its own variant by default; others need the original weights.
-  r = run_gpt2q("compare --model " + q(dir / "nf4") + " --data " + q(agnews()) + " --limit 8 --tokenizer " +
-                q(tokenizer()) + " --out " + q(dir / "c"));
+  r = run_gpt2q("compare --model " + shell_quote(dir / "nf4") + " --data " + shell_quote(ag_news_test_csv()) +
+                " --limit 8 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --out " + shell_quote(dir / "c"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json c = json::parse(read_text(dir / "c" / "results.json"));
   ASSERT_EQ(c["variants"].size(), 1u);
   EXPECT_EQ(c["variants"][0]["name"], "nf4");
-  r = run_gpt2q("compare --model " + q(dir / "nf4") + " --data " + q(agnews()) + " --limit 8 --tokenizer " +
-                q(tokenizer()) + " --variants nf4,fp4 --out " + q(dir / "d"));
+  r = run_gpt2q("compare --model " + shell_quote(dir / "nf4") + " --data " + shell_quote(ag_news_test_csv()) +
+                " --limit 8 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --variants nf4,fp4 --out " +
+                shell_quote(dir / "d"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("already quantized"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "d"));
@@ -186,14 +178,15 @@ TEST_F(CliCompare, LanguageModelPerplexityMatchesThePerplexityCommand) {
   std::ofstream(dir / "text.txt") << "The quick brown fox jumps over the lazy dog. It was a bright cold day in April, "
                                      "and the clocks were striking thirteen. Call me Ishmael. Some years ago, never "
                                      "mind how long precisely, I thought I would sail about a little.\n";
-  auto r = run_gpt2q("compare --model " + q(*root_ / "lm") + " --text " + q(dir / "text.txt") + " --tokenizer " +
-                     q(tokenizer()) + " --max-length 16 --stride 8 --variants fp32,llm-int8 --out " + q(dir / "o"));
+  auto r = run_gpt2q("compare --model " + shell_quote(*root_ / "lm") + " --text " + shell_quote(dir / "text.txt") +
+                     " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                     " --max-length 16 --stride 8 --variants fp32,llm-int8 --out " + shell_quote(dir / "o"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = json::parse(read_text(dir / "o" / "results.json"));
   EXPECT_EQ(j["run"]["task"], "language-modeling");
   ASSERT_EQ(j["variants"].size(), 2u);
-  auto p = run_gpt2q("perplexity --model " + q(*root_ / "lm") + " --text " + q(dir / "text.txt") + " --tokenizer " +
-                     q(tokenizer()) + " --max-length 16 --stride 8 --json");
+  auto p = run_gpt2q("perplexity --model " + shell_quote(*root_ / "lm") + " --text " + shell_quote(dir / "text.txt") +
+                     " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --max-length 16 --stride 8 --json");
   ASSERT_EQ(p.exit_code, 0) << p.err;
   EXPECT_EQ(j["variants"][0]["perplexity"]["ppl"], json::parse(p.out)["ppl"]);
   EXPECT_EQ(j["variants"][0]["vs_baseline"]["kl"]["mean"], 0.0);
@@ -215,17 +208,21 @@ TEST_F(CliCompare, BadArgumentsLeaveNoReportDir) {
   expect_clean_error(run_gpt2q(compare(dir / "a", "fp32,int9")), "--variants: 'int9': unknown method", dir / "a");
   expect_clean_error(run_gpt2q(compare(dir / "b", "fp32,nf4:per-channel")), "applies to int8-tensor only", dir / "b");
   expect_clean_error(run_gpt2q(compare(dir / "c", "fp32,nf4,nf4")), "listed twice", dir / "c");
-  expect_clean_error(run_gpt2q("compare --model " + q(*root_ / "clf") + " --data " + q(dir / "missing.csv") +
-                               " --tokenizer " + q(tokenizer()) + " --out " + q(dir / "d")),
-                     "missing.csv", dir / "d");
+  expect_clean_error(
+      run_gpt2q("compare --model " + shell_quote(*root_ / "clf") + " --data " + shell_quote(dir / "missing.csv") +
+                " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --out " + shell_quote(dir / "d")),
+      "missing.csv", dir / "d");
   expect_clean_error(run_gpt2q(compare(dir / "e", "fp32", "--stride 3")), "--stride applies to language models", dir / "e");
-  expect_clean_error(run_gpt2q("compare --model " + q(*root_ / "clf") + " --data " + q(agnews()) + " --limit -1 --tokenizer " +
-                               q(tokenizer()) + " --out " + q(dir / "e2")),
-                     "--limit -1", dir / "e2");
-  expect_clean_error(run_gpt2q("compare --model " + q(*root_ / "lm") + " --data " + q(agnews()) + " --tokenizer " +
-                               q(tokenizer()) + " --out " + q(dir / "f")),
-                     "language model", dir / "f");
-  expect_clean_error(run_gpt2q(compare(dir / "g", "fp32", "--text " + q(agnews()))), "is a classifier", dir / "g");
+  expect_clean_error(
+      run_gpt2q("compare --model " + shell_quote(*root_ / "clf") + " --data " + shell_quote(ag_news_test_csv()) +
+                " --limit -1 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --out " + shell_quote(dir / "e2")),
+      "--limit -1", dir / "e2");
+  expect_clean_error(
+      run_gpt2q("compare --model " + shell_quote(*root_ / "lm") + " --data " + shell_quote(ag_news_test_csv()) +
+                " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --out " + shell_quote(dir / "f")),
+      "language model", dir / "f");
+  expect_clean_error(run_gpt2q(compare(dir / "g", "fp32", "--text " + shell_quote(ag_news_test_csv()))),
+                     "is a classifier", dir / "g");
   // --out naming a file.
   std::ofstream(dir / "file") << "x";
   auto r = run_gpt2q(compare(dir / "file", "fp32"));
@@ -238,7 +235,7 @@ TEST_F(CliCompare, BadArgumentsLeaveNoReportDir) {
 TEST_F(CliCompare, InterruptLeavesNoHalfWrittenReport) {
   const fs::path out = gpt2q::test::temp_dir("cmp_sigint") / "report";
   const std::string bin = gpt2q::test::gpt2q_binary().string(), model = (*root_ / "clf").string(),
-                    data = agnews().string(), tok = tokenizer().string(), out_s = out.string();
+                    data = ag_news_test_csv().string(), tok = gpt2_tokenizer_dir().string(), out_s = out.string();
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {

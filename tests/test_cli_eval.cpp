@@ -15,27 +15,16 @@
 #include "io/dataset.h"
 #include "model/gpt2.h"
 #include "model/synthetic_weights.h"
+#include "core/file_util.h"
 #include "support/test_env.h"
 #include "text/tokenizer.h"
 
 namespace gpt2q {
 namespace {
 
+using namespace gpt2q::test;
+
 namespace fs = std::filesystem;
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-void write_bytes(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 GPT2Config tiny_config(std::vector<std::string> labels) {
   GPT2Config c;
@@ -74,15 +63,15 @@ class CliEval : public ::testing::Test {
     for (int i = 0; i < 37; ++i)
       csv += "\"" + std::to_string(1 + (i * 7) % 4) + "\",\"" + titles[i % 4] + " " + std::to_string(i) +
              "\",\"Body text number " + std::to_string(i) + (i % 9 == 0 ? ",\nsecond line" : " of the story") + ".\"\n";
-    write_bytes(*root_ / "small.csv", csv);
+    write_file_atomic(*root_ / "small.csv", csv);
   }
   static void TearDownTestSuite() {
     fs::remove_all(*root_);
     delete root_;
   }
-  static fs::path tokenizer() { return test::data_dir() / "gpt2-tokenizer"; }
   static std::string base(const fs::path& model, const fs::path& data) {
-    return "eval --model " + q(model) + " --data " + q(data) + " --tokenizer " + q(tokenizer());
+    return "eval --model " + shell_quote(model) + " --data " + shell_quote(data) + " --tokenizer " +
+           shell_quote(gpt2_tokenizer_dir());
   }
   static fs::path* root_;
 };
@@ -92,7 +81,7 @@ TEST_F(CliEval, JsonAndPredictionsMatchTheLibraryAndARecount) {
   fs::path out_dir = test::temp_dir("cli_eval_pred");
   fs::path pred = out_dir / "pred.csv";
   auto r = test::run_gpt2q(base(*root_ / "clf", *root_ / "small.csv") + " --batch-size 5 --max-length 16 --json " +
-                           "--predictions " + q(pred));
+                           "--predictions " + shell_quote(pred));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   for (const char* key : {"accuracy", "macro_precision", "macro_recall", "macro_f1", "per_class", "confusion_matrix",
@@ -108,7 +97,7 @@ TEST_F(CliEval, JsonAndPredictionsMatchTheLibraryAndARecount) {
 
   // The library, in-process, on the same inputs.
   auto model = GPT2Model::load(*root_ / "clf");
-  auto tok = Tokenizer::load(tokenizer());
+  auto tok = Tokenizer::load(gpt2_tokenizer_dir());
   auto data = load_dataset(*root_ / "small.csv", DataFormat::AgNews);
   ClassifyOptions opts;
   opts.batch_size = 5;
@@ -155,8 +144,9 @@ TEST_F(CliEval, HumanOutputShowsMetricsAndClassNames) {
 }
 
 TEST_F(CliEval, JsonlAndGenericCsvFormats) {
-  write_bytes(*root_ / "d.jsonl", "{\"text\": \"good movie\", \"label\": 1}\n{\"text\": \"bad film\", \"label\": 0}\n");
-  write_bytes(*root_ / "d.csv", "text,label\ngood movie,1\nbad film,0\n");
+  write_file_atomic(*root_ / "d.jsonl",
+                    "{\"text\": \"good movie\", \"label\": 1}\n{\"text\": \"bad film\", \"label\": 0}\n");
+  write_file_atomic(*root_ / "d.csv", "text,label\ngood movie,1\nbad film,0\n");
   std::vector<nlohmann::json> outs;
   for (const char* f : {"d.jsonl", "d.csv"}) {
     auto r = test::run_gpt2q(base(*root_ / "clf2", *root_ / f) + " --json");
@@ -198,11 +188,11 @@ struct BadCase {
 
 TEST_F(CliEval, BadInputsFailWithOneLineAndNoPredictions) {
   const fs::path& d = *root_;
-  write_bytes(d / "malformed.csv", "\"1\",\"ok\",\"fine\"\n\"2\",\"unterminated,\"x\n");
-  write_bytes(d / "badlabel.csv", "\"1\",\"a\",\"b\"\n\"5\",\"c\",\"d\"\n");
-  write_bytes(d / "badutf8.csv", "\"1\",\"a\",\"b\"\n\"2\",\"c\xff\xfe\",\"d\"\n");
-  write_bytes(d / "empty.csv", "");
-  write_bytes(d / "twoclass.jsonl", "{\"text\": \"x\", \"label\": 0}\n{\"text\": \"y\", \"label\": 2}\n");
+  write_file_atomic(d / "malformed.csv", "\"1\",\"ok\",\"fine\"\n\"2\",\"unterminated,\"x\n");
+  write_file_atomic(d / "badlabel.csv", "\"1\",\"a\",\"b\"\n\"5\",\"c\",\"d\"\n");
+  write_file_atomic(d / "badutf8.csv", "\"1\",\"a\",\"b\"\n\"2\",\"c\xff\xfe\",\"d\"\n");
+  write_file_atomic(d / "empty.csv", "");
+  write_file_atomic(d / "twoclass.jsonl", "{\"text\": \"x\", \"label\": 0}\n{\"text\": \"y\", \"label\": 2}\n");
   auto with = [&](const fs::path& data) { return base(d / "clf", data); };
   std::vector<BadCase> cases = {
       {"malformed", with(d / "malformed.csv"), "malformed.csv"},
@@ -217,13 +207,13 @@ TEST_F(CliEval, BadInputsFailWithOneLineAndNoPredictions) {
       {"bad format", with(d / "small.csv") + " --format xml", "xml"},
       {"lm model", base(d / "lm", d / "small.csv"), "is a GPT2LMHeadModel; eval needs GPT2ForSequenceClassification"},
       {"label outside model", base(d / "clf2", d / "twoclass.jsonl"), "twoclass.jsonl"},
-      {"no tokenizer", "eval --model " + q(d / "clf") + " --data " + q(d / "small.csv"),
+      {"no tokenizer", "eval --model " + shell_quote(d / "clf") + " --data " + shell_quote(d / "small.csv"),
        "has no tokenizer files (vocab.json+merges.txt, encoder.json+vocab.bpe or tokenizer.json); pass --tokenizer DIR"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     fs::path out_dir = test::temp_dir("cli_eval_bad");
-    auto r = test::run_gpt2q(c.args + " --predictions " + q(out_dir / "p.csv"));
+    auto r = test::run_gpt2q(c.args + " --predictions " + shell_quote(out_dir / "p.csv"));
     EXPECT_NE(r.exit_code, 0);
     EXPECT_EQ(r.out, "");
     ASSERT_FALSE(r.err.empty());

@@ -21,15 +21,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-fs::path ag_news() { return test::data_dir() / "ag_news" / "test.csv"; }
-fs::path tokenizer() { return test::data_dir() / "gpt2-tokenizer"; }
+using namespace gpt2q::test;
 
 // A tiny classifier run on AG News (the first 48 train and 48 held-out texts).
 std::string tiny_ag_run(const fs::path& out, const std::string& extra = "") {
-  return "finetune --init 64x1x2 --tokenizer " + q(tokenizer()) + " --train " + q(ag_news()) +
+  return "finetune --init 64x1x2 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --train " +
+         shell_quote(ag_news_test_csv()) +
          " --eval-split 0.2 --limit 48 --epochs 2 --batch-size 8 --lr 1e-3 --max-length 24 --dropout 0.1 --seed 3"
-         " --quiet --out " + q(out) + " " + extra;
+         " --quiet --out " +
+         shell_quote(out) + " " + extra;
 }
 
 void expect_one_error_line(const test::CommandResult& r, const std::string& needle, const std::string& args) {
@@ -41,20 +41,21 @@ void expect_one_error_line(const test::CommandResult& r, const std::string& need
 
 TEST(CliFinetune, BadArgumentsGiveOneErrorLineAndNoOutput) {
   const auto dir = test::temp_dir("ft_bad");
-  const std::string tok = " --tokenizer " + q(tokenizer());
-  const std::string train = " --train " + q(ag_news());
+  const std::string tok = " --tokenizer " + shell_quote(gpt2_tokenizer_dir());
+  const std::string train = " --train " + shell_quote(ag_news_test_csv());
   const fs::path out = dir / "out";
-  const std::string o = " --out " + q(out);
+  const std::string o = " --out " + shell_quote(out);
   struct Case {
     std::string args, needle;
   };
   const std::vector<Case> cases = {
       {"finetune" + train + o, "exactly one of --model"},
-      {"finetune --init tiny --model " + q(dir) + tok + train + o, "exactly one of --model"},
+      {"finetune --init tiny --model " + shell_quote(dir) + tok + train + o, "exactly one of --model"},
       {"finetune --init tiny" + train + o, "--init needs --tokenizer"},
       {"finetune --init tiny --task regress" + tok + train + o, "--task"},
       {"finetune --init tiny --eval-split 1.5" + tok + train + o, "--eval-split"},
-      {"finetune --init tiny --eval-split 0.2 --eval " + q(ag_news()) + tok + train + o, "at most one of --eval"},
+      {"finetune --init tiny --eval-split 0.2 --eval " + shell_quote(ag_news_test_csv()) + tok + train + o,
+       "at most one of --eval"},
       {"finetune --init tiny --epochs 0" + tok + train + o, "--epochs"},
       {"finetune --init tiny --batch-size 0" + tok + train + o, "--batch-size"},
       {"finetune --init tiny --lr -1" + tok + train + o, "--lr"},
@@ -64,8 +65,8 @@ TEST(CliFinetune, BadArgumentsGiveOneErrorLineAndNoOutput) {
       {"finetune --init tiny --labels A" + tok + train + o, "--labels"},
       {"finetune --init tiny --num-labels 2" + tok + train + o, "has label 2 but the classifier has 2 labels"},
       {"finetune --init tiny --task lm --labels A,B" + tok + train + o, "--task classify only"},
-      {"finetune --init tiny" + tok + " --train " + q(dir / "missing.csv") + o, "missing.csv"},
-      {"finetune --model " + q(dir / "nomodel") + train + o, "nomodel"},
+      {"finetune --init tiny" + tok + " --train " + shell_quote(dir / "missing.csv") + o, "missing.csv"},
+      {"finetune --model " + shell_quote(dir / "nomodel") + train + o, "nomodel"},
       {"finetune --init tiny --resume" + tok + train + o, "no training state to resume"},
   };
   for (const auto& c : cases) {
@@ -104,11 +105,12 @@ TEST(CliFinetune, ClassifierRunWritesCheckpointLogAndStateAndResumesBitForBit) {
   EXPECT_TRUE(fs::exists(whole / "training_args.json"));
   // `gpt2q eval --model OUT` takes the output as it is.
   {
-    std::istringstream all(read_file(ag_news()));
+    std::istringstream all(read_file(ag_news_test_csv()));
     std::string head, line;
     for (int i = 0; i < 20 && std::getline(all, line); ++i) head += line + "\n";
     write_file_atomic(dir / "few.csv", head);
-    const auto ev = test::run_gpt2q("eval --model " + q(whole) + " --data " + q(dir / "few.csv") + " --json");
+    const auto ev =
+        test::run_gpt2q("eval --model " + shell_quote(whole) + " --data " + shell_quote(dir / "few.csv") + " --json");
     ASSERT_EQ(ev.exit_code, 0) << ev.err;
     EXPECT_EQ(nlohmann::json::parse(ev.out)["n"], 20);
   }
@@ -167,9 +169,11 @@ TEST(CliFinetune, LanguageModelRunWritesAnLMCheckpoint) {
   const auto dir = test::temp_dir("ft_lm");
   const std::string text = read_file(test::data_dir() / "wikitext-2-raw" / "wiki.test.raw").substr(0, 6000);
   write_file_atomic(dir / "train.txt", text);
-  const auto r = test::run_gpt2q("finetune --task lm --init 64x1x2 --tokenizer " + q(tokenizer()) + " --train " +
-                                 q(dir / "train.txt") + " --eval-split 0.25 --epochs 2 --batch-size 4 --lr 2e-3 "
-                                 "--max-length 32 --quiet --json --out " + q(dir / "out"));
+  const auto r = test::run_gpt2q("finetune --task lm --init 64x1x2 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                                 " --train " + shell_quote(dir / "train.txt") +
+                                 " --eval-split 0.25 --epochs 2 --batch-size 4 --lr 2e-3 "
+                                 "--max-length 32 --quiet --json --out " +
+                                 shell_quote(dir / "out"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["architecture"], "GPT2LMHeadModel");

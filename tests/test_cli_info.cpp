@@ -10,19 +10,12 @@
 #include "support/test_env.h"
 
 namespace fs = std::filesystem;
-using gpt2q::test::run_gpt2q;
+using namespace gpt2q::test;
 using nlohmann::json;
 
 namespace {
 
-fs::path fake_gpt2() { return gpt2q::test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
 fs::path tiny_gpt2() { return gpt2q::test::data_dir() / "tiny-gpt2" / "tiny_gpt2"; }
-std::string quoted(const fs::path& p) {
-  std::string q = "'";
-  q += p.string();
-  q += "'";
-  return q;
-}
 
 std::string le64(uint64_t v) {
   std::string s(8, '\0');
@@ -42,7 +35,7 @@ std::pair<uint64_t, json> read_header(const fs::path& p) {
 // model.safetensors bytes.
 fs::path make_dir(const std::string& tag, const std::string& weights, const std::function<void(json&)>& edit = {}) {
   auto dir = gpt2q::test::temp_dir("cli_info_" + tag);
-  json cfg = json::parse(gpt2q::read_file(fake_gpt2() / "config.json"));
+  json cfg = json::parse(gpt2q::read_file(fake_gpt2_dir() / "config.json"));
   if (edit) edit(cfg);
   gpt2q::write_file_atomic(dir / "config.json", cfg.dump(2));
   gpt2q::write_file_atomic(dir / "model.safetensors", weights);
@@ -51,8 +44,8 @@ fs::path make_dir(const std::string& tag, const std::string& weights, const std:
 
 // fake_gpt2's model.safetensors with its header edited (data kept).
 std::string edited_weights(const std::function<void(json&)>& edit) {
-  std::string bytes = gpt2q::read_file(fake_gpt2() / "model.safetensors");
-  auto [n, header] = read_header(fake_gpt2() / "model.safetensors");
+  std::string bytes = gpt2q::read_file(fake_gpt2_dir() / "model.safetensors");
+  auto [n, header] = read_header(fake_gpt2_dir() / "model.safetensors");
   edit(header);
   std::string text = header.dump();
   return le64(text.size()) + text + bytes.substr(8 + n);
@@ -61,7 +54,7 @@ std::string edited_weights(const std::function<void(json&)>& edit) {
 }  // namespace
 
 TEST(CliInfo, FakeGpt2Text) {
-  auto r = run_gpt2q("info " + quoted(fake_gpt2()));
+  auto r = run_gpt2q("info " + shell_quote(fake_gpt2_dir()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("GPT2LMHeadModel (CausalLM)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("parameters    102,640"), std::string::npos) << r.out;  // MANIFEST: 102,640
@@ -70,7 +63,7 @@ TEST(CliInfo, FakeGpt2Text) {
 }
 
 TEST(CliInfo, FakeGpt2JsonAddsUp) {
-  auto r = run_gpt2q("info --json " + quoted(fake_gpt2()));
+  auto r = run_gpt2q("info --json " + shell_quote(fake_gpt2_dir()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["parameters"], 102640);
@@ -79,7 +72,7 @@ TEST(CliInfo, FakeGpt2JsonAddsUp) {
   EXPECT_EQ(j["tokenizer"], true);
   EXPECT_EQ(j["dtypes"], json::array({"F32"}));
   // Stored bytes are the file's whole data section.
-  auto file = fake_gpt2() / "model.safetensors";
+  auto file = fake_gpt2_dir() / "model.safetensors";
   auto [n, header] = read_header(file);
   EXPECT_EQ(j["bytes"].get<uint64_t>(), fs::file_size(file) - 8 - n);
   uint64_t params = 0, bytes = 0;
@@ -94,7 +87,7 @@ TEST(CliInfo, FakeGpt2JsonAddsUp) {
 }
 
 TEST(CliInfo, TinyGpt2IsABaseModel) {
-  auto r = run_gpt2q("info --json " + quoted(tiny_gpt2()));
+  auto r = run_gpt2q("info --json " + shell_quote(tiny_gpt2()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["kind"], "Base");
@@ -104,7 +97,7 @@ TEST(CliInfo, TinyGpt2IsABaseModel) {
 }
 
 TEST(CliInfo, ClassifierShowsLabels) {
-  auto r = run_gpt2q("info " + quoted(gpt2q::test::fixtures_dir() / "io" / "tiny_cls_f16"));
+  auto r = run_gpt2q("info " + shell_quote(gpt2q::test::fixtures_dir() / "io" / "tiny_cls_f16"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("labels        4: World, Sports, Business, Sci/Tech"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("stored dtype  F16"), std::string::npos) << r.out;
@@ -112,7 +105,7 @@ TEST(CliInfo, ClassifierShowsLabels) {
 }
 
 TEST(CliInfo, BadCheckpointsGiveOneErrorLine) {
-  const std::string good = gpt2q::read_file(fake_gpt2() / "model.safetensors");
+  const std::string good = gpt2q::read_file(fake_gpt2_dir() / "model.safetensors");
   const std::string tiny_weights = gpt2q::read_file(tiny_gpt2() / "model.safetensors");
   struct Case {
     const char* tag;
@@ -120,7 +113,7 @@ TEST(CliInfo, BadCheckpointsGiveOneErrorLine) {
     std::string expect;  // after "gpt2q: error: <dir>/"
   };
   auto no_config = gpt2q::test::temp_dir("cli_info_noconfig");
-  fs::copy_file(fake_gpt2() / "model.safetensors", no_config / "model.safetensors");
+  fs::copy_file(fake_gpt2_dir() / "model.safetensors", no_config / "model.safetensors");
   std::vector<Case> cases = {
       {"missing dir", no_config / "absent", "absent: no such directory"},
       {"missing config", no_config, "config.json: no such file"},
@@ -156,7 +149,7 @@ TEST(CliInfo, BadCheckpointsGiveOneErrorLine) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.tag);
-    auto r = run_gpt2q("info " + quoted(c.dir));
+    auto r = run_gpt2q("info " + shell_quote(c.dir));
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_TRUE(r.out.empty()) << r.out;
     const std::string prefix = "gpt2q: error: " + c.dir.string();

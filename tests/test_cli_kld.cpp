@@ -18,35 +18,9 @@ using nlohmann::json;
 
 namespace {
 
-fs::path tokenizer_dir() { return data_dir() / "gpt2-tokenizer"; }
-
-std::string q(const fs::path& p) {
-  std::string s = "'";
-  s += p.string();
-  s += '\'';
-  return s;
-}
-
-GPT2Config kld_config(ModelKind kind) {
-  GPT2Config c;
-  c.vocab_size = 50257;  // the GPT-2 tokenizer's
-  c.n_positions = 64;
-  c.n_embd = 64;
-  c.n_layer = 2;
-  c.n_head = 2;
-  if (kind == ModelKind::SequenceClassification) {
-    c.architectures = {"GPT2ForSequenceClassification"};
-    c.id2label = {"World", "Sports", "Business", "Sci/Tech"};
-    c.pad_token_id = 50256;
-  } else {
-    c.architectures = {"GPT2LMHeadModel"};
-  }
-  return c;
-}
-
 // A reference checkpoint and a quantized candidate of it.
 std::pair<fs::path, fs::path> model_pair(ModelKind kind, const std::string& method) {
-  const fs::path ref = write_small_checkpoint("kld_ref", kld_config(kind), kind, 11);
+  const fs::path ref = write_small_checkpoint("kld_ref", gpt2_vocab_config(kind), kind, 11);
   quant::QuantizeOptions o;
   o.method = method;
   const fs::path cand = temp_dir("kld_cand") / "q";
@@ -116,12 +90,13 @@ TEST(CliKld, TextModeMatchesAnIndependentComputation) {
   const fs::path text_file = temp_dir("kld_text") / "t.txt";
   write_file_atomic(text_file, text);
   const int64_t L = 40, stride = 16;
-  auto r = run_gpt2q("kld --reference " + q(ref_dir) + " --candidate " + q(cand_dir) + " --text " + q(text_file) +
-                     " --tokenizer " + q(tokenizer_dir()) + " --max-length 40 --stride 16 --json");
+  auto r = run_gpt2q("kld --reference " + shell_quote(ref_dir) + " --candidate " + shell_quote(cand_dir) + " --text " +
+                     shell_quote(text_file) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                     " --max-length 40 --stride 16 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = json::parse(r.out);
 
-  const auto ids = Tokenizer::load(tokenizer_dir()).encode(text);
+  const auto ids = Tokenizer::load(gpt2_tokenizer_dir()).encode(text);
   const int64_t N = static_cast<int64_t>(ids.size());
   ASSERT_GT(N, 2 * L);  // several windows
   auto ref = GPT2Model::load(ref_dir), cand = GPT2Model::load(cand_dir);
@@ -172,12 +147,13 @@ TEST(CliKld, DataModeComparesClassDistributions) {
   for (const auto& [t, l] : rows) csv += "\"" + t + "\"," + std::to_string(l) + "\n";
   const fs::path data = temp_dir("kld_data") / "d.csv";
   write_file_atomic(data, csv);
-  auto r = run_gpt2q("kld --reference " + q(ref_dir) + " --candidate " + q(cand_dir) + " --data " + q(data) +
-                     " --tokenizer " + q(tokenizer_dir()) + " --max-length 16 --batch-size 1 --json");
+  auto r = run_gpt2q("kld --reference " + shell_quote(ref_dir) + " --candidate " + shell_quote(cand_dir) + " --data " +
+                     shell_quote(data) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                     " --max-length 16 --batch-size 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = json::parse(r.out);
 
-  const Tokenizer tok = Tokenizer::load(tokenizer_dir());
+  const Tokenizer tok = Tokenizer::load(gpt2_tokenizer_dir());
   auto ref = GPT2Model::load(ref_dir), cand = GPT2Model::load(cand_dir);
   std::vector<Real> kls;
   int64_t same = 0, right_ref = 0, right_cand = 0;
@@ -200,19 +176,19 @@ TEST(CliKld, ArgumentErrors) {
   const auto [ref_dir, cand_dir] = model_pair(ModelKind::CausalLM, "fp4");
   const fs::path text_file = temp_dir("kld_err") / "t.txt";
   write_file_atomic(text_file, "Hello world, hello again.");
-  const std::string base =
-      "kld --reference " + q(ref_dir) + " --candidate " + q(cand_dir) + " --tokenizer " + q(tokenizer_dir());
+  const std::string base = "kld --reference " + shell_quote(ref_dir) + " --candidate " + shell_quote(cand_dir) +
+                           " --tokenizer " + shell_quote(gpt2_tokenizer_dir());
   auto r = run_gpt2q(base);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: give exactly one of --text FILE and --data FILE\n");
-  r = run_gpt2q(base + " --text " + q(text_file) + " --max-length 65");
+  r = run_gpt2q(base + " --text " + shell_quote(text_file) + " --max-length 65");
   EXPECT_EQ(r.err, "gpt2q: error: --max-length 65: must be in [1, 64] (the models' n_positions)\n");
   // Models of different vocabularies cannot be compared.
-  GPT2Config small = kld_config(ModelKind::CausalLM);
+  GPT2Config small = gpt2_vocab_config(ModelKind::CausalLM);
   small.vocab_size = 60000;
   const fs::path other = write_small_checkpoint("kld_other", small);
-  r = run_gpt2q("kld --reference " + q(ref_dir) + " --candidate " + q(other) + " --text " + q(text_file) +
-                " --tokenizer " + q(tokenizer_dir()));
+  r = run_gpt2q("kld --reference " + shell_quote(ref_dir) + " --candidate " + shell_quote(other) + " --text " +
+                shell_quote(text_file) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: " + other.string() + ": vocab_size 60000 differs from the reference's 50257 (" +
                        ref_dir.string() + ")\n");

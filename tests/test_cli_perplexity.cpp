@@ -12,19 +12,15 @@
 
 #include "io/checkpoint.h"
 #include "model/synthetic_weights.h"
+#include "core/file_util.h"
 #include "support/test_env.h"
 
 namespace gpt2q {
 namespace {
 
+using namespace gpt2q::test;
+
 namespace fs = std::filesystem;
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-void write_bytes(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
 
 nlohmann::json load_fixture() {
   std::ifstream in(test::fixtures_dir() / "eval" / "perplexity_fake_gpt2.json");
@@ -41,7 +37,7 @@ class CliPerplexity : public ::testing::Test {
     std::ifstream in(test::data_dir() / "wikitext-2-raw" / "wiki.test.raw", std::ios::binary);
     std::string text, line;
     for (int i = 0; i < fx["lines"].get<int>() && std::getline(in, line); ++i) text += line + "\n";
-    write_bytes(*root_ / "wiki20.txt", text);
+    write_file_atomic(*root_ / "wiki20.txt", text);
 
     GPT2Config cfg;
     cfg.vocab_size = 50257;
@@ -59,7 +55,6 @@ class CliPerplexity : public ::testing::Test {
     fs::remove_all(*root_);
     delete root_;
   }
-  static fs::path fake_gpt2() { return test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
   static fs::path* root_;
 };
 fs::path* CliPerplexity::root_ = nullptr;
@@ -69,8 +64,9 @@ TEST_F(CliPerplexity, MatchesTransformers) {
   for (const auto& want : fx["results"]) {
     int64_t L = want["max_length"], S = want["stride"];
     SCOPED_TRACE(testing::Message() << "max_length " << L << " stride " << S);
-    auto r = test::run_gpt2q("perplexity --model " + q(fake_gpt2()) + " --text " + q(*root_ / "wiki20.txt") +
-                             " --max-length " + std::to_string(L) + " --stride " + std::to_string(S) + " --json");
+    auto r = test::run_gpt2q("perplexity --model " + shell_quote(fake_gpt2_dir()) + " --text " +
+                             shell_quote(*root_ / "wiki20.txt") + " --max-length " + std::to_string(L) + " --stride " +
+                             std::to_string(S) + " --json");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out);
     for (const char* key : {"tokens", "nll", "ppl", "windows", "max_length", "stride", "seconds"})
@@ -86,7 +82,8 @@ TEST_F(CliPerplexity, MatchesTransformers) {
 }
 
 TEST_F(CliPerplexity, DefaultsAndHumanOutput) {
-  auto r = test::run_gpt2q("perplexity --model " + q(fake_gpt2()) + " --text " + q(*root_ / "wiki20.txt"));
+  auto r = test::run_gpt2q("perplexity --model " + shell_quote(fake_gpt2_dir()) + " --text " +
+                           shell_quote(*root_ / "wiki20.txt"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.out, m, std::regex("Final estimate: PPL = ([0-9]+\\.[0-9]{4})\n"))) << r.out;
@@ -99,8 +96,9 @@ TEST_F(CliPerplexity, DefaultsAndHumanOutput) {
 }
 
 TEST_F(CliPerplexity, TokenizerFallbackDir) {
-  auto r = test::run_gpt2q("perplexity --model " + q(*root_ / "lm64") + " --text " + q(*root_ / "wiki20.txt") +
-                           " --tokenizer " + q(test::data_dir() / "gpt2-tokenizer") + " --json");
+  auto r = test::run_gpt2q("perplexity --model " + shell_quote(*root_ / "lm64") + " --text " +
+                           shell_quote(*root_ / "wiki20.txt") + " --tokenizer " +
+                           shell_quote(test::data_dir() / "gpt2-tokenizer") + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["max_length"], 64);
@@ -110,27 +108,28 @@ TEST_F(CliPerplexity, TokenizerFallbackDir) {
 
 TEST_F(CliPerplexity, BadInputsFailWithOneLine) {
   const fs::path& d = *root_;
-  write_bytes(d / "empty.txt", "");
-  write_bytes(d / "bad.txt", "valid start \xc3\x28 then junk");
-  write_bytes(d / "one.txt", "a");
-  const std::string model = " --model " + q(fake_gpt2());
-  const std::string text = " --text " + q(d / "wiki20.txt");
+  write_file_atomic(d / "empty.txt", "");
+  write_file_atomic(d / "bad.txt", "valid start \xc3\x28 then junk");
+  write_file_atomic(d / "one.txt", "a");
+  const std::string model = " --model " + shell_quote(fake_gpt2_dir());
+  const std::string text = " --text " + shell_quote(d / "wiki20.txt");
   struct BadCase {
     std::string name, args, expect;
   };
   std::vector<BadCase> cases = {
-      {"missing text", model + " --text " + q(d / "nope.txt"), "nope.txt"},
-      {"empty text", model + " --text " + q(d / "empty.txt"), "empty.txt"},
-      {"invalid utf8", model + " --text " + q(d / "bad.txt"), "bad.txt"},
-      {"one token", model + " --text " + q(d / "one.txt"), "one.txt"},
+      {"missing text", model + " --text " + shell_quote(d / "nope.txt"), "nope.txt"},
+      {"empty text", model + " --text " + shell_quote(d / "empty.txt"), "empty.txt"},
+      {"invalid utf8", model + " --text " + shell_quote(d / "bad.txt"), "bad.txt"},
+      {"one token", model + " --text " + shell_quote(d / "one.txt"), "one.txt"},
       {"max length 0", model + text + " --max-length 0", "--max-length"},
       {"max length too big", model + text + " --max-length 1025", "--max-length"},
       {"stride 0", model + text + " --stride 0", "--stride"},
       {"stride too big", model + text + " --max-length 16 --stride 17", "--stride"},
-      {"missing model", " --model " + q(d / "no_model") + text, "no_model"},
-      {"classifier", " --model " + q(d / "clf") + text + " --tokenizer " + q(test::data_dir() / "gpt2-tokenizer"),
+      {"missing model", " --model " + shell_quote(d / "no_model") + text, "no_model"},
+      {"classifier",
+       " --model " + shell_quote(d / "clf") + text + " --tokenizer " + shell_quote(test::data_dir() / "gpt2-tokenizer"),
        "perplexity needs a GPT2LMHeadModel"},
-      {"no tokenizer", " --model " + q(d / "lm64") + text, "has no tokenizer files"},
+      {"no tokenizer", " --model " + shell_quote(d / "lm64") + text, "has no tokenizer files"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

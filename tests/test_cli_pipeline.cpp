@@ -16,28 +16,17 @@
 
 namespace {
 
+using namespace gpt2q::test;
+
 namespace fs = std::filesystem;
-using gpt2q::test::run_gpt2q;
 using nlohmann::json;
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-fs::path agnews() { return gpt2q::test::data_dir() / "ag_news" / "test.csv"; }
-fs::path tokenizer() { return gpt2q::test::data_dir() / "gpt2-tokenizer"; }
 
 // A small, fast run: 48 training and 48 held-out texts, one epoch of a 32x1x2 GPT-2.
 std::string pipeline(const fs::path& out, const std::string& extra = "",
                      const std::string& variants = "fp32,int8-tensor,nf4") {
-  return "pipeline --data " + q(agnews()) + " --tokenizer " + q(tokenizer()) + " --init 32x1x2 --epochs 1 " +
-         "--batch-size 16 --max-length 32 --limit 48 --variants " + variants + " --quiet --json --out " + q(out) +
-         " " + extra;
+  return "pipeline --data " + shell_quote(ag_news_test_csv()) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+         " --init 32x1x2 --epochs 1 " + "--batch-size 16 --max-length 32 --limit 48 --variants " + variants +
+         " --quiet --json --out " + shell_quote(out) + " " + extra;
 }
 
 TEST(CliPipeline, RunsEveryStageThenReusesThem) {
@@ -62,7 +51,7 @@ TEST(CliPipeline, RunsEveryStageThenReusesThem) {
   ASSERT_EQ(st["quantize"].size(), 2u);
   for (const auto& v : st["quantize"]) {
     EXPECT_FALSE(v["reused"].get<bool>());
-    auto info = run_gpt2q("info --json " + q(v["dir"].get<std::string>()));
+    auto info = run_gpt2q("info --json " + shell_quote(v["dir"].get<std::string>()));
     EXPECT_EQ(info.exit_code, 0) << info.err;
   }
 
@@ -105,8 +94,9 @@ TEST(CliPipeline, ReadsAConfigFile) {
     cfg << "init = \"32x1x2\"\nepochs = 1\nbatch-size = 16\nmax-length = 32\nlimit = 16\n"
         << "variants = \"fp32,fp4\"\n";
   }
-  auto r = run_gpt2q("pipeline --config " + q(dir / "pipeline.toml") + " --data " + q(agnews()) + " --tokenizer " +
-                     q(tokenizer()) + " --quiet --json --out " + q(dir / "out"));
+  auto r = run_gpt2q("pipeline --config " + shell_quote(dir / "pipeline.toml") + " --data " +
+                     shell_quote(ag_news_test_csv()) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                     " --quiet --json --out " + shell_quote(dir / "out"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json s = json::parse(r.out);
   EXPECT_EQ(s["stages"]["finetune"]["train_examples"], 16);
@@ -116,8 +106,8 @@ TEST(CliPipeline, ReadsAConfigFile) {
 
 TEST(CliPipeline, MissingDataSaysWhatToFetch) {
   const fs::path dir = gpt2q::test::temp_dir("cli_pipeline_nodata");
-  auto r = run_gpt2q("pipeline --data " + q(dir / "ag_news" / "test.csv") + " --tokenizer " + q(tokenizer()) +
-                     " --out " + q(dir / "out"));
+  auto r = run_gpt2q("pipeline --data " + shell_quote(dir / "ag_news" / "test.csv") + " --tokenizer " +
+                     shell_quote(gpt2_tokenizer_dir()) + " --out " + shell_quote(dir / "out"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("AG News"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find((dir / "ag_news" / "test.csv").string()), std::string::npos) << r.err;

@@ -22,34 +22,8 @@ using nlohmann::json;
 
 namespace {
 
-fs::path tokenizer_dir() { return data_dir() / "gpt2-tokenizer"; }
-
-std::string q(const fs::path& p) {
-  std::string s = "'";
-  s += p.string();
-  s += '\'';
-  return s;
-}
-
-GPT2Config run_config(ModelKind kind) {
-  GPT2Config c;
-  c.vocab_size = 50257;  // the GPT-2 tokenizer's
-  c.n_positions = 64;
-  c.n_embd = 64;
-  c.n_layer = 2;
-  c.n_head = 2;
-  if (kind == ModelKind::SequenceClassification) {
-    c.architectures = {"GPT2ForSequenceClassification"};
-    c.id2label = {"World", "Sports", "Business", "Sci/Tech"};
-    c.pad_token_id = 50256;
-  } else {
-    c.architectures = {"GPT2LMHeadModel"};
-  }
-  return c;
-}
-
 fs::path quantized(ModelKind kind, const std::string& method, bool double_quant, const std::string& tag) {
-  const fs::path src = write_small_checkpoint(tag + "_src", run_config(kind), kind, 5);
+  const fs::path src = write_small_checkpoint(tag + "_src", gpt2_vocab_config(kind), kind, 5);
   quant::QuantizeOptions o;
   o.method = method;
   o.double_quant = double_quant;
@@ -71,13 +45,13 @@ json run_json(const std::string& args) {
 
 TEST(CliQuantRun, GenerateRunsTheQuantizedCheckpoint) {
   const std::string prompt = "The quick brown fox";
-  const json j = run_json("generate --model " + q(lm_nf4()) + " --tokenizer " + q(tokenizer_dir()) + " --prompt '" +
-                          prompt + "' --max-new-tokens 6 --json");
+  const json j = run_json("generate --model " + shell_quote(lm_nf4()) + " --tokenizer " +
+                          shell_quote(gpt2_tokenizer_dir()) + " --prompt '" + prompt + "' --max-new-tokens 6 --json");
   auto model = GPT2Model::load(lm_nf4());
   EXPECT_EQ(model->blocks()[0].c_fc->format(), "nf4-dq");
   GenerateOptions opts;
   opts.max_new_tokens = 6;
-  const auto want = generate(*model, Tokenizer::load(tokenizer_dir()).encode(prompt), opts);
+  const auto want = generate(*model, Tokenizer::load(gpt2_tokenizer_dir()).encode(prompt), opts);
   EXPECT_EQ(j["ids"].get<std::vector<int32_t>>(), want);
 }
 
@@ -85,11 +59,11 @@ TEST(CliQuantRun, PerplexityOfTheQuantizedCheckpoint) {
   const std::string text = "Quantized weights are stored packed and run packed on the CPU.";
   const fs::path file = temp_dir("qrun_ppl") / "text.txt";
   std::ofstream(file, std::ios::binary) << text;
-  const json j = run_json("perplexity --model " + q(lm_nf4()) + " --tokenizer " + q(tokenizer_dir()) + " --text " +
-                          q(file) + " --json");
+  const json j = run_json("perplexity --model " + shell_quote(lm_nf4()) + " --tokenizer " +
+                          shell_quote(gpt2_tokenizer_dir()) + " --text " + shell_quote(file) + " --json");
   // One window (the text is shorter than n_positions): the mean NLL of each
   // next token, from the quantized model's logits, log-softmax in double.
-  const auto ids = Tokenizer::load(tokenizer_dir()).encode(text);
+  const auto ids = Tokenizer::load(gpt2_tokenizer_dir()).encode(text);
   const int64_t n = static_cast<int64_t>(ids.size()), V = 50257;
   ASSERT_LT(n, 64);
   auto model = GPT2Model::load(lm_nf4());
@@ -115,16 +89,16 @@ TEST(CliQuantRun, EvalRunsAQuantizedClassifier) {
     for (int i = 0; i < 11; ++i)
       out << "\"" << 1 + (i * 3) % 4 << "\",\"Title " << i << "\",\"Some description of story " << i << ".\"\n";
   }
-  const json j = run_json("eval --model " + q(clf) + " --data " + q(csv) + " --tokenizer " + q(tokenizer_dir()) +
-                          " --batch-size 4 --max-length 16 --json");
+  const json j = run_json("eval --model " + shell_quote(clf) + " --data " + shell_quote(csv) + " --tokenizer " +
+                          shell_quote(gpt2_tokenizer_dir()) + " --batch-size 4 --max-length 16 --json");
   auto model = GPT2Model::load(clf);
   EXPECT_EQ(model->blocks()[1].attn_c_proj->format(), "llm-int8");
   ClassifyOptions opts;
   opts.batch_size = 4;
   opts.max_length = 16;
   opts.progress = false;
-  const auto lib = evaluate_classifier(*model, Tokenizer::load(tokenizer_dir()), load_dataset(csv, DataFormat::AgNews),
-                                       opts);
+  const auto lib =
+      evaluate_classifier(*model, Tokenizer::load(gpt2_tokenizer_dir()), load_dataset(csv, DataFormat::AgNews), opts);
   int64_t correct = 0;
   const auto data = load_dataset(csv, DataFormat::AgNews);
   for (size_t i = 0; i < data.rows.size(); ++i) correct += data.rows[i].label == lib.run.predictions[i];
@@ -133,7 +107,7 @@ TEST(CliQuantRun, EvalRunsAQuantizedClassifier) {
 }
 
 TEST(CliQuantRun, BenchTimesAStoredQuantizedCheckpoint) {
-  const json j = run_json("bench --model " + q(lm_nf4()) +
+  const json j = run_json("bench --model " + shell_quote(lm_nf4()) +
                           " --seq 8 --iters 1 --decode-tokens 3 --throughput-batch 2 --throughput-iters 1 --json");
   ASSERT_EQ(j["methods"].size(), 1u);
   const json& m = j["methods"][0];
@@ -174,7 +148,7 @@ TEST(CliQuantRun, BenchArgumentErrorsAreOneLine) {
   r = run_gpt2q("bench --method int8-tensor --double-quant");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: --double-quant applies to --method nf4 and fp4 only, not int8-tensor\n");
-  r = run_gpt2q("bench --model " + q(lm_nf4()) + " --method nf4 --seq 8 --iters 1");
+  r = run_gpt2q("bench --model " + shell_quote(lm_nf4()) + " --method nf4 --seq 8 --iters 1");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("already quantized"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");

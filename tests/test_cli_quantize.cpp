@@ -20,17 +20,10 @@ const fs::path& source_dir() {
   return dir;
 }
 
-std::string q(const fs::path& p) {
-  std::string s = "'";  // (built up in steps: GCC 12 warns falsely on "'" + s + "'")
-  s += p.string();
-  s += '\'';
-  return s;
-}
-
 CommandResult quantize(const std::string& args, fs::path* out_dir = nullptr) {
   const fs::path out = temp_dir("cliq_out") / "q";
   if (out_dir) *out_dir = out;
-  return run_gpt2q("quantize --model " + q(source_dir()) + " --out " + q(out) + " " + args);
+  return run_gpt2q("quantize --model " + shell_quote(source_dir()) + " --out " + shell_quote(out) + " " + args);
 }
 
 #define EXPECT_HAS(haystack, needle) EXPECT_NE((haystack).find(needle), std::string::npos) << (haystack)
@@ -63,13 +56,14 @@ TEST(CliQuantize, OptionsOfAnotherMethod) {
 }
 
 TEST(CliQuantize, MissingArgumentsAreParseErrors) {
-  auto r = run_gpt2q("quantize --model " + q(source_dir()) + " --out " + q(temp_dir("cliq_x") / "q"));
+  auto r =
+      run_gpt2q("quantize --model " + shell_quote(source_dir()) + " --out " + shell_quote(temp_dir("cliq_x") / "q"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_HAS(r.err, "--method is required");
 }
 
 TEST(CliQuantize, MissingModelDirectoryNamesIt) {
-  auto r = run_gpt2q("quantize --model /nonexistent/gpt2 --method nf4 --out " + q(temp_dir("cliq_x") / "q"));
+  auto r = run_gpt2q("quantize --model /nonexistent/gpt2 --method nf4 --out " + shell_quote(temp_dir("cliq_x") / "q"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: /nonexistent/gpt2: no such directory\n");
 }
@@ -133,7 +127,7 @@ TEST(CliQuantize, RefusesAnExistingOutputAndLeavesItAlone) {
   fs::path out;
   ASSERT_EQ(quantize("--method fp4", &out).exit_code, 0);
   const std::string before = read_file(out / "config.json");
-  auto r = run_gpt2q("quantize --model " + q(source_dir()) + " --method nf4 --out " + q(out));
+  auto r = run_gpt2q("quantize --model " + shell_quote(source_dir()) + " --method nf4 --out " + shell_quote(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: " + out.string() + ": already exists (choose a new --out directory)\n");
   EXPECT_EQ(read_file(out / "config.json"), before);
@@ -145,7 +139,7 @@ TEST(CliQuantize, CopiesTokenizerFiles) {
   write_file_atomic(src / "vocab.json", "{}");
   write_file_atomic(src / "merges.txt", "#version: 0.2\n");
   const fs::path out = temp_dir("cliq_tok_out") / "q";
-  auto r = run_gpt2q("quantize --model " + q(src) + " --method llm-int8 --out " + q(out));
+  auto r = run_gpt2q("quantize --model " + shell_quote(src) + " --method llm-int8 --out " + shell_quote(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_file(out / "vocab.json"), "{}");
   EXPECT_EQ(read_file(out / "merges.txt"), "#version: 0.2\n");
@@ -154,10 +148,10 @@ TEST(CliQuantize, CopiesTokenizerFiles) {
 TEST(CliInfo, ShowsQuantizationAndBytesPerComponent) {
   fs::path out;
   ASSERT_EQ(quantize("--method llm-int8 --include 'h.*.mlp.*'", &out).exit_code, 0);
-  auto r = run_gpt2q("info " + q(out) + " --json");
+  auto r = run_gpt2q("info " + shell_quote(out) + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = json::parse(r.out);
-  const json src = json::parse(run_gpt2q("info " + q(source_dir()) + " --json").out);
+  const json src = json::parse(run_gpt2q("info " + shell_quote(source_dir()) + " --json").out);
   // Quantized weights count their logical parameters; their state counts none.
   EXPECT_EQ(j["parameters"], src["parameters"]);
   for (const char* k : {"wte", "wpe", "attn", "mlp", "ln", "ln_f"})
@@ -174,7 +168,7 @@ TEST(CliInfo, ShowsQuantizationAndBytesPerComponent) {
   EXPECT_EQ(j["bytes"].get<size_t>(), stored);
   EXPECT_EQ(stored, Checkpoint::load(out).stored_bytes());
 
-  auto text = run_gpt2q("info " + q(out));
+  auto text = run_gpt2q("info " + shell_quote(out));
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_HAS(text.out, "quantization  llm-int8 (threshold 6), 4 weights quantized");
   EXPECT_HAS(text.out, "in memory");
@@ -186,7 +180,7 @@ TEST(CliInfo, RejectsACorruptQuantizedCheckpointInOneLine) {
   json cfg = json::parse(read_file(out / "config.json"));
   cfg["quantization_config"]["bnb_4bit_quant_type"] = "nf5";
   write_file_atomic(out / "config.json", cfg.dump());
-  auto r = run_gpt2q("info " + q(out));
+  auto r = run_gpt2q("info " + shell_quote(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: " + (out / "config.json").string() +
                        ": quantization_config.bnb_4bit_quant_type \"nf5\" is not supported (nf4, fp4)\n");

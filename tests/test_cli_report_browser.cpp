@@ -19,20 +19,12 @@
 
 namespace {
 
+using namespace gpt2q::test;
+
 namespace fs = std::filesystem;
 using gpt2q::report::test::count_of;
 using gpt2q::report::test::svg_element;
 using gpt2q::report::test::table_element;
-using gpt2q::test::run_gpt2q;
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool have(const char* program) { return std::system(("command -v " + std::string(program) + " >/dev/null 2>&1").c_str()) == 0; }
 
@@ -61,13 +53,13 @@ TEST(CliReportBrowser, EveryChartAndTableRendersWithEveryVariant) {
   const std::string browser = chromium();
   ASSERT_FALSE(browser.empty()) << "chromium is missing and could not be installed (apt-get install chromium)";
   const fs::path dir = gpt2q::test::temp_dir("cmp_browser");
-  auto r = run_gpt2q("init --geometry 64x2x2 --task classify --n-positions 64 --out " + q(dir / "clf"));
+  auto r = gpt2q::test::init_model(dir / "clf", "--geometry 64x2x2 --task classify --n-positions 64");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const fs::path data = gpt2q::test::data_dir();
-  r = run_gpt2q("compare --model " + q(dir / "clf") + " --data " + q(data / "ag_news" / "test.csv") +
-                " --tokenizer " + q(data / "gpt2-tokenizer") +
+  r = run_gpt2q("compare --model " + shell_quote(dir / "clf") + " --data " +
+                shell_quote(gpt2q::test::ag_news_test_csv()) + " --tokenizer " +
+                shell_quote(gpt2q::test::gpt2_tokenizer_dir()) +
                 " --limit 16 --max-length 24 --variants fp32,int8-tensor:per-channel,llm-int8,nf4,fp4 --out " +
-                q(dir / "report"));
+                shell_quote(dir / "report"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(read_text(dir / "report" / "results.json"));
   std::vector<std::string> variants;
@@ -79,8 +71,9 @@ TEST(CliReportBrowser, EveryChartAndTableRendersWithEveryVariant) {
   const std::string cmd = browser +
                           " --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking "
                           "--disable-component-update --disable-sync --user-data-dir=" +
-                          q(profile) + " --dump-dom " + q("file://" + (dir / "report" / "report.html").string()) +
-                          " > " + q(dom) + " 2>/dev/null";
+                          shell_quote(profile) + " --dump-dom " +
+                          shell_quote("file://" + (dir / "report" / "report.html").string()) + " > " +
+                          shell_quote(dom) + " 2>/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const std::string html = read_text(dom);
   ASSERT_NE(html.find("</html>"), std::string::npos) << "no DOM dumped";

@@ -17,13 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path tokenizer_dir() { return gpt2q::test::data_dir() / "gpt2-tokenizer"; }
-std::string quoted(const fs::path& p) {
-  std::string s = "'";
-  s += p.string();
-  s += '\'';
-  return s;
-}
+using namespace gpt2q::test;
 
 std::vector<std::vector<int32_t>> parse_output(const std::string& out) {
   std::vector<std::vector<int32_t>> rows;
@@ -40,7 +34,7 @@ std::vector<std::vector<int32_t>> parse_output(const std::string& out) {
 class TokenizeCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(tokenizer_dir() / "vocab.json")) GTEST_SKIP() << tokenizer_dir() << " is missing";
+    if (!fs::exists(gpt2_tokenizer_dir() / "vocab.json")) GTEST_SKIP() << gpt2_tokenizer_dir() << " is missing";
     dir_ = gpt2q::test::temp_dir("cli_tokenize");
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -54,7 +48,7 @@ class TokenizeCli : public ::testing::Test {
     return s;
   }
   std::vector<std::vector<int32_t>> expected() const {
-    auto tok = gpt2q::Tokenizer::load(tokenizer_dir());
+    auto tok = gpt2q::Tokenizer::load(gpt2_tokenizer_dir());
     std::vector<std::vector<int32_t>> ids;
     for (const auto& l : lines_) ids.push_back(tok.encode(l));
     return ids;
@@ -65,13 +59,15 @@ class TokenizeCli : public ::testing::Test {
 TEST_F(TokenizeCli, OneJsonLinePerLineOfFile) {
   const fs::path in = dir_ / "in.txt";
   gpt2q::write_file_atomic(in, input());
-  auto r = gpt2q::test::run_gpt2q("tokenize --tokenizer " + quoted(tokenizer_dir()) + " --file " + quoted(in));
+  auto r = gpt2q::test::run_gpt2q("tokenize --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --file " +
+                                  shell_quote(in));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(parse_output(r.out), expected());
   // A trailing newline ends the last line; it does not start another.
   gpt2q::write_file_atomic(in, input() + "\n");
-  auto r2 = gpt2q::test::run_gpt2q("tokenize --json --tokenizer " + quoted(tokenizer_dir()) + " --file " + quoted(in));
+  auto r2 = gpt2q::test::run_gpt2q("tokenize --json --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --file " +
+                                   shell_quote(in));
   ASSERT_EQ(r2.exit_code, 0) << r2.err;
   EXPECT_EQ(r2.out, r.out);
 }
@@ -80,12 +76,12 @@ TEST_F(TokenizeCli, ReadsStdinAndFindsTokenizerInModelDir) {
   const fs::path in = dir_ / "in.txt", out = dir_ / "out.txt";
   gpt2q::write_file_atomic(in, input());
   const fs::path model = gpt2q::test::data_dir() / "tiny-gpt2" / "fake_gpt2";
-  std::string cmd = quoted(gpt2q::test::gpt2q_binary()) + " tokenize --model " + quoted(model) + " <" + quoted(in) +
-                    " >" + quoted(out);
+  std::string cmd = shell_quote(gpt2q::test::gpt2q_binary()) + " tokenize --model " + shell_quote(model) + " <" +
+                    shell_quote(in) + " >" + shell_quote(out);
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_EQ(parse_output(gpt2q::read_file(out)), expected());
   // Empty input: no lines, no output.
-  auto r = gpt2q::test::run_gpt2q("tokenize --tokenizer " + quoted(tokenizer_dir()));
+  auto r = gpt2q::test::run_gpt2q("tokenize --tokenizer " + shell_quote(gpt2_tokenizer_dir()));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "");
 }
@@ -99,16 +95,16 @@ void expect_one_error_line(const gpt2q::test::CommandResult& r, int code, const 
 }
 
 TEST_F(TokenizeCli, Errors) {
-  const std::string tok = " --tokenizer " + quoted(tokenizer_dir());
+  const std::string tok = " --tokenizer " + shell_quote(gpt2_tokenizer_dir());
   expect_one_error_line(gpt2q::test::run_gpt2q("tokenize --bogus" + tok), 2, "--bogus");
   expect_one_error_line(gpt2q::test::run_gpt2q("tokenize"), 1, "--tokenizer");
-  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize --model " + quoted(dir_)), 1, dir_.string());
-  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize --tokenizer " + quoted(dir_)), 1, "no tokenizer files");
-  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize" + tok + " --file " + quoted(dir_ / "nope.txt")), 1,
+  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize --model " + shell_quote(dir_)), 1, dir_.string());
+  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize --tokenizer " + shell_quote(dir_)), 1, "no tokenizer files");
+  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize" + tok + " --file " + shell_quote(dir_ / "nope.txt")), 1,
                         "nope.txt: no such file");
   const fs::path bad = dir_ / "bad.txt";
   gpt2q::write_file_atomic(bad, "fine\nbro\xc3ken\n");
-  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize" + tok + " --file " + quoted(bad)), 1,
+  expect_one_error_line(gpt2q::test::run_gpt2q("tokenize" + tok + " --file " + shell_quote(bad)), 1,
                         bad.string() + ":2: invalid UTF-8 at byte 3");
 }
 

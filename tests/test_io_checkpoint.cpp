@@ -17,7 +17,8 @@ using nlohmann::json;
 
 namespace {
 
-fs::path fake_gpt2() { return test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
+using gpt2q::test::fake_gpt2_dir;
+
 fs::path tiny_gpt2() { return test::data_dir() / "tiny-gpt2" / "tiny_gpt2"; }
 
 GPT2Config small_config() {
@@ -79,14 +80,14 @@ void no_tensor_edit(std::vector<std::pair<std::string, Tensor>>&) {}
 }  // namespace
 
 TEST(Checkpoint, LoadsFakeGpt2WithPrefixAndTiedHead) {
-  auto ck = Checkpoint::load(fake_gpt2());
+  auto ck = Checkpoint::load(fake_gpt2_dir());
   EXPECT_EQ(ck.kind, ModelKind::CausalLM);
   EXPECT_TRUE(ck.had_transformer_prefix);
   EXPECT_EQ(ck.tensors.size(), 16u);
   EXPECT_FALSE(ck.has("lm_head.weight"));
   EXPECT_EQ(ck.get("wte.weight").shape(), (Shape{50257, 2}));
   EXPECT_EQ(ck.stored_bytes(), 102640u * 4);  // MANIFEST: 102,640 parameters, F32
-  EXPECT_EQ(ck.source.at("wte.weight"), (fake_gpt2() / "model.safetensors").string());
+  EXPECT_EQ(ck.source.at("wte.weight"), (fake_gpt2_dir() / "model.safetensors").string());
   Tensor f = ck.get_f32("h.0.attn.c_attn.weight");
   EXPECT_EQ(f.raw(), ck.get("h.0.attn.c_attn.weight").raw()) << "F32 must stay a view";
   EXPECT_THROW(ck.get("lm_head.weight"), Error);
@@ -140,9 +141,9 @@ TEST(Checkpoint, LoadsTransformersShardedBf16Checkpoint) {
 }
 
 TEST(Checkpoint, ShardsWrittenHereLoadLikeTheSingleFile) {
-  auto single = Checkpoint::load(fake_gpt2());
+  auto single = Checkpoint::load(fake_gpt2_dir());
   auto dir = test::temp_dir("ck_shards");
-  fs::copy_file(fake_gpt2() / "config.json", dir / "config.json");
+  fs::copy_file(fake_gpt2_dir() / "config.json", dir / "config.json");
   std::vector<std::pair<std::string, Tensor>> a, b;
   json map = json::object();
   int i = 0;
@@ -260,7 +261,7 @@ TEST(Checkpoint, DirectoryProblems) {
   write_file_atomic(dir / "file", "x");
   EXPECT_NE(load_error(dir / "file").find("file: not a directory"), std::string::npos);
   EXPECT_NE(load_error(dir).find("config.json: no such file"), std::string::npos);
-  fs::copy_file(fake_gpt2() / "config.json", dir / "config.json");
+  fs::copy_file(fake_gpt2_dir() / "config.json", dir / "config.json");
   EXPECT_NE(load_error(dir).find(dir.string() + ": no model.safetensors or model.safetensors.index.json"),
             std::string::npos);
   fs::remove_all(dir);

@@ -20,8 +20,9 @@ using nlohmann::json;
 
 namespace {
 
+using gpt2q::test::ag_news_test_csv;
+
 fs::path fixtures() { return test::fixtures_dir() / "io"; }
-fs::path ag_news() { return test::data_dir() / "ag_news" / "test.csv"; }
 
 uint64_t fnv1a64(std::string_view s, uint64_t h = 0xCBF29CE484222325ull) {
   for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ull;
@@ -91,8 +92,8 @@ TEST(Csv, UnterminatedQuoteNamesTheLineItOpened) {
 // digest of every (label, text) and of two seeded splits.
 TEST(AgNews, WholeTestSplitMatchesPythonCsv) {
   auto want = json::parse(read_file(fixtures() / "ag_news.expected.json"));
-  ASSERT_EQ(guess_data_format(ag_news()), DataFormat::AgNews);
-  auto d = load_dataset(ag_news(), DataFormat::AgNews);
+  ASSERT_EQ(guess_data_format(ag_news_test_csv()), DataFormat::AgNews);
+  auto d = load_dataset(ag_news_test_csv(), DataFormat::AgNews);
   ASSERT_EQ(d.rows.size(), want["rows"].get<size_t>());
   EXPECT_EQ(d.num_labels(), 4);
   std::vector<int> per_class(4, 0);
@@ -249,7 +250,7 @@ TEST(Split, MatchesIndependentPythonImplementation) {
 }
 
 TEST(Split, PartsAreDisjointSortedCompleteAndDeterministic) {
-  auto d = load_dataset(ag_news(), DataFormat::AgNews);
+  auto d = load_dataset(ag_news_test_csv(), DataFormat::AgNews);
   auto a = stratified_split(d, 0.2, 123), b = stratified_split(d, 0.2, 123), c = stratified_split(d, 0.2, 124);
   EXPECT_EQ(a.first, b.first);
   EXPECT_EQ(a.second, b.second);

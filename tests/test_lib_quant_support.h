@@ -42,6 +42,25 @@ inline GPT2Config small_quant_config(int64_t n_embd = 128) {
   return c;
 }
 
+// A small model over GPT-2's own vocabulary, so the CLI can run it with the real
+// tokenizer; classifiers get AG News' four labels.
+inline GPT2Config gpt2_vocab_config(ModelKind kind) {
+  GPT2Config c;
+  c.vocab_size = 50257;  // the GPT-2 tokenizer's
+  c.n_positions = 64;
+  c.n_embd = 64;
+  c.n_layer = 2;
+  c.n_head = 2;
+  if (kind == ModelKind::SequenceClassification) {
+    c.architectures = {"GPT2ForSequenceClassification"};
+    c.id2label = {"World", "Sports", "Business", "Sci/Tech"};
+    c.pad_token_id = 50256;
+  } else {
+    c.architectures = {"GPT2LMHeadModel"};
+  }
+  return c;
+}
+
 // A checkpoint directory (fp32, transformers' layout) with synthetic weights.
 inline std::filesystem::path write_small_checkpoint(const std::string& tag, const GPT2Config& c,
                                                     ModelKind kind = ModelKind::CausalLM, uint64_t seed = 7) {

@@ -20,6 +20,8 @@ using gpt2q::Tokenizer;
 
 namespace {
 
+using namespace gpt2q::test;
+
 // Fresh temp directories, removed when the test program exits.
 fs::path scratch(const std::string& tag) {
   static struct Dirs {
@@ -33,18 +35,15 @@ fs::path scratch(const std::string& tag) {
   return dirs.all.back();
 }
 
-fs::path tokenizer_dir() { return gpt2q::test::data_dir() / "gpt2-tokenizer"; }
-fs::path fake_gpt2_dir() { return gpt2q::test::data_dir() / "tiny-gpt2" / "fake_gpt2"; }
-
 const Tokenizer& gpt2() {
-  static const Tokenizer tok = Tokenizer::load(tokenizer_dir());
+  static const Tokenizer tok = Tokenizer::load(gpt2_tokenizer_dir());
   return tok;
 }
 
 class WithTokenizer : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(tokenizer_dir() / "vocab.json")) GTEST_SKIP() << tokenizer_dir() << " is missing";
+    if (!fs::exists(gpt2_tokenizer_dir() / "vocab.json")) GTEST_SKIP() << gpt2_tokenizer_dir() << " is missing";
   }
 };
 
@@ -57,7 +56,7 @@ struct Vector {
 // "\n__ggml_vocab_test__\n"; line i of the .out file holds input i's ids.
 // (Checked against HF GPT2TokenizerFast: all 46 agree.)
 std::vector<Vector> llama_cpp_vectors() {
-  const fs::path dir = tokenizer_dir() / "llama.cpp-test-vectors";
+  const fs::path dir = gpt2_tokenizer_dir() / "llama.cpp-test-vectors";
   const std::string inp = gpt2q::read_file(dir / "ggml-vocab-gpt-2.gguf.inp");
   const std::string out = gpt2q::read_file(dir / "ggml-vocab-gpt-2.gguf.out");
   const std::string sep = "\n__ggml_vocab_test__\n";
@@ -92,7 +91,7 @@ TEST_F(WithTokenizer, BasicProperties) {
   EXPECT_EQ(gpt2().vocab_size(), 50257);
   EXPECT_TRUE(gpt2().encode("").empty());
   EXPECT_EQ(gpt2().decode({}), "");
-  EXPECT_TRUE(Tokenizer::present(tokenizer_dir()));
+  EXPECT_TRUE(Tokenizer::present(gpt2_tokenizer_dir()));
   EXPECT_TRUE(Tokenizer::present(fake_gpt2_dir()));
   EXPECT_FALSE(Tokenizer::present(scratch("tok_empty")));
 }
@@ -105,7 +104,7 @@ fs::path layout(const fs::path& from, std::initializer_list<const char*> names) 
 }
 
 TEST_F(WithTokenizer, ThreeLayoutsGiveTheSameIds) {
-  const Tokenizer openai = Tokenizer::load(layout(tokenizer_dir(), {"encoder.json", "vocab.bpe"}));
+  const Tokenizer openai = Tokenizer::load(layout(gpt2_tokenizer_dir(), {"encoder.json", "vocab.bpe"}));
   const Tokenizer hf_json = Tokenizer::load(layout(fake_gpt2_dir(), {"tokenizer.json"}));
   const Tokenizer direct = Tokenizer::from_tokenizer_json(fake_gpt2_dir() / "tokenizer.json");
   std::vector<std::string> texts;
@@ -188,7 +187,7 @@ TEST_F(WithTokenizer, DecodeRejectsIdsOutsideTheVocabulary) {
 TEST_F(WithTokenizer, CacheIsPerTokenizer) {
   fs::path dir = scratch("tok_swap");
   // Same vocabulary, but no merges: every byte stays its own token.
-  fs::copy_file(tokenizer_dir() / "vocab.json", dir / "vocab.json");
+  fs::copy_file(gpt2_tokenizer_dir() / "vocab.json", dir / "vocab.json");
   gpt2q::write_file_atomic(dir / "merges.txt", "#version: 0.2\n");
   const Tokenizer bytes_only = Tokenizer::load(dir);
   for (int round = 0; round < 3; ++round) {
@@ -232,7 +231,7 @@ TEST(WordCache, GrowsResetsAndNeverAnswersWrong) {
 }
 
 TEST_F(WithTokenizer, ConcurrentEncodeOfFreshTokenizer) {
-  const Tokenizer tok = Tokenizer::load(tokenizer_dir());
+  const Tokenizer tok = Tokenizer::load(gpt2_tokenizer_dir());
   auto vectors = llama_cpp_vectors();
   std::vector<int> bad(4, 0);
   std::vector<std::thread> threads;

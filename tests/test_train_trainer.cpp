@@ -25,6 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using gpt2q::test::gpt2_tokenizer_dir;
+
 GPT2Config tiny_config() {
   GPT2Config c;
   c.vocab_size = 64;
@@ -53,8 +55,6 @@ Examples parity_task(size_t n, uint64_t seed) {
   return e;
 }
 
-fs::path tokenizer_dir() { return test::data_dir() / "gpt2-tokenizer"; }
-
 TrainOptions quick_options() {
   TrainOptions o;
   o.epochs = 3;
@@ -80,7 +80,7 @@ TEST(Trainer, LossFallsAndAccuracyRisesOnASeparableTask) {
   const EvalReport before = evaluate(model, eval, 16);
   const auto dir = test::temp_dir("trainer_falls");
   const OutputLayout out{dir / "out"};
-  const TrainSummary s = run_training(model, train, eval, quick_options(), out, tokenizer_dir());
+  const TrainSummary s = run_training(model, train, eval, quick_options(), out, gpt2_tokenizer_dir());
   EXPECT_EQ(s.steps, 3 * 20);
   EXPECT_EQ(s.total_steps, s.steps);
   ASSERT_TRUE(s.last_eval.has_value());
@@ -133,7 +133,7 @@ TEST(Trainer, SavedCheckpointLoadsWithTheTrainedLogits) {
   const OutputLayout out{dir / "out"};
   TrainOptions o = quick_options();
   o.epochs = 1;
-  run_training(model, train, {}, o, out, tokenizer_dir());
+  run_training(model, train, {}, o, out, gpt2_tokenizer_dir());
   for (const fs::path& d : {out.best_dir(), out.last_dir()}) {
     auto loaded = GPT2Model::load(d);
     ASSERT_TRUE(loaded->is_classifier());
@@ -174,7 +174,7 @@ TEST(Trainer, ResumeAfterAnInterruptionEqualsTheUninterruptedRunBitForBit) {
   const OutputLayout whole{dir / "whole"};
   {
     auto model = TrainableGPT2::init(cfg, Task::Classify, 2, 11);
-    run_training(model, train, eval, o, whole, tokenizer_dir());
+    run_training(model, train, eval, o, whole, gpt2_tokenizer_dir());
   }
   // Stopped at step 5 (state from step 3) and at step 10 (state from the end
   // of epoch 1, step 8, then step 9): each resume redoes the lost steps.
@@ -184,7 +184,7 @@ TEST(Trainer, ResumeAfterAnInterruptionEqualsTheUninterruptedRunBitForBit) {
     TrainOptions p = o;
     p.stop_after_steps = stop;
     p.resume = stop != 5;
-    const TrainSummary s = run_training(model, train, eval, p, parts, tokenizer_dir());
+    const TrainSummary s = run_training(model, train, eval, p, parts, gpt2_tokenizer_dir());
     EXPECT_EQ(s.stopped, stop != 0);
     EXPECT_EQ(s.steps, stop ? stop : 16);
   }
@@ -202,11 +202,11 @@ TEST(Trainer, ResumeRefusesOtherSettingsAndAFreshRunRefusesAUsedDir) {
   o.epochs = 1;
   {
     auto model = TrainableGPT2::init(tiny_config(), Task::Classify, 2, 1);
-    run_training(model, train, {}, o, out, tokenizer_dir());
+    run_training(model, train, {}, o, out, gpt2_tokenizer_dir());
   }
   auto model = TrainableGPT2::init(tiny_config(), Task::Classify, 2, 1);
   try {
-    run_training(model, train, {}, o, out, tokenizer_dir());
+    run_training(model, train, {}, o, out, gpt2_tokenizer_dir());
     ADD_FAILURE() << "a fresh run wrote into a used dir";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("not empty"), std::string::npos) << e.what();
@@ -214,13 +214,13 @@ TEST(Trainer, ResumeRefusesOtherSettingsAndAFreshRunRefusesAUsedDir) {
   o.resume = true;
   o.settings = {{"test", "something else"}};
   try {
-    run_training(model, train, {}, o, out, tokenizer_dir());
+    run_training(model, train, {}, o, out, gpt2_tokenizer_dir());
     ADD_FAILURE() << "resumed with other settings";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("different test"), std::string::npos) << e.what();
   }
   const OutputLayout empty{dir / "empty"};
-  EXPECT_THROW(run_training(model, train, {}, o, empty, tokenizer_dir()), Error);
+  EXPECT_THROW(run_training(model, train, {}, o, empty, gpt2_tokenizer_dir()), Error);
   fs::remove_all(dir);
 }
 
@@ -255,7 +255,7 @@ TEST(TrainData, LmBlocksCutTheTokenStreamAndSplitKeepsFileOrder) {
   const auto dir = test::temp_dir("train_data");
   const std::string text = read_file(test::data_dir() / "wikitext-2-raw" / "wiki.test.raw").substr(0, 3000);
   write_file_atomic(dir / "t.txt", text);
-  const Tokenizer tok = Tokenizer::load(tokenizer_dir());
+  const Tokenizer tok = Tokenizer::load(gpt2_tokenizer_dir());
   const auto ids = tok.encode(text);
   const Examples blocks = lm_blocks(tok, dir / "t.txt", 50);
   std::vector<int32_t> joined;

@@ -8,11 +8,11 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/model_args.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "eval/classify.h"
-#include "eval/tokenizer_lookup.h"
 #include "io/dataset.h"
 #include "model/gpt2.h"
 
@@ -98,11 +98,7 @@ void run(const EvalArgs& a) {
   if (a.max_length && *a.max_length > n_positions)
     gpt2q::fail("--max-length {}: must be in [1, {}] (the model's n_positions)", *a.max_length, n_positions);
   const int64_t max_length = a.max_length.value_or(std::min<int64_t>(128, n_positions));
-  auto tokenizer = gpt2q::load_tokenizer_for(
-      a.model, a.tokenizer ? std::optional<std::filesystem::path>(*a.tokenizer) : std::nullopt);
-  if (tokenizer.vocab_size() > model->config().vocab_size)
-    gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.model, tokenizer.vocab_size(),
-                model->config().vocab_size);
+  auto tokenizer = gpt2q::cli::load_model_tokenizer(a.model, a.tokenizer, model->config());
   const auto data = gpt2q::load_dataset(a.data, format);
 
   gpt2q::ClassifyOptions opts;

@@ -3,7 +3,6 @@
 // hand it gives the main job and tests a real HF-format model of any geometry;
 // transformers loads it as GPT2LMHeadModel or GPT2ForSequenceClassification.
 #include <filesystem>
-#include <sstream>
 
 #include "cli/command.h"
 #include "core/error.h"
@@ -19,17 +18,6 @@ struct InitArgs {
   bool json = false;
 };
 
-std::vector<std::string> split_labels(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    if (item.empty()) gpt2q::fail("--labels: empty label name in '{}'", s);
-    v.push_back(item);
-  }
-  if (v.size() < 2) gpt2q::fail("--labels: need at least two comma-separated names, got '{}'", s);
-  return v;
-}
-
 void run_init(const InitArgs& a) {
   using namespace gpt2q;
   GPT2Config cfg = geometry_config(a.geometry, "--geometry");
@@ -40,7 +28,7 @@ void run_init(const InitArgs& a) {
     kind = ModelKind::CausalLM;
   } else if (a.task == "classify") {
     kind = ModelKind::SequenceClassification;
-    cfg.id2label = split_labels(a.labels);
+    cfg.id2label = gpt2q::split_label_names(a.labels);
     cfg.pad_token_id = cfg.eos_token_id;  // GPT-2 has no pad token; HF fine-tuning recipes use eos
   } else {
     fail("--task: expected lm or classify, got '{}'", a.task);

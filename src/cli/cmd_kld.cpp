@@ -18,11 +18,11 @@
 #include <optional>
 
 #include "cli/command.h"
+#include "cli/model_args.h"
 #include "core/error.h"
 #include "eval/classify.h"
 #include "eval/divergence.h"
 #include "eval/perplexity.h"
-#include "eval/tokenizer_lookup.h"
 #include "io/dataset.h"
 #include "model/gpt2.h"
 
@@ -60,11 +60,7 @@ void run(const KldArgs& a) {
   const auto cand = gpt2q::GPT2Model::load(a.candidate);
   check_same_shape(*ref, *cand, a);
   const int64_t n_positions = std::min(ref->config().n_positions, cand->config().n_positions);
-  const auto tok_dir = a.tokenizer ? std::optional<std::filesystem::path>(*a.tokenizer) : std::nullopt;
-  const auto tokenizer = gpt2q::load_tokenizer_for(a.reference, tok_dir);
-  if (tokenizer.vocab_size() > ref->config().vocab_size)
-    gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.reference, tokenizer.vocab_size(),
-                ref->config().vocab_size);
+  const auto tokenizer = gpt2q::cli::load_model_tokenizer(a.reference, a.tokenizer, ref->config());
 
   std::vector<gpt2q::Divergence> d;
   nlohmann::json j = {{"reference", a.reference}, {"candidate", a.candidate}};

@@ -5,10 +5,10 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/model_args.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "eval/perplexity.h"
-#include "eval/tokenizer_lookup.h"
 #include "model/gpt2.h"
 
 namespace {
@@ -34,11 +34,7 @@ void run(const PerplexityArgs& a) {
   const int64_t stride = a.stride.value_or(std::max<int64_t>(1, max_length / 2));
   if (stride > max_length) gpt2q::fail("--stride {}: must be in [1, {}] (the max length)", stride, max_length);
 
-  auto tokenizer = gpt2q::load_tokenizer_for(
-      a.model, a.tokenizer ? std::optional<std::filesystem::path>(*a.tokenizer) : std::nullopt);
-  if (tokenizer.vocab_size() > model->config().vocab_size)
-    gpt2q::fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", a.model, tokenizer.vocab_size(),
-                model->config().vocab_size);
+  auto tokenizer = gpt2q::cli::load_model_tokenizer(a.model, a.tokenizer, model->config());
   const std::string text = gpt2q::read_text_file(a.text);
   const auto ids = tokenizer.encode(text, a.text);
   if (ids.size() < 2) gpt2q::fail("{}: {} token(s); perplexity needs at least 2", a.text, ids.size());

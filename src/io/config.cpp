@@ -1,11 +1,31 @@
 #include "io/config.h"
 
+#include <cmath>
 #include <map>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/file_util.h"
 
 namespace gpt2q {
+
+float GPT2Config::attention_scale(int64_t layer) const {
+  double s = 1.0;
+  if (scale_attn_weights) s = 1.0 / std::sqrt(static_cast<double>(head_dim()));
+  if (scale_attn_by_inverse_layer_idx) s /= static_cast<double>(layer + 1);
+  return static_cast<float>(s);
+}
+
+std::vector<std::string> split_label_names(const std::string& list) {
+  std::vector<std::string> v;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) fail("--labels: empty label name in '{}'", list);
+    v.push_back(item);
+  }
+  if (v.size() < 2) fail("--labels: need at least two comma-separated names, got '{}'", list);
+  return v;
+}
 
 namespace {
 

@@ -38,6 +38,11 @@ struct GPT2Config {
   int64_t inner() const { return n_inner.value_or(4 * n_embd); }
   int64_t head_dim() const { return n_embd / n_head; }
   int64_t num_labels() const { return static_cast<int64_t>(id2label.size()); }
+  // The factor on layer `layer`'s (0-based) attention scores: 1/sqrt(head_dim)
+  // when scale_attn_weights, then / (layer + 1) when
+  // scale_attn_by_inverse_layer_idx. HF computes it in Python floats (double)
+  // and torch applies it as fp32; so does every gpt2q pass.
+  float attention_scale(int64_t layer) const;
 
   // Reads and validates config.json (Error names the file and the key).
   static GPT2Config load(const std::filesystem::path& path);
@@ -46,5 +51,8 @@ struct GPT2Config {
   nlohmann::json to_json() const;
   void save(const std::filesystem::path& path) const;  // atomic
 };
+
+// The names of a comma-separated --labels list: at least two, none empty.
+std::vector<std::string> split_label_names(const std::string& list);
 
 }  // namespace gpt2q

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/seeded_shuffle.h"
 #include "core/utf8.h"
 
 namespace gpt2q {
@@ -126,19 +127,6 @@ Dataset load_jsonl(const fs::path& path) {
   return d;
 }
 
-// Uniform integer in [0, bound] from 64-bit draws by rejection, so the split
-// depends only on mt19937_64's (standardised) output, not on the library's
-// uniform_int_distribution.
-uint64_t uniform_upto(std::mt19937_64& rng, uint64_t bound) {
-  if (bound == UINT64_MAX) return rng();
-  const uint64_t range = bound + 1;
-  const uint64_t limit = UINT64_MAX - (UINT64_MAX % range + 1) % range;  // largest multiple of range, minus 1
-  uint64_t x;
-  do x = rng();
-  while (x > limit);
-  return x % range;
-}
-
 }  // namespace
 
 int32_t Dataset::num_labels() const {
@@ -193,8 +181,7 @@ Split stratified_split(const Dataset& data, double second_fraction, uint64_t see
   std::mt19937_64 rng(seed);
   Split s;
   for (auto& [label, idx] : by_class) {
-    // Fisher-Yates, last position first.
-    for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[uniform_upto(rng, i - 1)]);
+    fisher_yates_shuffle(idx, rng);
     const auto k = static_cast<size_t>(std::llround(second_fraction * static_cast<double>(idx.size())));
     s.second.insert(s.second.end(), idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k));
     s.first.insert(s.first.end(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end());

@@ -122,14 +122,6 @@ std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck) {
 
 int64_t GPT2Model::num_labels() const { return score_ ? score_->rows() : 0; }
 
-float GPT2Model::attention_scale(int64_t layer) const {
-  // HF computes this in Python floats (double) and torch applies it as fp32.
-  double s = 1.0;
-  if (config_.scale_attn_weights) s = 1.0 / std::sqrt(static_cast<double>(config_.head_dim()));
-  if (config_.scale_attn_by_inverse_layer_idx) s /= static_cast<double>(layer + 1);
-  return static_cast<float>(s);
-}
-
 KVCache GPT2Model::new_cache(int64_t batch, int64_t capacity) const {
   if (batch <= 0) fail("KV cache: batch must be positive, got {}", batch);
   if (capacity <= 0 || capacity > config_.n_positions)
@@ -192,10 +184,10 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
     ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, normed);
     bw.c_attn->forward(normed.data<float>(), rows, qkv.data<float>());
     if (cache) {
-      ops::causal_self_attention_cached(qkv, cache->k[l], cache->v[l], past, key_mask, H, attention_scale(l),
+      ops::causal_self_attention_cached(qkv, cache->k[l], cache->v[l], past, key_mask, H, config_.attention_scale(l),
                                         attended);
     } else {
-      ops::causal_self_attention(qkv, key_mask, H, attention_scale(l), attended);
+      ops::causal_self_attention(qkv, key_mask, H, config_.attention_scale(l), attended);
     }
     bw.attn_c_proj->forward(attended.data<float>(), rows, projected.data<float>());
     ops::add_inplace(x, projected);

@@ -93,8 +93,6 @@ class GPT2Model {
   std::unique_ptr<EmbeddingTable> wte_, wpe_, lm_head_, score_;
   std::vector<BlockWeights> blocks_;
   bool gelu_exact_ = false;  // activation_function "gelu" (erf) instead of the tanh form
-
-  float attention_scale(int64_t layer) const;
 };
 
 struct GenerateOptions {

@@ -13,11 +13,11 @@
 #include <string>
 #include <string_view>
 
+#include "core/splitmix64.h"
 #include "io/checkpoint.h"
 
 namespace gpt2q {
 
-uint64_t splitmix64(uint64_t x);
 uint64_t fnv1a64(std::string_view s);
 float synthetic_value(std::string_view name, uint64_t seed, uint64_t index);
 

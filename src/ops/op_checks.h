@@ -39,4 +39,48 @@ inline int64_t rows_of(const Tensor& t) {
   return c == 0 ? 0 : t.numel() / c;
 }
 
+// Token ids (I32) and positions (I64) for the token and position tables
+// `wte`, `wpe` ([vocab, C], [n_positions, C]; forward tables or their
+// gradients): checks the dtypes, that the tables fit, and one position per id.
+// Returns the row count.
+inline int64_t check_embedding_args(const char* op, const Tensor& ids, const Tensor& positions, const Tensor& wte,
+                                    const Tensor& wpe) {
+  if (ids.dtype() != DType::I32 || positions.dtype() != DType::I64)
+    fail("{}: ids must be I32 and positions I64", op);
+  if (wte.ndim() != 2 || wpe.ndim() != 2 || wte.dim(1) != wpe.dim(1))
+    fail("{}: tables {} and {} do not fit", op, shape_str(wte.shape()), shape_str(wpe.shape()));
+  const int64_t rows = ids.numel();
+  if (positions.numel() != rows) fail("{}: {} ids but {} positions", op, rows, positions.numel());
+  return rows;
+}
+
+// Every id in [0, vocab) and position in [0, n_positions).
+inline void check_embedding_indices(const int32_t* id, const int64_t* pos, int64_t rows, int64_t vocab,
+                                    int64_t n_positions) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if (id[r] < 0 || id[r] >= vocab) fail("token id {} is out of range for a vocabulary of {}", id[r], vocab);
+    if (pos[r] < 0 || pos[r] >= n_positions)
+      fail("position {} is out of range: the model has n_positions = {}", pos[r], n_positions);
+  }
+}
+
+// qkv [B, T, 3C] split over n_head heads.
+struct QkvDims {
+  int64_t batch, seq, embd, head_dim;
+};
+inline QkvDims check_qkv(const char* op, const Tensor& qkv, int64_t n_head) {
+  if (qkv.ndim() != 3 || qkv.dim(2) % 3 != 0) fail("{}: qkv must be [B, T, 3C], got {}", op, shape_str(qkv.shape()));
+  const int64_t C = qkv.dim(2) / 3;
+  if (n_head <= 0 || C % n_head != 0) fail("{}: n_head {} does not divide n_embd {}", op, n_head, C);
+  return {qkv.dim(0), qkv.dim(1), C, C / n_head};
+}
+
+// An attention key mask, when given: U8 [batch, >= min_cols].
+inline void check_key_mask(const char* op, const Tensor& key_mask, int64_t batch, int64_t min_cols) {
+  if (!key_mask.defined()) return;
+  if (key_mask.dtype() != DType::U8 || key_mask.ndim() != 2 || key_mask.dim(0) != batch || key_mask.dim(1) < min_cols)
+    fail("{}: key mask must be U8 [{}, >= {}], got {} {}", op, batch, min_cols, dtype_name(key_mask.dtype()),
+         shape_str(key_mask.shape()));
+}
+
 }  // namespace gpt2q::ops::detail

@@ -14,11 +14,7 @@ namespace gpt2q::ops {
 
 namespace {
 
-using detail::dispatch;
-using detail::last_dim;
-using detail::require_f32;
-using detail::rows_of;
-using detail::same_device;
+using namespace detail;  // op_checks.h
 
 struct FastCpu {
   static constexpr auto linear = cpu::linear;
@@ -128,21 +124,12 @@ void embedding_impl(const Tensor& ids, const Tensor& positions, const Tensor& wt
   require_f32(op, "wpe", wpe);
   require_f32(op, "out", out);
   same_device(op, {&wte, &wpe, &out});
-  if (ids.dtype() != DType::I32 || positions.dtype() != DType::I64)
-    fail("{}: ids must be I32 and positions I64", op);
-  if (wte.ndim() != 2 || wpe.ndim() != 2 || wte.dim(1) != wpe.dim(1))
-    fail("{}: tables {} and {} do not fit", op, shape_str(wte.shape()), shape_str(wpe.shape()));
-  const int64_t rows = ids.numel(), cols = wte.dim(1), vocab = wte.dim(0), npos = wpe.dim(0);
-  if (positions.numel() != rows) fail("{}: {} ids but {} positions", op, rows, positions.numel());
+  const int64_t rows = check_embedding_args(op, ids, positions, wte, wpe), cols = wte.dim(1);
   if (out.numel() != rows * cols || last_dim(out) != cols)
     fail("{}: output {} should be [{}, {}]", op, shape_str(out.shape()), rows, cols);
   const int32_t* id = ids.data<int32_t>();
   const int64_t* pos = positions.data<int64_t>();
-  for (int64_t r = 0; r < rows; ++r) {
-    if (id[r] < 0 || id[r] >= vocab) fail("token id {} is out of range for a vocabulary of {}", id[r], vocab);
-    if (pos[r] < 0 || pos[r] >= npos)
-      fail("position {} is out of range: the model has n_positions = {}", pos[r], npos);
-  }
+  check_embedding_indices(id, pos, rows, wte.dim(0), wpe.dim(0));
   dispatch(op, out.device(), [&] {
     K::embedding(id, pos, rows, wte.data<float>(), wpe.data<float>(), cols, out.data<float>());
   });
@@ -157,17 +144,10 @@ AttentionDims check_attention(const char* op, const Tensor& qkv, const Tensor& k
   require_f32(op, "qkv", qkv);
   require_f32(op, "out", out);
   same_device(op, {&qkv, &key_mask, &out});
-  if (qkv.ndim() != 3 || qkv.dim(2) % 3 != 0) fail("{}: qkv must be [B, T, 3C], got {}", op, shape_str(qkv.shape()));
-  AttentionDims d{qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3, n_head, 0};
-  if (n_head <= 0 || d.C % n_head != 0) fail("{}: n_head {} does not divide n_embd {}", op, n_head, d.C);
-  d.hd = d.C / n_head;
+  const QkvDims q = check_qkv(op, qkv, n_head);
+  const AttentionDims d{q.batch, q.seq, q.embd, n_head, q.head_dim};
   if (out.shape() != Shape{d.B, d.T, d.C}) fail("{}: output {} should be [{}, {}, {}]", op, shape_str(out.shape()), d.B, d.T, d.C);
-  if (key_mask.defined()) {
-    if (key_mask.dtype() != DType::U8 || key_mask.ndim() != 2 || key_mask.dim(0) != d.B ||
-        key_mask.dim(1) < mask_min_cols)
-      fail("{}: key mask must be U8 [{}, >= {}], got {} {}", op, d.B, mask_min_cols, dtype_name(key_mask.dtype()),
-           shape_str(key_mask.shape()));
-  }
+  check_key_mask(op, key_mask, d.B, mask_min_cols);
   return d;
 }
 

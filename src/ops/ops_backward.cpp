@@ -10,11 +10,7 @@ namespace gpt2q::ops {
 
 namespace {
 
-using detail::dispatch;
-using detail::last_dim;
-using detail::require_f32;
-using detail::rows_of;
-using detail::same_device;
+using namespace detail;  // op_checks.h
 
 struct FastCpu {
   static constexpr auto dropout = cpu::dropout;
@@ -131,21 +127,12 @@ void embedding_backward_impl(const Tensor& ids, const Tensor& positions, const T
   const char* op = "embedding_backward";
   require_f32(op, "dwte", dwte);
   require_f32(op, "dwpe", dwpe);
-  if (ids.dtype() != DType::I32 || positions.dtype() != DType::I64)
-    fail("{}: ids must be I32 and positions I64", op);
-  if (dwte.ndim() != 2 || dwpe.ndim() != 2 || dwte.dim(1) != dwpe.dim(1))
-    fail("{}: tables {} and {} do not fit", op, shape_str(dwte.shape()), shape_str(dwpe.shape()));
-  const int64_t rows = ids.numel(), cols = dwte.dim(1);
-  if (positions.numel() != rows) fail("{}: {} ids but {} positions", op, rows, positions.numel());
+  const int64_t rows = check_embedding_args(op, ids, positions, dwte, dwpe), cols = dwte.dim(1);
   require_rows(op, "dout", dout, rows, cols);
   same_device(op, {&dout, &dwte, &dwpe});
   const int32_t* id = ids.data<int32_t>();
   const int64_t* pos = positions.data<int64_t>();
-  for (int64_t r = 0; r < rows; ++r) {
-    if (id[r] < 0 || id[r] >= dwte.dim(0)) fail("token id {} is out of range for a vocabulary of {}", id[r], dwte.dim(0));
-    if (pos[r] < 0 || pos[r] >= dwpe.dim(0))
-      fail("position {} is out of range: the model has n_positions = {}", pos[r], dwpe.dim(0));
-  }
+  check_embedding_indices(id, pos, rows, dwte.dim(0), dwpe.dim(0));
   dispatch(op, dout.device(), [&] {
     K::embedding_backward(id, pos, rows, dout.data<float>(), cols, dwte.data<float>(), dwpe.data<float>());
   });
@@ -154,23 +141,18 @@ void embedding_backward_impl(const Tensor& ids, const Tensor& positions, const T
 cpu::TrainAttentionArgs attention_args(const char* op, const Tensor& qkv, const Tensor& key_mask,
                                        const AttentionTrainParams& p) {
   require_f32(op, "qkv", qkv);
-  if (qkv.ndim() != 3 || qkv.dim(2) % 3 != 0) fail("{}: qkv must be [B, T, 3C], got {}", op, shape_str(qkv.shape()));
-  cpu::TrainAttentionArgs a;
-  a.batch = qkv.dim(0);
-  a.seq = qkv.dim(1);
-  const int64_t C = qkv.dim(2) / 3;
-  if (p.n_head <= 0 || C % p.n_head != 0) fail("{}: n_head {} does not divide n_embd {}", op, p.n_head, C);
+  const QkvDims d = check_qkv(op, qkv, p.n_head);
   if (!(p.attn_p >= 0.0f && p.attn_p < 1.0f)) fail("{}: dropout probability {} outside [0, 1)", op, p.attn_p);
+  cpu::TrainAttentionArgs a;
+  a.batch = d.batch;
+  a.seq = d.seq;
   a.n_head = p.n_head;
-  a.head_dim = C / p.n_head;
+  a.head_dim = d.head_dim;
   a.scale = p.scale;
   a.attn_p = p.attn_p;
   a.dropout_key = p.dropout_key;
+  check_key_mask(op, key_mask, a.batch, a.seq);
   if (key_mask.defined()) {
-    if (key_mask.dtype() != DType::U8 || key_mask.ndim() != 2 || key_mask.dim(0) != a.batch ||
-        key_mask.dim(1) < a.seq)
-      fail("{}: key mask must be U8 [{}, >= {}], got {} {}", op, a.batch, a.seq, dtype_name(key_mask.dtype()),
-           shape_str(key_mask.shape()));
     a.key_mask = key_mask.data<uint8_t>();
     a.key_mask_stride = key_mask.dim(1);
   }

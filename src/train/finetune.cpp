@@ -1,7 +1,6 @@
 #include "train/finetune.h"
 
 #include <cmath>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -15,17 +14,6 @@ namespace gpt2q::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<std::string> split_labels(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    if (item.empty()) fail("--labels: empty label name in '{}'", s);
-    v.push_back(item);
-  }
-  if (v.size() < 2) fail("--labels: need at least two comma-separated names, got '{}'", s);
-  return v;
-}
 
 // The settings a resume must repeat (bit-identical results depend on them).
 nlohmann::json settings_of(const FinetuneRequest& a) {
@@ -62,7 +50,7 @@ Data load_classify_data(const FinetuneRequest& a, const gpt2q::Tokenizer& tok,
 
   Data d;
   if (a.labels) {
-    d.label_names = split_labels(*a.labels);
+    d.label_names = split_label_names(*a.labels);
     if (a.num_labels && *a.num_labels != static_cast<int64_t>(d.label_names.size()))
       fail("--num-labels {} but --labels names {}", *a.num_labels, d.label_names.size());
   } else if (!a.num_labels && format == DataFormat::AgNews) {

@@ -48,13 +48,6 @@ void check_batch(const ModelState& m, const TokenBatch& tb) {
     fail("sequence of {} positions exceeds the model's n_positions = {}", tb.seq, m.config.n_positions);
 }
 
-float attention_scale(const GPT2Config& c, int64_t layer) {
-  double s = 1.0;  // as GPT2Model: computed in double, applied as fp32
-  if (c.scale_attn_weights) s = 1.0 / std::sqrt(static_cast<double>(c.head_dim()));
-  if (c.scale_attn_by_inverse_layer_idx) s /= static_cast<double>(layer + 1);
-  return static_cast<float>(s);
-}
-
 void copy_into(const Tensor& src, Tensor& dst) { std::memcpy(dst.raw(), src.raw(), src.nbytes()); }
 
 void activation(const ModelState& m, Tensor& x) {
@@ -116,7 +109,7 @@ Pass forward(const ModelState& m, const TokenBatch& tb, const DropoutContext& dr
     a.x_in = x;
     ops::layer_norm(x, m.value(bp.ln_1_w), m.value(bp.ln_1_b), eps, a.ln1);
     ops::linear(a.ln1, m.value(bp.c_attn_w), m.value(bp.c_attn_b), a.qkv);
-    ops::AttentionTrainParams ap{H, attention_scale(c, l), ps.p_attn, ps.key(site_attn(l))};
+    ops::AttentionTrainParams ap{H, c.attention_scale(l), ps.p_attn, ps.key(site_attn(l))};
     ops::causal_self_attention_train(a.qkv, ps.key_mask, ap, a.probs, a.dropped, a.attn);
     ops::linear(a.attn, m.value(bp.attn_proj_w), m.value(bp.attn_proj_b), projected);
     ops::dropout(projected, ps.p_resid, ps.key(site_attn_resid(l)));
@@ -253,7 +246,7 @@ void backward(ModelState& m, const Pass& ps, const Tensor& dh) {
     ops::dropout(dproj, ps.p_resid, ps.key(site_attn_resid(l)));
     ops::linear_backward(a.attn, m.value(bp.attn_proj_w), dproj, dsmall, m.grad(bp.attn_proj_w),
                          m.grad(bp.attn_proj_b));
-    ops::AttentionTrainParams ap{H, attention_scale(c, l), ps.p_attn, ps.key(site_attn(l))};
+    ops::AttentionTrainParams ap{H, c.attention_scale(l), ps.p_attn, ps.key(site_attn(l))};
     ops::causal_self_attention_backward(a.qkv, ps.key_mask, a.probs, a.dropped, ap, dsmall, dqkv);
     ops::linear_backward(a.ln1, m.value(bp.c_attn_w), dqkv, dsmall, m.grad(bp.c_attn_w), m.grad(bp.c_attn_b));
     ops::layer_norm_backward(a.x_in, m.value(bp.ln_1_w), eps, dsmall, dx, m.grad(bp.ln_1_w), m.grad(bp.ln_1_b));

@@ -27,11 +27,22 @@ std::filesystem::path temp_dir(const std::string& tag) {
   return dir;
 }
 
-static std::string slurp(const std::filesystem::path& p) {
+std::filesystem::path ag_news_test_csv() { return data_dir() / "ag_news" / "test.csv"; }
+std::filesystem::path gpt2_tokenizer_dir() { return data_dir() / "gpt2-tokenizer"; }
+std::filesystem::path fake_gpt2_dir() { return data_dir() / "tiny-gpt2" / "fake_gpt2"; }
+
+std::string read_text(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::string shell_quote(const std::filesystem::path& p) {
+  std::string s = "'";  // (built up in steps: GCC 12 warns falsely on "'" + s + "'")
+  s += p.string();
+  s += '\'';
+  return s;
 }
 
 CommandResult run_gpt2q(const std::string& args) {
@@ -43,10 +54,14 @@ CommandResult run_gpt2q(const std::string& args) {
   int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
+  r.out = read_text(out);
+  r.err = read_text(err);
   std::filesystem::remove_all(dir);
   return r;
+}
+
+CommandResult init_model(const std::filesystem::path& out, const std::string& args) {
+  return run_gpt2q("init " + args + " --out " + shell_quote(out));
 }
 
 }  // namespace gpt2q::test

@@ -11,6 +11,17 @@ std::filesystem::path fixtures_dir();  // <repo>/tests/fixtures
 std::filesystem::path gpt2q_binary();  // the built CLI
 std::filesystem::path temp_dir(const std::string& tag);  // fresh, unique, under $TMPDIR
 
+// Inputs under data_dir() that several tests use.
+std::filesystem::path ag_news_test_csv();    // ag_news/test.csv
+std::filesystem::path gpt2_tokenizer_dir();  // gpt2-tokenizer (vocab.json + merges.txt)
+std::filesystem::path fake_gpt2_dir();       // tiny-gpt2/fake_gpt2
+
+// A whole file's bytes; "" when it cannot be read (tests then fail on the content).
+std::string read_text(const std::filesystem::path& p);
+
+// `p` in single quotes, for the command lines given to run_gpt2q (test paths hold no quote).
+std::string shell_quote(const std::filesystem::path& p);
+
 struct CommandResult {
   int exit_code = 0;
   std::string out;  // stdout
@@ -18,5 +29,8 @@ struct CommandResult {
 };
 // Runs the gpt2q binary with `args` (already shell-quoted by the caller).
 CommandResult run_gpt2q(const std::string& args);
+
+// `gpt2q init ARGS --out OUT`: a small random model to run the CLI on.
+CommandResult init_model(const std::filesystem::path& out, const std::string& args);
 
 }  // namespace gpt2q::test

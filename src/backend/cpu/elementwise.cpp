@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/formulas.h"
 #include "backend/cpu/simd_math.h"
 
 namespace gpt2q::cpu {
@@ -18,21 +19,8 @@ void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, cons
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
-    // Two passes: the mean first, then squared deviations from it, which
-    // avoids the cancellation of E[x²] - E[x]² on rows with a large mean.
-    // Sums in double: a float running sum of ~1000 values loses the low bits
-    // of the mean when the values share a large offset (still vectorised).
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < cols; ++c) sum += xr[c];
-    const double mean_d = sum / static_cast<double>(cols);
-    double sq = 0.0;
-#pragma omp simd reduction(+ : sq)
-    for (int64_t c = 0; c < cols; ++c) {
-      double d = xr[c] - mean_d;
-      sq += d * d;
-    }
-    const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(cols) + static_cast<double>(eps));
+    const LayerNormStats st = layer_norm_stats(xr, cols, eps);
+    const double mean_d = st.mean, rstd = st.rstd;
 #pragma omp simd
     for (int64_t c = 0; c < cols; ++c) yr[c] = static_cast<float>((xr[c] - mean_d) * rstd * w[c] + b[c]);
   }

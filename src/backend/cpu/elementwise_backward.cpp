@@ -10,24 +10,18 @@
 
 #include <omp.h>
 
+#include "backend/cpu/formulas.h"
 #include "backend/cpu/kernels_backward.h"
 #include "backend/cpu/simd_math.h"
 
 namespace gpt2q::cpu {
 
-uint64_t dropout_mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site) {
   // Chained so that no two counter tuples share a key by simple arithmetic.
-  uint64_t k = dropout_mix(seed);
-  k = dropout_mix(k ^ step);
-  k = dropout_mix(k ^ micro);
-  return dropout_mix(k ^ site);
+  uint64_t k = splitmix64(seed);
+  k = splitmix64(k ^ step);
+  k = splitmix64(k ^ micro);
+  return splitmix64(k ^ site);
 }
 
 namespace {
@@ -38,7 +32,7 @@ inline __m256i mul64(__m256i a, __m256i b) {
   return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
 }
 
-// dropout_mix(x) >> 40 for 4 lanes: the 24 bits dropout_uniform uses.
+// splitmix64(x) >> 40 for 4 lanes: the 24 bits dropout_uniform uses.
 inline __m256i mix_top24(__m256i x) {
   x = _mm256_add_epi64(x, _mm256_set1_epi64x(static_cast<long long>(0x9E3779B97F4A7C15ull)));
   x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 30)), _mm256_set1_epi64x(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
@@ -97,18 +91,8 @@ void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * cols;
       const float* g = dy + r * cols;
-      // Statistics exactly as cpu::layer_norm computes them.
-      double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < cols; ++c) sum += xr[c];
-      const double mean = sum / static_cast<double>(cols);
-      double sq = 0.0;
-#pragma omp simd reduction(+ : sq)
-      for (int64_t c = 0; c < cols; ++c) {
-        double d = xr[c] - mean;
-        sq += d * d;
-      }
-      const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(cols) + static_cast<double>(eps));
+      const LayerNormStats st = layer_norm_stats(xr, cols, eps);  // exactly as cpu::layer_norm
+      const double mean = st.mean, rstd = st.rstd;
       double sum_g = 0.0, sum_gx = 0.0;
       for (int64_t c = 0; c < cols; ++c) {
         xhat[c] = static_cast<float>((xr[c] - mean) * rstd);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "core/splitmix64.h"
 
 namespace gpt2q::cpu {
 
@@ -16,10 +17,9 @@ namespace gpt2q::cpu {
 // is kept iff uniform(key, i) >= p, where uniform takes the top 24 bits of
 // splitmix64(key + i) as a multiple of 2^-24 in [0, 1). Kept elements are
 // scaled by 1 / (1 - p).
-uint64_t dropout_mix(uint64_t x);  // splitmix64's finaliser
 uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site);
 inline float dropout_uniform(uint64_t key, uint64_t index) {
-  return static_cast<float>(dropout_mix(key + index) >> 40) * 0x1p-24f;
+  return static_cast<float>(splitmix64(key + index) >> 40) * 0x1p-24f;
 }
 inline float dropout_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 // x[i] = keep(i) ? x[i] * scale : 0 for i in [0, n); element i is mask index

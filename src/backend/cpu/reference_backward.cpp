@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/formulas.h"
+
 namespace gpt2q::cpu::reference {
 
 namespace {
@@ -65,13 +67,8 @@ void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     const float* g = dy + r * cols;
-    double mean = 0.0;
-    for (int64_t c = 0; c < cols; ++c) mean += xr[c];
-    mean /= static_cast<double>(cols);
-    double var = 0.0;
-    for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-    var /= static_cast<double>(cols);
-    const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const LayerNormStats st = layer_norm_stats(xr, cols, eps);
+    const double mean = st.mean, rstd = st.rstd;
     double mg = 0.0, mgx = 0.0;
     for (int64_t c = 0; c < cols; ++c) {
       xhat[c] = (xr[c] - mean) * rstd;
@@ -92,10 +89,10 @@ void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float
 }
 
 void gelu_new_backward(const float* x, float* dy, int64_t n) {
-  const double k = std::sqrt(2.0 / M_PI);
+  const double k = gelu_new_k();
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i];
-    const double t = std::tanh(k * (v + 0.044715 * v * v * v));
+    const double t = gelu_new_tanh(v);
     const double grad = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
     dy[i] = static_cast<float>(dy[i] * grad);
   }
@@ -104,7 +101,7 @@ void gelu_new_backward(const float* x, float* dy, int64_t n) {
 void gelu_erf_backward(const float* x, float* dy, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i];
-    const double grad = 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+    const double grad = normal_cdf(v) + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
     dy[i] = static_cast<float>(dy[i] * grad);
   }
 }

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/formulas.h"
+
 namespace gpt2q::cpu::reference {
 
 void matmul_nn(const float* a, const float* b, int64_t m, int64_t k, int64_t n, float* c) {
@@ -38,29 +40,23 @@ void linear(const float* x, int64_t rows, int64_t in, const float* w, const floa
 void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
-    double mean = 0.0;
-    for (int64_t c = 0; c < cols; ++c) mean += xr[c];
-    mean /= static_cast<double>(cols);
-    double var = 0.0;
-    for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-    var /= static_cast<double>(cols);
-    double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const LayerNormStats st = layer_norm_stats(xr, cols, eps);
+    const double mean = st.mean, rstd = st.rstd;
     for (int64_t c = 0; c < cols; ++c) y[r * cols + c] = static_cast<float>((xr[c] - mean) * rstd * w[c] + b[c]);
   }
 }
 
 void gelu_new(float* x, int64_t n) {
-  const double k = std::sqrt(2.0 / M_PI);
   for (int64_t i = 0; i < n; ++i) {
     double v = x[i];
-    x[i] = static_cast<float>(0.5 * v * (1.0 + std::tanh(k * (v + 0.044715 * v * v * v))));
+    x[i] = static_cast<float>(0.5 * v * (1.0 + gelu_new_tanh(v)));
   }
 }
 
 void gelu_erf(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     double v = x[i];
-    x[i] = static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+    x[i] = static_cast<float>(v * normal_cdf(v));
   }
 }
 
