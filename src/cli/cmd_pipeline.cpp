@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "core/error.h"
+#include "core/progress.h"
 #include "pipeline/pipeline.h"
 #include "report/variant_spec.h"
 
@@ -15,8 +17,41 @@ struct PipelineArgs {
   std::string data = "../shared/data/ag_news/test.csv", tokenizer = "../shared/data/gpt2-tokenizer",
               out = "out/pipeline";
   std::optional<std::string> model, base, pretrain_text;
+  std::optional<std::string> config;
   bool json = false, quiet = false;
 };
+
+// Options from a TOML / INI file (`key = value`, keys = long option names,
+// optionally under a [pipeline] section); the command line wins. CLI11's own
+// set_config reads files for the top-level app only, so the pipeline applies
+// the file itself, through the options' own parsers.
+void apply_config_file(CLI::App& cmd, const std::string& path) {
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    gpt2q::fail("{}: cannot read the config file ({})", path, e.what());
+  }
+  for (const auto& item : items) {
+    if (item.name == "++" || item.name == "--") continue;  // CLI11's section markers
+    if (!item.parents.empty() && !(item.parents.size() == 1 && item.parents[0] == "pipeline"))
+      gpt2q::fail("{}: unknown section [{}] (options go at the top or under [pipeline])", path, item.parents[0]);
+    if (item.name == "config") gpt2q::fail("{}: a config file cannot name another config file", path);
+    CLI::Option* opt = nullptr;
+    try {
+      opt = cmd.get_option("--" + item.name);
+    } catch (const CLI::OptionNotFound&) {
+      gpt2q::fail("{}: unknown option '{}' (see gpt2q pipeline --help)", path, item.name);
+    }
+    if (opt->count() > 0) continue;
+    try {
+      opt->add_result(item.inputs);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      gpt2q::fail("{}: {}: {}", path, item.name, e.what());
+    }
+  }
+}
 
 // With --base, the options the user did not give take the pretrained recipe.
 void apply_base_recipe(PipelineArgs& a, const CLI::App& cmd) {
@@ -40,6 +75,7 @@ void run(PipelineArgs& a) {
   if (a.base) o.base = *a.base;
   if (a.pretrain_text) o.pretrain_text = *a.pretrain_text;
   o.progress = !a.quiet;
+  gpt2q::Progress::set_enabled(!a.quiet);
   o.finetune.progress = !a.quiet;
   o.command_line = gpt2q::cli::exact_command_line("gpt2q pipeline");
   const auto r = gpt2q::pipeline::run_pipeline(o);
@@ -72,7 +108,7 @@ GPT2Q_COMMAND(pipeline) {
   auto& f = o.finetune;
   auto* cmd = app.add_subcommand(
       "pipeline", "End to end: fine-tune GPT-2 on labelled text, quantize to every variant, compare, report");
-  cmd->set_config("--config", "", "read options from a TOML or INI file (keys = long option names)");
+  cmd->add_option("--config", a->config, "read options from a TOML or INI file (keys = long option names; flags win)");
   cmd->footer(gpt2q::report::variant_spec_help());
   cmd->add_option("--data", a->data, "labelled text (AG News CSV, CSV with text,label, or JSONL)")->capture_default_str();
   cmd->add_option("--format", o.format, "agnews | csv | jsonl (default: guessed from the file)");
@@ -105,6 +141,7 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_flag("--quiet", a->quiet, "no progress output");
   cmd->add_flag("--json", a->json, "print the summary as one JSON object");
   cmd->callback([a, cmd] {
+    if (a->config) apply_config_file(*cmd, *a->config);
     if (a->base) apply_base_recipe(*a, *cmd);
     run(*a);
   });
