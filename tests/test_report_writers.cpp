@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <regex>
+#include <set>
 
 #include "core/error.h"
 #include "io/dataset.h"
@@ -203,6 +204,15 @@ TEST(SvgChart, NiceCeiling) {
   EXPECT_DOUBLE_EQ(nice_ceiling(2.2), 2.5);
   EXPECT_DOUBLE_EQ(nice_ceiling(0), 1.0);
   EXPECT_DOUBLE_EQ(nice_ceiling(730), 1000.0);
+}
+
+// A long --variants list (the pipeline compares 9) must not give two variants
+// the same bar colour.
+TEST(SvgChart, SixteenDistinctColoursThenWraps) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < 16; ++i) seen.insert(series_colour(i));
+  EXPECT_EQ(seen.size(), 16u);
+  EXPECT_STREQ(series_colour(16), series_colour(0));
 }
 
 }  // namespace

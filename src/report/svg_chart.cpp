@@ -24,8 +24,11 @@ std::string html_escape(const std::string& s) {
 }
 
 const char* series_colour(size_t i) {
-  static const char* palette[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7",
-                                  "#56B4E9", "#D55E00", "#F0E442", "#000000"};
+  // Okabe-Ito first; then Paul Tol's muted colours, so that up to 16
+  // variants (a long --variants list) get distinct bars.
+  static const char* palette[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
+                                  "#F0E442", "#000000", "#882255", "#44AA99", "#999933", "#AA4499",
+                                  "#88CCEE", "#DDCC77", "#117733", "#332288"};
   return palette[i % (sizeof palette / sizeof palette[0])];
 }
 

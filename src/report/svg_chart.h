@@ -15,7 +15,7 @@ namespace gpt2q::report {
 
 std::string html_escape(const std::string& s);
 
-// The i-th colour of the palette (wraps around).
+// The i-th colour of the palette: 16 distinct colours, then it wraps around.
 const char* series_colour(size_t i);
 
 struct BarSeries {
