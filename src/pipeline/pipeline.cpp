@@ -124,6 +124,20 @@ fs::path write_heldout(const PipelineOptions& o, const Dataset& data) {
   return file;
 }
 
+// The fine-tuning request of the classifier stage: from `start` (a
+// checkpoint) or, without one, a fresh GPT-2 of o.init.
+train::FinetuneRequest classifier_request(const PipelineOptions& o, const std::optional<fs::path>& start) {
+  train::FinetuneRequest r = o.finetune;
+  r.task = "classify";
+  r.train = o.data.string();
+  r.format = o.format;
+  r.eval_split = o.eval_split;
+  r.tokenizer = o.tokenizer.string();
+  r.out = (o.out / "finetune").string();
+  if (start) r.model = start->string(); else r.init = o.init;
+  return r;
+}
+
 // Runs (or resumes, or skips when finished) one fine-tuning stage into `dir`.
 json run_training_stage(train::FinetuneRequest r, const fs::path& dir, bool progress) {
   r.out = dir.string();
@@ -146,15 +160,7 @@ PipelineResult run_pipeline(const PipelineOptions& o) {
   if (!(o.eval_split > 0 && o.eval_split < 1)) fail("--eval-split {}: must be between 0 and 1 (exclusive)", o.eval_split);
   const std::string variant_list = o.variants.empty() ? std::string(kPipelineVariants) : o.variants;
   const auto specs = report::parse_variant_list(variant_list);  // bad specs fail before anything is written
-  train::check_finetune_request([&] {
-    train::FinetuneRequest r = o.finetune;
-    r.train = o.data.string();
-    r.out = (o.out / "finetune").string();
-    if (o.model || o.base) r.model = (o.model ? *o.model : *o.base).string(); else r.init = o.init;
-    r.tokenizer = o.tokenizer.string();
-    r.eval_split = o.eval_split;
-    return r;
-  }());
+  train::check_finetune_request(classifier_request(o, o.model ? o.model : o.base));
   const auto format = o.format ? parse_data_format(*o.format) : guess_data_format(o.data);
   const Dataset data = load_dataset(o.data, format);
 
@@ -191,13 +197,7 @@ PipelineResult run_pipeline(const PipelineOptions& o) {
       stages["pretrain"] = run_training_stage(r, o.out / "pretrain", o.progress);
       start = o.out / "pretrain";
     }
-    train::FinetuneRequest r = o.finetune;
-    r.task = "classify";
-    r.train = o.data.string();
-    r.format = o.format;
-    r.eval_split = o.eval_split;
-    r.tokenizer = o.tokenizer.string();
-    if (start) r.model = start->string(); else r.init = o.init;
+    const train::FinetuneRequest r = classifier_request(o, start);
     if (o.progress) fmt::print(stderr, "== pipeline: fine-tuning on {} ({:.0f}% held out)\n", o.data.string(),
                                100 * o.eval_split);
     stages["finetune"] = run_training_stage(r, o.out / "finetune", o.progress);
