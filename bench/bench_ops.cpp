@@ -7,7 +7,10 @@
 // get their input restored outside the timed region.
 #include <cmath>
 #include <cstring>
+#include <vector>
 
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/gemm_bf16.h"
 #include "bench_common.h"
 #include "ops/ops.h"
 #include "ops/ops_backward.h"
@@ -154,6 +157,49 @@ void BM_LinearBackward(benchmark::State& state) {
   set_rates(state, static_cast<int64_t>(w.nbytes()), 2 * 2 * kTokens * kEmbd * kMlp);
 }
 BENCHMARK(BM_LinearBackward);
+
+}  // namespace
+}  // namespace gpt2q::bench
+
+// --- the bf16 GEMM kernel alone (backend/cpu/gemm_bf16.h) on packed inputs,
+// next to sgemm on the same shapes: items = FLOPs, bytes = packed weight. ---
+
+namespace gpt2q::bench {
+namespace {
+
+void BM_GemmBf16(benchmark::State& state) {
+  const int64_t in = state.range(0), out = state.range(1), rows = state.range(2);
+  if (!cpu::has_native_bf16_gemm()) {
+    state.SkipWithError("this CPU has no AVX512_BF16");
+    return;
+  }
+  const std::vector<float> a = synthetic("bench.x", rows * in, 1.0f), b = synthetic("bench.w", out * in, 0.035f);
+  std::vector<uint16_t> ap(static_cast<size_t>(rows * cpu::bf16_padded_k(in)));
+  std::vector<uint16_t> bp(static_cast<size_t>(cpu::bf16_packed_b_elems(out, in)));
+  cpu::bf16_pack_rows(a.data(), rows, in, ap.data());
+  cpu::bf16_pack_panels(b.data(), out, in, bp.data());
+  std::vector<float> c(static_cast<size_t>(rows * out));
+  for (auto _ : state) {
+    cpu::gemm_bf16_packed(ap.data(), rows, bp.data(), out, in, nullptr, nullptr, c.data(), out);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_rates(state, static_cast<int64_t>(bp.size() * sizeof(uint16_t)), 2 * rows * in * out);
+}
+BENCHMARK(BM_GemmBf16)->Apply(gpt2_linear_shapes);
+
+void BM_SgemmNt(benchmark::State& state) {
+  const int64_t in = state.range(0), out = state.range(1), rows = state.range(2);
+  const std::vector<float> a = synthetic("bench.x", rows * in, 1.0f), b = synthetic("bench.w", out * in, 0.035f);
+  std::vector<float> c(static_cast<size_t>(rows * out));
+  for (auto _ : state) {
+    cpu::sgemm_nt(rows, out, in, 1.0f, a.data(), in, b.data(), in, 0.0f, c.data(), out);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_rates(state, out * in * static_cast<int64_t>(sizeof(float)), 2 * rows * in * out);
+}
+BENCHMARK(BM_SgemmNt)->Apply(gpt2_linear_shapes);
 
 }  // namespace
 }  // namespace gpt2q::bench

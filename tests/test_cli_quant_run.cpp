@@ -122,7 +122,8 @@ TEST(CliQuantRun, BenchTimesAStoredQuantizedCheckpoint) {
 TEST(CliQuantRun, BenchQuantizesEachMethodInMemory) {
   const json j = run_json("bench --method all --geometry 64x2x2 --double-quant --seq 8 --iters 1 --decode-tokens 2 "
                           "--throughput-batch 0 --json");
-  const std::vector<std::string> methods = {"fp32", "fp16", "int8-tensor", "llm-int8", "nf4", "fp4"};
+  const std::vector<std::string> methods = {"fp32", "fp16", "int8-tensor", "int8-tensor:bf16-compute",
+                                            "llm-int8", "nf4", "nf4:bf16-compute", "fp4"};
   ASSERT_EQ(j["methods"].size(), methods.size());
   const Checkpoint source = make_synthetic_checkpoint(geometry_config("64x2x2", "test"), ModelKind::CausalLM, 0);
   for (size_t i = 0; i < methods.size(); ++i) {
@@ -130,13 +131,15 @@ TEST(CliQuantRun, BenchQuantizesEachMethodInMemory) {
     const json& m = j["methods"][i];
     EXPECT_EQ(m["method"], methods[i]);
     size_t want = GPT2Model::from_checkpoint(source)->total_weight_bytes();
+    const bool bf16 = methods[i].find(":bf16-compute") != std::string::npos;
     if (methods[i] != "fp32") {
       quant::QuantizeOptions o;
-      o.method = methods[i];
-      o.double_quant = methods[i] == "nf4" || methods[i] == "fp4";  // --double-quant goes to the 4-bit methods only
+      o.method = methods[i].substr(0, methods[i].find(':'));
+      o.double_quant = o.method == "nf4" || o.method == "fp4";  // --double-quant goes to the 4-bit methods only
       want = GPT2Model::from_checkpoint(quant::quantize_checkpoint(source, o).checkpoint)->total_weight_bytes();
     }
-    EXPECT_EQ(m["weight_bytes"].get<size_t>(), want);
+    EXPECT_EQ(m["weight_bytes"].get<size_t>(), want);  // the compute dtype holds nothing more
+    EXPECT_EQ(m["description"].get<std::string>().find("bf16 compute") != std::string::npos, bf16) << m["description"];
     EXPECT_FALSE(m.contains("throughput"));
   }
 }
@@ -144,7 +147,15 @@ TEST(CliQuantRun, BenchQuantizesEachMethodInMemory) {
 TEST(CliQuantRun, BenchArgumentErrorsAreOneLine) {
   auto r = run_gpt2q("bench --method int9");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "gpt2q: error: bench: --method 'int9' is not one of fp32, fp16, int8-tensor, llm-int8, nf4, fp4, all\n");
+  EXPECT_EQ(r.err,
+            "gpt2q: error: bench: --method 'int9' is not one of fp32, fp16, int8-tensor, llm-int8, nf4, fp4 "
+            "(int8-tensor, nf4, fp4 also with :bf16-compute), all\n");
+  r = run_gpt2q("bench --method llm-int8:bf16-compute");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is not one of"), std::string::npos) << r.err;
+  r = run_gpt2q("bench --method llm-int8 --compute-dtype bf16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: --compute-dtype bf16 applies to --method int8-tensor, nf4 and fp4 only, not llm-int8\n");
   r = run_gpt2q("bench --method int8-tensor --double-quant");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: --double-quant applies to --method nf4 and fp4 only, not int8-tensor\n");

@@ -53,6 +53,24 @@ TEST(CliQuantize, OptionsOfAnotherMethod) {
              "--symmetric and --per-channel apply to --method int8-tensor only");
   EXPECT_HAS(quantize("--method llm-int8 --threshold -1").err, "--threshold -1 must be finite and >= 0");
   EXPECT_HAS(quantize("--method nf4 --keep-dtype bf16").err, "--keep-dtype 'bf16' is not fp16 or fp32");
+  EXPECT_HAS(quantize("--method nf4 --compute-dtype fp16").err, "--compute-dtype must be fp32 or bf16, got 'fp16'");
+  EXPECT_HAS(quantize("--method llm-int8 --compute-dtype bf16").err,
+             "--compute-dtype bf16 applies to --method int8-tensor, nf4 and fp4 only, not llm-int8");
+}
+
+TEST(CliQuantize, ComputeDtypeIsWrittenAsTorchNamesIt) {
+  for (const auto& [method, key] : {std::pair<std::string, std::string>{"nf4", "bnb_4bit_compute_dtype"},
+                                    {"int8-tensor", "compute_dtype"}}) {
+    fs::path out;
+    const auto r = quantize("--method " + method + " --compute-dtype bf16", &out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Checkpoint ck = Checkpoint::load(out);
+    EXPECT_EQ(ck.quantization_config.at(key), "bfloat16") << method;
+    EXPECT_HAS(r.out, "bf16 compute");
+    fs::path out32;
+    ASSERT_EQ(quantize("--method " + method, &out32).exit_code, 0);
+    EXPECT_EQ(Checkpoint::load(out32).quantization_config.at(key), "float32") << method;
+  }
 }
 
 TEST(CliQuantize, MissingArgumentsAreParseErrors) {

@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "model/linear_factory.h"
+#include "quant/blockwise4_linear.h"
+#include "quant/int8_affine_linear.h"
 #include "quant/llm_int8.h"
 #include "quant/quant_config.h"
 #include "test_lib_quant_support.h"
@@ -383,3 +385,40 @@ TEST(QuantizeCheckpoint, SaveIsAtomicAndRefusesToOverwrite) {
 }
 
 }  // namespace
+
+namespace {
+
+DType compute_of(const Linear& l) {
+  if (const auto* i8 = dynamic_cast<const quant::Int8AffineLinear*>(&l)) return i8->compute_dtype();
+  if (const auto* b4 = dynamic_cast<const quant::Blockwise4Linear*>(&l)) return b4->compute_dtype();
+  return DType::F64;  // neither: a wrong layer type
+}
+
+}  // namespace
+
+TEST(QuantizeCheckpoint, Bf16ComputeComesFromTheConfigAndStaysClose) {
+  // compute dtype bf16, written by quantize and read back by the loader: the
+  // block linears run it, and the logits move by bf16 rounding only.
+  const GPT2Config c = small_quant_config();
+  const fs::path src = write_small_checkpoint("qbf_src", c);
+  const Checkpoint source = Checkpoint::load(src);
+  const TokenBatch tb = small_batch(c);  // 30 rows: the tiled path
+  for (const std::string method : {"int8-tensor", "nf4", "fp4"}) {
+    SCOPED_TRACE(method);
+    quant::QuantizeOptions o;
+    o.method = method;
+    const Tensor f32 = GPT2Model::from_checkpoint(quant::quantize_checkpoint(source, o).checkpoint)->lm_logits(tb);
+    o.compute_dtype = DType::BF16;
+    const fs::path out = temp_dir("qbf_out") / method;
+    quant::save_quantized_checkpoint(quant::quantize_checkpoint(source, o).checkpoint, out, src);
+    auto model = GPT2Model::load(out);
+    for (const auto& bw : model->blocks()) {
+      EXPECT_EQ(compute_of(*bw.c_attn), DType::BF16);
+      EXPECT_EQ(compute_of(*bw.mlp_c_proj), DType::BF16);
+    }
+    const Tensor bf = model->lm_logits(tb);
+    const float d = max_abs_diff(bf, f32);
+    EXPECT_GT(d, 0.0f);
+    EXPECT_LE(d, 2e-2f * std::max(1.0f, max_abs(f32)));
+  }
+}

@@ -38,6 +38,11 @@ TEST(VariantSpec, ModifiersSetTheQuantizeOptions) {
   s = parse_variant_spec("fp4:block-size=128:keep-fp32");
   EXPECT_EQ(s.options.block_size, 128);
   EXPECT_EQ(s.options.keep_dtype, DType::F32);
+  s = parse_variant_spec("nf4:bf16-compute:double-quant");
+  EXPECT_EQ(s.options.compute_dtype, DType::BF16);
+  EXPECT_EQ(s.name, "nf4:double-quant:bf16-compute");
+  EXPECT_EQ(parse_variant_spec("int8-tensor:bf16-compute").options.compute_dtype, DType::BF16);
+  EXPECT_EQ(parse_variant_spec("int8-tensor").options.compute_dtype, DType::F32);
   s = parse_variant_spec("fp16");
   EXPECT_TRUE(s.options.all_tensors);  // a fp16 model has every tensor in fp16
   EXPECT_FALSE(s.is_identity());
@@ -94,6 +99,8 @@ TEST(VariantSpec, BadSpecsAreOneLineErrors) {
   expect_error("nf4:double-quant:double-quant", "given twice");
   expect_error("fp32:all-tensors", "applies to");
   expect_error("nf4@", "nothing after '@'");
+  expect_error("llm-int8:bf16-compute", "applies to int8-tensor, nf4 and fp4 only");
+  expect_error("fp32:bf16-compute", "applies to int8-tensor, nf4 and fp4 only");
 }
 
 TEST(VariantSpec, ReadyMadeMatching) {
@@ -107,12 +114,17 @@ TEST(VariantSpec, ReadyMadeMatching) {
   EXPECT_EQ(ready_made_mismatch(parse_variant_spec("fp32"), nullptr, "float32"), "");
   EXPECT_NE(ready_made_mismatch(parse_variant_spec("fp16"), nullptr, "float32"), "");
   EXPECT_EQ(variant_name_for(nullptr, "float16"), "fp16");
+  // The compute dtype is part of what a ready-made checkpoint holds.
+  qc["bnb_4bit_compute_dtype"] = "bfloat16";
+  EXPECT_EQ(variant_name_for(qc, "float16"), "nf4:bf16-compute");
+  EXPECT_EQ(ready_made_mismatch(parse_variant_spec("nf4:bf16-compute"), qc, "float16"), "");
+  EXPECT_NE(ready_made_mismatch(nf4, qc, "float16"), "");
 }
 
 TEST(VariantSpec, HelpNamesEveryMethodAndTheDefault) {
   const std::string h = variant_spec_help();
   for (const char* m : {"fp32", "fp16", "int8-tensor", "llm-int8", "nf4", "fp4", "per-channel", "mlp-only",
-                        "all-tensors", "threshold=", "double-quant", "@DIR"})
+                        "all-tensors", "threshold=", "double-quant", "bf16-compute", "@DIR"})
     EXPECT_NE(h.find(m), std::string::npos) << m;
   EXPECT_NE(h.find(std::string(kDefaultVariants)), std::string::npos);
 }

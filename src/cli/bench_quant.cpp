@@ -23,7 +23,20 @@ namespace gpt2q::cli {
 
 namespace {
 
-const std::vector<std::string> kAllMethods = {"fp32", "fp16", "int8-tensor", "llm-int8", "nf4", "fp4"};
+// ":bf16-compute" (int8-tensor, nf4, fp4): the same weights with compute dtype
+// bf16 (quant/dequant_gemm.h), as compare's variant modifier of that name.
+constexpr std::string_view kBf16Suffix = ":bf16-compute";
+const std::vector<std::string> kAllMethods = {"fp32",     "fp16", "int8-tensor", "int8-tensor:bf16-compute", "llm-int8",
+                                              "nf4",      "nf4:bf16-compute", "fp4"};
+
+bool is_bf16_compute(const std::string& method) {
+  return method.size() > kBf16Suffix.size() &&
+         method.compare(method.size() - kBf16Suffix.size(), kBf16Suffix.size(), kBf16Suffix) == 0;
+}
+
+std::string base_method(const std::string& method) {
+  return is_bf16_compute(method) ? method.substr(0, method.size() - kBf16Suffix.size()) : method;
+}
 
 // One model under test and its timings.
 struct Variant {
@@ -41,17 +54,19 @@ struct Variant {
 // method only the options that concern it, and the casts none.
 quant::QuantizeOptions options_for(const MethodBenchArgs& a, const std::string& method, bool all) {
   quant::QuantizeOptions o = a.opt;
-  o.method = method;
+  o.method = base_method(method);
+  if (is_bf16_compute(method)) o.compute_dtype = DType::BF16;
   if (!all) return o;
-  const auto m = quant::parse_quant_method(method);
+  const auto m = quant::parse_quant_method(o.method);
   if (!m) {
     quant::QuantizeOptions cast;
-    cast.method = method;
+    cast.method = o.method;
     cast.keep_dtype = a.opt.keep_dtype;
     return cast;
   }
   if (*m != quant::QuantMethod::int8_tensor) o.symmetric = o.per_channel = false;
   if (!quant::is_4bit(*m)) o.double_quant = false;
+  if (!is_bf16_compute(method)) o.compute_dtype = DType::F32;
   return o;
 }
 
@@ -73,7 +88,7 @@ Variant prepare(const Checkpoint& source, const std::string& method, const quant
     v.model = GPT2Model::from_checkpoint(r.checkpoint);  // copies what it keeps; r can go
     v.description = r.checkpoint.quantized()
                         ? quant::QuantizationConfig::from_json(r.checkpoint.quantization_config, method).describe()
-                        : method + " checkpoint (loaded as fp32)";
+                        : method + " weights (held and run as 16-bit)";
   }
   v.prepare_s = seconds_since(t0);
   v.bytes_by_component = v.model->weight_bytes();
@@ -125,7 +140,7 @@ void print_table(const std::vector<Variant>& vs, const MethodBenchArgs& a) {
   const Variant* fp32 = nullptr;
   for (const auto& v : vs)
     if (v.method == "fp32") fp32 = &v;
-  fmt::print("\n{:<12} {:>10} {:>19} {:>21} {:>29} {:>12}", "method", "weight MB", "1x" + std::to_string(a.seq) + " ms med/min",
+  fmt::print("\n{:<24} {:>10} {:>19} {:>21} {:>29} {:>12}", "method", "weight MB", "1x" + std::to_string(a.seq) + " ms med/min",
              "decode tok/s med/best",
              a.throughput_batch > 0 ? fmt::format("{}x{} samples/s med/best", a.throughput_batch, a.seq)
                                     : std::string("throughput"),
@@ -133,7 +148,7 @@ void print_table(const std::vector<Variant>& vs, const MethodBenchArgs& a) {
   if (fp32) fmt::print(" {:>16}", "vs fp32 (1x/dec)");
   fmt::print("\n");
   for (const auto& v : vs) {
-    fmt::print("{:<12} {:>10.1f} {:>19}", v.method, v.weight_bytes / 1e6,
+    fmt::print("{:<24} {:>10.1f} {:>19}", v.method, v.weight_bytes / 1e6,
                fmt::format("{:.1f} / {:.1f}", ms(median(v.latency)), ms(minimum(v.latency))));
     fmt::print(" {:>21}", v.decode.steps.empty() ? std::string("-")
                                                  : fmt::format("{:.1f} / {:.1f}", 1.0 / median(v.decode.steps),
@@ -160,7 +175,9 @@ void print_table(const std::vector<Variant>& vs, const MethodBenchArgs& a) {
 
 }  // namespace
 
-const char* bench_method_names() { return "fp32, fp16, int8-tensor, llm-int8, nf4, fp4, all"; }
+const char* bench_method_names() {
+  return "fp32, fp16, int8-tensor, llm-int8, nf4, fp4 (int8-tensor, nf4, fp4 also with :bf16-compute), all";
+}
 
 void run_method_bench(const MethodBenchArgs& a) {
   if (a.seq < 1 || a.iters < 1 || a.throughput_iters < 1 || a.throughput_batch < 0 || a.decode_tokens < 0)
@@ -172,7 +189,8 @@ void run_method_bench(const MethodBenchArgs& a) {
   } else if (a.method.empty()) {
     if (a.model.empty()) fail("bench: per-method run without --method needs --model DIR");
     methods = {""};
-  } else if (std::find(kAllMethods.begin(), kAllMethods.end(), a.method) != kAllMethods.end()) {
+  } else if (std::find(kAllMethods.begin(), kAllMethods.end(), a.method) != kAllMethods.end() ||
+             a.method == "fp4:bf16-compute") {
     methods = {a.method};
   } else {
     fail("bench: --method '{}' is not one of {}", a.method, bench_method_names());

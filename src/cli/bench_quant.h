@@ -14,14 +14,17 @@ namespace gpt2q::cli {
 struct MethodBenchArgs {
   std::string geometry = "124m";
   std::string model;   // checkpoint directory instead of synthetic weights (may be quantized)
-  std::string method;  // fp32, fp16, int8-tensor, llm-int8, nf4, fp4, all; empty: the checkpoint as stored
+  // fp32, fp16, int8-tensor, llm-int8, nf4, fp4 (the last three also with
+  // ":bf16-compute"), all; empty: the checkpoint as stored
+  std::string method;
   quant::QuantizeOptions opt;  // method left empty; the rest is passed where it applies
   int64_t seq = 128, throughput_batch = 32, decode_tokens = 32;
   int iters = 5, throughput_iters = 2;
   bool json = false;
 };
 
-// Methods --method accepts for the per-method benchmark ("all" expands to the six).
+// Methods --method accepts for the per-method benchmark ("all" expands to
+// the six formats plus int8-tensor and nf4 with bf16 compute).
 const char* bench_method_names();
 
 void run_method_bench(const MethodBenchArgs& args);

@@ -45,7 +45,7 @@ struct BenchArgs {
   std::string tokenizer, text;
   int tokenizer_repeats = 3;
   // Per-method run (bench_quant.cpp) when --method or --model is given.
-  std::string method, model, keep_dtype = "fp16";
+  std::string method, model, keep_dtype = "fp16", compute_dtype = "fp32";
   quant::QuantizeOptions quant;
 };
 
@@ -240,6 +240,7 @@ void run_methods(const BenchArgs& a) {
   m.method = a.method;
   m.opt = a.quant;
   m.opt.keep_dtype = quant::parse_keep_dtype(a.keep_dtype);
+  m.opt.compute_dtype = quant::parse_compute_dtype_option(a.compute_dtype);
   m.seq = a.seq;
   m.throughput_batch = a.throughput_batch;
   m.decode_tokens = a.decode_tokens;
@@ -289,6 +290,10 @@ GPT2Q_COMMAND(bench) {
   cmd->add_flag("--all-tensors", args->quant.all_tensors, "Quantize embeddings and heads too")->group(per_method);
   cmd->add_option("--keep-dtype", args->keep_dtype, "dtype of unquantized tensors: fp16 or fp32")
       ->default_val("fp16")
+      ->group(per_method);
+  cmd->add_option("--compute-dtype", args->compute_dtype,
+                  "int8-tensor/nf4/fp4: fp32, or bf16 (bf16 activations and weights, fp32 sums; >= 16 rows)")
+      ->default_val("fp32")
       ->group(per_method);
   cmd->callback([args] {
     if (args->method.empty() && args->model.empty()) {

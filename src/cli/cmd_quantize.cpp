@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 using gpt2q::quant::TensorQuantReport;
 
 struct QuantizeArgs {
-  std::string model, out, keep_dtype = "fp16";
+  std::string model, out, keep_dtype = "fp16", compute_dtype = "fp32";
   bool synthetic_124m = false;   // hidden: GPT-2 124M geometry with synthetic weights (docs/memory.md)
   int64_t synthetic_labels = 0;  // hidden: >0 makes it a classifier with that many labels
   bool json = false;
@@ -41,6 +41,7 @@ nlohmann::json report_json(const TensorQuantReport& t) {
 
 void run(QuantizeArgs a) {
   a.opt.keep_dtype = gpt2q::quant::parse_keep_dtype(a.keep_dtype);
+  a.opt.compute_dtype = gpt2q::quant::parse_compute_dtype_option(a.compute_dtype);
   gpt2q::quant::check_quantize_options(a.opt);
   if (a.synthetic_124m == !a.model.empty()) gpt2q::fail("give exactly one of --model DIR and --synthetic-124m");
   if (a.synthetic_labels != 0 && (!a.synthetic_124m || a.synthetic_labels < 0))
@@ -129,6 +130,9 @@ GPT2Q_COMMAND(quantize) {
   cmd->add_flag("--all-tensors", a->opt.all_tensors, "Quantize every 2-D weight, embeddings and heads included");
   cmd->add_option("--keep-dtype", a->keep_dtype, "dtype of the tensors not quantized: fp16 or fp32")
       ->default_val("fp16");
+  cmd->add_option("--compute-dtype", a->compute_dtype,
+                  "int8-tensor/nf4/fp4: arithmetic at 16+ rows: fp32, or bf16 (bnb_4bit_compute_dtype)")
+      ->default_val("fp32");
   cmd->add_option("--out", a->out, "Output checkpoint directory (must not exist)")->required();
   cmd->add_flag("--json", a->json, "Print one JSON object instead of text");
   cmd->callback([a] { run(*a); });

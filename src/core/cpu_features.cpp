@@ -16,6 +16,7 @@ const CpuFeatures& cpu_features() {
     c.avx512bw = __builtin_cpu_supports("avx512bw");
     c.avx512vl = __builtin_cpu_supports("avx512vl");
     c.avx512vnni = __builtin_cpu_supports("avx512vnni");
+    c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
     return c;
   }();
   return f;
@@ -47,6 +48,7 @@ std::string cpu_features_str() {
   add(f.avx512bw, "avx512bw");
   add(f.avx512vl, "avx512vl");
   add(f.avx512vnni, "avx512vnni");
+  add(f.avx512bf16, "avx512bf16");
   return s;
 }
 

@@ -13,6 +13,7 @@ struct CpuFeatures {
   bool avx512bw = false;
   bool avx512vl = false;
   bool avx512vnni = false;
+  bool avx512bf16 = false;  // vdpbf16ps (Cooper Lake, Sapphire Rapids, Zen 4)
   bool avx512_ok() const { return avx512f && avx512bw && avx512vl; }
   bool vnni_ok() const { return avx512_ok() && avx512vnni; }
 };

@@ -39,7 +39,8 @@ std::unique_ptr<Linear> make_quantized_linear(const Checkpoint& ck, const std::s
   std::vector<float> bias = bias_values(ck, module + ".bias", out);
   switch (cfg.method) {
     case quant::QuantMethod::int8_tensor:
-      return std::make_unique<quant::Int8AffineLinear>(std::get<quant::Int8Weight>(std::move(qw)), std::move(bias));
+      return std::make_unique<quant::Int8AffineLinear>(std::get<quant::Int8Weight>(std::move(qw)), std::move(bias),
+                                                       cfg.compute());
     case quant::QuantMethod::llm_int8: {
       quant::LlmInt8Options opt;
       opt.threshold = cfg.llm_int8_threshold;
@@ -49,7 +50,7 @@ std::unique_ptr<Linear> make_quantized_linear(const Checkpoint& ck, const std::s
     case quant::QuantMethod::nf4:
     case quant::QuantMethod::fp4:
       return std::make_unique<quant::Blockwise4Linear>(std::get<quant::Blockwise4Weight>(std::move(qw)),
-                                                       std::move(bias));
+                                                       std::move(bias), cfg.compute());
   }
   GPT2Q_CHECK(false, "unknown quantization method");
 }

@@ -163,9 +163,19 @@ void blockwise4_matmul_reference(const Blockwise4Weight& w, const float* bias, c
 }
 
 void blockwise4_matmul(const Blockwise4Weight& w, const float* bias, const float* x, int64_t rows, float* y,
-                       Isa isa) {
+                       Isa isa, DType compute) {
   require_isa(isa);
   if (w.in % w.blocksize != 0 || w.blocksize % 32 != 0) {
+    if (rows >= kTiledGemmMinRows && compute == DType::BF16) {
+      // Blocks straddle rows: decode the whole weight once, tile from it.
+      std::vector<float> wd(static_cast<size_t>(w.numel()));
+      dequantize_4bit(w, wd.data());
+      tiled_dequant_gemm(
+          x, rows, w.in, w.out, bias,
+          [&](int64_t j0, int64_t j1, float* dst) { std::copy(&wd[j0 * w.in], &wd[j1 * w.in], dst); }, y,
+          TiledGemmOptions{compute});
+      return;
+    }
     blockwise4_matmul_reference(w, bias, x, rows, y);
     return;
   }
@@ -189,7 +199,8 @@ void blockwise4_matmul(const Blockwise4Weight& w, const float* bias, const float
                                nullptr};
     tiled_dequant_gemm(
         xs, rows, w.in, w.out, bias,
-        [&](int64_t j0, int64_t j1, float* dst) { blockwise4_decode_rows(codes, j0, j1, dst, isa); }, y);
+        [&](int64_t j0, int64_t j1, float* dst) { blockwise4_decode_rows(codes, j0, j1, dst, isa); }, y,
+        TiledGemmOptions{compute});
     return;
   }
   std::vector<float> xe(static_cast<size_t>(rows * half)), xo(static_cast<size_t>(rows * half));

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "quant/double_quant.h"
+#include "core/dtype.h"
 #include "quant/isa.h"
 
 namespace gpt2q::quant {
@@ -74,7 +75,10 @@ void blockwise4_matmul_reference(const Blockwise4Weight& w, const float* bias, c
 // quant/dequant_gemm.h). Each decoded weight equals the reference's bit for
 // bit; only the fp32 summation order differs. Needs in % blocksize == 0
 // (every weight row starts a block), else it runs the reference.
+// compute BF16 (rows >= kTiledGemmMinRows only): x and each dequantized
+// weight rounded to bf16, products summed in fp32, as bnb's Linear4bit with
+// bnb_4bit_compute_dtype=bfloat16 (dequantize to bf16, bf16 matmul).
 void blockwise4_matmul(const Blockwise4Weight& w, const float* bias, const float* x, int64_t rows, float* y,
-                       Isa isa = best_isa());
+                       Isa isa = best_isa(), DType compute = DType::F32);
 
 }  // namespace gpt2q::quant

@@ -134,6 +134,7 @@ QuantizationConfig config_from_options(const QuantizeOptions& opt) {
   c.llm_int8_threshold = opt.threshold;
   c.blocksize = opt.block_size;
   c.double_quant = opt.double_quant;
+  c.compute_dtype = std::string(torch_dtype_name(opt.compute_dtype));
   return c;
 }
 
@@ -212,6 +213,12 @@ const std::vector<std::string>& quantize_method_names() {
   return names;
 }
 
+DType parse_compute_dtype_option(const std::string& name) {
+  const auto d = parse_compute_dtype(name);
+  if (!d) fail("--compute-dtype must be fp32 or bf16, got '{}'", name);
+  return *d;
+}
+
 DType parse_keep_dtype(const std::string& name) {
   if (name == "fp16") return DType::F16;
   if (name == "fp32") return DType::F32;
@@ -234,6 +241,10 @@ void check_quantize_options(const QuantizeOptions& opt) {
     fail("--block-size {} is not a power of two from 32 to 4096 (bitsandbytes' block sizes)", bs);
   if (!(opt.threshold >= 0.0f) || !std::isfinite(opt.threshold))
     fail("--threshold {} must be finite and >= 0 (0 turns the outlier decomposition off)", opt.threshold);
+  if (opt.compute_dtype != DType::F32 && opt.compute_dtype != DType::BF16)
+    fail("--compute-dtype must be fp32 or bf16, got {}", dtype_name(opt.compute_dtype));
+  if (opt.compute_dtype == DType::BF16 && !(method == QuantMethod::int8_tensor || (method && is_4bit(*method))))
+    fail("--compute-dtype bf16 applies to --method int8-tensor, nf4 and fp4 only, not {}", opt.method);
   if (opt.keep_dtype != DType::F16 && opt.keep_dtype != DType::F32)
     fail("--keep-dtype must be fp16 or fp32, got {}", dtype_name(opt.keep_dtype));
 }

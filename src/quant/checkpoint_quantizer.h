@@ -32,10 +32,15 @@ struct QuantizeOptions {
   std::vector<std::string> include, exclude;
   bool all_tensors = false;
   DType keep_dtype = DType::F16;  // F16 or F32
+  // int8-tensor / nf4 / fp4: the arithmetic the checkpoint asks for at 16
+  // rows and more (QuantizationConfig::compute_dtype): F32 or BF16.
+  DType compute_dtype = DType::F32;
 };
 
 // --keep-dtype's value: "fp16" -> F16, "fp32" -> F32; anything else is an Error.
 DType parse_keep_dtype(const std::string& name);
+// --compute-dtype's value: "fp32"/"float32" -> F32, "bf16"/"bfloat16" -> BF16; else an Error.
+DType parse_compute_dtype_option(const std::string& name);
 // Every method name quantize accepts, for help and errors.
 const std::vector<std::string>& quantize_method_names();
 // Error (naming the option) for a method / option combination that makes no sense.

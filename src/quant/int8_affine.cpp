@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "quant/dequant_gemm.h"
 #include "quant/int8_kernels.h"
 #include "quant/rounding.h"
@@ -105,7 +107,44 @@ void int8_matmul_reference(const Int8Weight& w, const float* bias, const float* 
     }
 }
 
-void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y, Isa isa) {
+namespace {
+
+// compute BF16: the integers the weights are made of enter the bf16 products
+// exactly, the scale comes after. q - zero_point is exact in bf16 while
+// |q - zp| <= 256, i.e. zp in [-128, 128] (every range that contains 0);
+// otherwise (a range excluding 0) the product is split as
+// x·q - zp·Σx, q exact in bf16 and Σx summed from the same bf16 values.
+void int8_matmul_bf16(const Int8WeightGemm& g, const float* x, int64_t rows, float* y, Isa isa) {
+  bool zp_fits = true;
+  for (int64_t j = 0; j < g.out; ++j) zp_fits = zp_fits && g.zero_point[j] >= -128 && g.zero_point[j] <= 128;
+  const std::vector<float> ones(static_cast<size_t>(g.out), 1.0f);
+  const std::vector<int32_t> zeros(static_cast<size_t>(g.out), 0);
+  Int8WeightGemm integers = g;
+  integers.scale = ones.data();
+  if (!zp_fits) integers.zero_point = zeros.data();
+  TiledGemmOptions opt;
+  opt.compute = DType::BF16;
+  opt.col_scale = g.scale;
+  tiled_dequant_gemm(
+      x, rows, g.in, g.out, zp_fits ? g.bias : nullptr,
+      [&](int64_t j0, int64_t j1, float* dst) { int8_decode_rows(integers, j0, j1, dst, isa); }, y, opt);
+  if (zp_fits) return;
+#pragma omp parallel for schedule(static) if (rows * g.out >= cpu::kParallelMinStreamed)
+  for (int64_t i = 0; i < rows; ++i) {
+    double sum = 0;
+    for (int64_t k = 0; k < g.in; ++k) sum += bf16_to_float(float_to_bf16(x[i * g.in + k]));
+    const auto s = static_cast<float>(sum);
+    for (int64_t j = 0; j < g.out; ++j) {
+      const float v = y[i * g.out + j] - g.scale[j] * (static_cast<float>(g.zero_point[j]) * s);
+      y[i * g.out + j] = g.bias ? v + g.bias[j] : v;
+    }
+  }
+}
+
+}  // namespace
+
+void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y, Isa isa,
+                 DType compute) {
   require_isa(isa);
   // Per-row parameters as arrays so the kernels need not know the granularity.
   std::vector<float> scales(static_cast<size_t>(w.out));
@@ -115,6 +154,10 @@ void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t
     zps[j] = w.zero_point_of(j);
   }
   Int8WeightGemm g{x, rows, w.q.data(), zps.data(), scales.data(), bias, w.in, w.out, y};
+  if (rows >= kTiledGemmMinRows && compute == DType::BF16) {
+    int8_matmul_bf16(g, x, rows, y, isa);
+    return;
+  }
   if (rows >= kTiledGemmMinRows) {
     tiled_dequant_gemm(
         x, rows, w.in, w.out, bias, [&](int64_t j0, int64_t j1, float* dst) { int8_decode_rows(g, j0, j1, dst, isa); },

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "quant/isa.h"
 
 namespace gpt2q::quant {
@@ -60,7 +61,11 @@ void int8_matmul_reference(const Int8Weight& w, const float* bias, const float* 
 // Fast: fewer than kTiledGemmMinRows rows, y = scale · Σ x·(q - zero_point)
 // (+ bias), threaded over output channels; more rows, dequantized tiles and
 // sgemm (quant/dequant_gemm.h). Same value up to fp32 rounding order.
+// compute BF16 (rows >= kTiledGemmMinRows only): x rounded to bf16 times the
+// integer codes (exact in bf16), summed in fp32, then scaled: the weights
+// lose nothing, the activations bf16's 8 bits. For a zero point outside
+// [-128, 128] (a range excluding 0) as x·q - zp·Σx.
 void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y,
-                 Isa isa = best_isa());
+                 Isa isa = best_isa(), DType compute = DType::F32);
 
 }  // namespace gpt2q::quant

@@ -39,6 +39,14 @@ std::vector<std::string> get_strings(const json& j, const char* key, const std::
   return v;
 }
 
+// A compute dtype by torch's name; bnb's block may also say "float16".
+std::string get_compute_dtype(const json& j, const char* key, const std::string& source, bool allow_fp16) {
+  const std::string v = get_string(j, key, "float32", source);
+  if (v == "float32" || v == "bfloat16" || (allow_fp16 && v == "float16")) return v;
+  fail("{}: quantization_config.{} \"{}\" is not supported ({})", source, key, v,
+       allow_fp16 ? "float32, bfloat16, float16" : "float32, bfloat16");
+}
+
 QuantizationConfig bnb_from_json(const json& j, const std::string& source) {
   QuantizationConfig c;
   // transformers writes both the public and the underscored flags; the
@@ -71,7 +79,7 @@ QuantizationConfig bnb_from_json(const json& j, const std::string& source) {
     fail("{}: quantization_config.bnb_4bit_quant_type \"{}\" is not supported (nf4, fp4)", source, type);
   }
   c.double_quant = get_bool(j, "bnb_4bit_use_double_quant", false, source);
-  c.compute_dtype = get_string(j, "bnb_4bit_compute_dtype", "float32", source);
+  c.compute_dtype = get_compute_dtype(j, "bnb_4bit_compute_dtype", source, true);
   const std::string storage = get_string(j, "bnb_4bit_quant_storage", "uint8", source);
   if (storage != "uint8")
     fail("{}: quantization_config.bnb_4bit_quant_storage \"{}\" is not supported (uint8)", source, storage);
@@ -88,6 +96,7 @@ QuantizationConfig gpt2q_from_json(const json& j, const std::string& source) {
   c.int8_scheme = get_bool(j, "symmetric", false, source) ? Int8Scheme::symmetric : Int8Scheme::affine;
   c.int8_granularity =
       get_bool(j, "per_channel", false, source) ? Int8Granularity::per_channel : Int8Granularity::per_tensor;
+  c.compute_dtype = get_compute_dtype(j, "compute_dtype", source, false);
   const std::string layout = get_string(j, "weight_layout", "out_in", source);
   if (layout != "out_in")
     fail("{}: quantization_config.weight_layout \"{}\" is not supported (out_in)", source, layout);
@@ -96,6 +105,19 @@ QuantizationConfig gpt2q_from_json(const json& j, const std::string& source) {
 }
 
 }  // namespace
+
+std::optional<DType> parse_compute_dtype(std::string_view name) {
+  if (name == "bf16" || name == "bfloat16") return DType::BF16;
+  if (name == "fp32" || name == "float32") return DType::F32;
+  return std::nullopt;
+}
+
+std::string_view torch_dtype_name(DType compute) { return compute == DType::BF16 ? "bfloat16" : "float32"; }
+
+DType QuantizationConfig::compute() const {
+  const bool applies = method == QuantMethod::int8_tensor || is_4bit(method);
+  return applies && compute_dtype == "bfloat16" ? DType::BF16 : DType::F32;
+}
 
 std::string_view quant_method_name(QuantMethod m) {
   switch (m) {
@@ -131,6 +153,7 @@ json QuantizationConfig::to_json() const {
             {"method", "int8-tensor"},
             {"symmetric", int8_scheme == Int8Scheme::symmetric},
             {"per_channel", int8_granularity == Int8Granularity::per_channel},
+            {"compute_dtype", compute_dtype},
             {"weight_layout", "out_in"},
             {"modules_to_not_convert", skip}};
   }
@@ -162,15 +185,16 @@ QuantizationConfig QuantizationConfig::from_json(const json& j, const std::strin
 std::string QuantizationConfig::describe() const {
   switch (method) {
     case QuantMethod::int8_tensor:
-      return fmt::format("int8-tensor ({}, {})", int8_scheme == Int8Scheme::symmetric ? "symmetric" : "affine",
-                         int8_granularity == Int8Granularity::per_channel ? "per channel" : "per tensor");
+      return fmt::format("int8-tensor ({}, {}{})", int8_scheme == Int8Scheme::symmetric ? "symmetric" : "affine",
+                         int8_granularity == Int8Granularity::per_channel ? "per channel" : "per tensor",
+                         compute() == DType::BF16 ? ", bf16 compute" : "");
     case QuantMethod::llm_int8:
       return fmt::format("llm-int8 (threshold {})", llm_int8_threshold);
     case QuantMethod::nf4:
     case QuantMethod::fp4:
-      return fmt::format("{} ({}{})", quant_method_name(method),
+      return fmt::format("{} ({}{}{})", quant_method_name(method),
                          blocksize > 0 ? fmt::format("blocksize {}", blocksize) : "mixed block sizes",
-                         double_quant ? ", double quant" : "");
+                         double_quant ? ", double quant" : "", compute() == DType::BF16 ? ", bf16 compute" : "");
   }
   return "?";
 }

@@ -16,12 +16,18 @@
 #include <string_view>
 #include <vector>
 
+#include "core/dtype.h"
 #include "quant/blockwise4.h"
 #include "quant/int8_affine.h"
 
 namespace gpt2q::quant {
 
 enum class QuantMethod { int8_tensor, llm_int8, nf4, fp4 };
+
+// torch's names for the compute dtypes a quantization_config may name.
+// "bf16"/"bfloat16" -> BF16, "fp32"/"float32" -> F32; anything else -> nullopt.
+std::optional<DType> parse_compute_dtype(std::string_view name);
+std::string_view torch_dtype_name(DType compute);  // F32 -> "float32", BF16 -> "bfloat16"
 
 std::string_view quant_method_name(QuantMethod m);  // "int8-tensor", "llm-int8", "nf4", "fp4"
 std::optional<QuantMethod> parse_quant_method(std::string_view name);
@@ -39,10 +45,18 @@ struct QuantizationConfig {
   // quant_state; checkpoint_quantization() sets this to their common value (0: mixed).
   int64_t blocksize = 64;
   bool double_quant = false;
-  std::string compute_dtype = "float32";  // bnb_4bit_compute_dtype; gpt2q computes in fp32
+  // nf4 / fp4: bnb_4bit_compute_dtype; int8-tensor: gpt2q's compute_dtype.
+  // "float32", "bfloat16" or "float16" (torch's names); see compute().
+  std::string compute_dtype = "float32";
   // Module names (HF, e.g. "transformer.h.0.attn.c_attn", "lm_head") left
   // unquantized: bnb's llm_int8_skip_modules, gpt2q's modules_to_not_convert.
   std::vector<std::string> skip_modules;
+
+  // The arithmetic of the quantized linears at 16 rows and more
+  // (quant/dequant_gemm.h): BF16 for "bfloat16" (int8-tensor, nf4, fp4), else
+  // F32 — "float16" too: the CPU has no fp16 dot product, so gpt2q computes
+  // in fp32 there (closer to the weights than fp16 would be).
+  DType compute() const;
 
   nlohmann::json to_json() const;
   // `source` names config.json in errors. Unknown quant_method, quant type or

@@ -113,6 +113,9 @@ VariantSpec parse_variant_spec(std::string_view raw) {
       if (r.ec != std::errc() || r.ptr != value.data() + value.size() || bs < 32 || bs > 4096 || (bs & (bs - 1)))
         bad(fmt::format("block-size '{}' is not a power of two from 32 to 4096", value));
       o.block_size = bs;
+    } else if (key == "bf16-compute") {
+      need(o.method == "int8-tensor" || is_4bit_method(o.method), "int8-tensor, nf4 and fp4");
+      o.compute_dtype = DType::BF16;
     } else if (key == "mlp-only" || key == "attn-only") {
       need(is_quant_method(o.method), "int8-tensor, llm-int8, nf4 and fp4");
       (key == "mlp-only" ? v.mlp_only : v.attn_only) = true;
@@ -141,6 +144,7 @@ VariantSpec parse_variant_spec(std::string_view raw) {
   if (o.method == "llm-int8" && seen.count("threshold")) v.name += ":threshold=" + float_text(o.threshold);
   if (o.double_quant) v.name += ":double-quant";
   if (seen.count("block-size")) v.name += fmt::format(":block-size={}", o.block_size);
+  if (o.compute_dtype == DType::BF16) v.name += ":bf16-compute";
   if (v.mlp_only) v.name += ":mlp-only";
   if (v.attn_only) v.name += ":attn-only";
   if (seen.count("all-tensors")) v.name += ":all-tensors";
@@ -169,12 +173,14 @@ std::string variant_spec_help() {
          "  methods:   fp32 (the checkpoint as is), fp16, bf16 (every tensor cast), int8-tensor,\n"
          "             llm-int8, nf4, fp4\n"
          "  modifiers: per-channel, symmetric (int8-tensor); threshold=X (llm-int8, 0 = no outliers);\n"
-         "             double-quant, block-size=N (nf4, fp4); mlp-only (h.*.mlp.*), attn-only (h.*.attn.*);\n"
+         "             double-quant, block-size=N (nf4, fp4); bf16-compute (int8-tensor, nf4, fp4: bf16\n"
+         "             activations and weights, fp32 sums, from 16 rows; bnb_4bit_compute_dtype=bfloat16);\n"
+         "             mlp-only (h.*.mlp.*), attn-only (h.*.attn.*);\n"
          "             all-tensors (also wte, wpe, heads; int8-tensor, nf4, fp4); keep-fp32 (unquantized\n"
          "             tensors stay fp32, default fp16)\n"
          "  @DIR:      take the variant ready-made from a checkpoint dir (e.g. from gpt2q quantize)\n"
          "  examples:  fp32,fp16,int8-tensor:per-channel,int8-tensor:mlp-only,llm-int8:threshold=0,\n"
-         "             nf4:double-quant,fp4,nf4@models/nf4\n"
+         "             nf4:double-quant,nf4:bf16-compute,fp4,nf4@models/nf4\n"
          "  default:   " + std::string(kDefaultVariants) + "\n";
 }
 
@@ -196,6 +202,7 @@ std::string ready_made_mismatch(const VariantSpec& spec, const nlohmann::json& q
     return fmt::format("holds threshold {}, the spec asks for {}", c.llm_int8_threshold, o.threshold);
   if (quant::is_4bit(c.method) && (c.double_quant != o.double_quant || (c.blocksize != 0 && c.blocksize != o.block_size)))
     return fmt::format("holds {}, the spec asks for {}", c.describe(), spec.name);
+  if (c.compute() != o.compute_dtype) return fmt::format("holds {}, the spec asks for {}", c.describe(), spec.name);
   return "";
 }
 
@@ -213,6 +220,7 @@ std::string variant_name_for(const nlohmann::json& qc, std::string_view stored_d
     if (c.double_quant) name += ":double-quant";
     if (c.blocksize != 64 && c.blocksize != 0) name += fmt::format(":block-size={}", c.blocksize);
   }
+  if (c.compute() == DType::BF16) name += ":bf16-compute";
   return name;
 }
 
