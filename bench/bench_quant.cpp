@@ -76,15 +76,19 @@ void BM_LinearF16(benchmark::State& state) {
 }
 BENCHMARK(BM_LinearF16)->Apply(gpt2_linear_shapes);
 
-template <Int8Granularity G>
+template <Int8Granularity G, DType Compute = DType::F32>
 void BM_LinearInt8(benchmark::State& state) {
   const int64_t in = state.range(0), out = state.range(1);
   const auto lin = Int8AffineLinear::from_conv1d(conv1d_weight(in, out), conv1d_bias(out), Int8Scheme::affine, G,
-                                                 "bench");
+                                                 "bench", Compute);
   run_linear(state, *lin, false);
 }
 BENCHMARK(BM_LinearInt8<Int8Granularity::per_tensor>)->Name("BM_LinearInt8Tensor")->Apply(gpt2_linear_shapes);
 BENCHMARK(BM_LinearInt8<Int8Granularity::per_channel>)->Name("BM_LinearInt8Channel")->Apply(gpt2_linear_shapes);
+// compute dtype bf16 (from 16 rows; below it the same fused kernel as fp32).
+BENCHMARK(BM_LinearInt8<Int8Granularity::per_tensor, DType::BF16>)
+    ->Name("BM_LinearInt8TensorBf16Compute")
+    ->Apply(gpt2_linear_shapes);
 
 // threshold 6 with 8 outlier columns of 768 (every 96th; 32 of 3072), and 0
 // (no decomposition: the plain int8 product).
@@ -98,15 +102,16 @@ void BM_LinearLlmInt8(benchmark::State& state, float threshold, bool outliers) {
 BENCHMARK_CAPTURE(BM_LinearLlmInt8, t6_outliers, 6.0f, true)->Apply(gpt2_linear_shapes);
 BENCHMARK_CAPTURE(BM_LinearLlmInt8, t0, 0.0f, false)->Apply(gpt2_linear_shapes);
 
-void BM_Linear4bit(benchmark::State& state, Code4 type, bool double_quant) {
+void BM_Linear4bit(benchmark::State& state, Code4 type, bool double_quant, DType compute = DType::F32) {
   const int64_t in = state.range(0), out = state.range(1);
   const auto lin = Blockwise4Linear::from_conv1d(conv1d_weight(in, out), conv1d_bias(out),
-                                                 {type, 64, double_quant}, "bench");
+                                                 {type, 64, double_quant}, "bench", compute);
   run_linear(state, *lin, false);
 }
 BENCHMARK_CAPTURE(BM_Linear4bit, nf4, Code4::nf4, false)->Apply(gpt2_linear_shapes);
 BENCHMARK_CAPTURE(BM_Linear4bit, fp4, Code4::fp4, false)->Apply(gpt2_linear_shapes);
 BENCHMARK_CAPTURE(BM_Linear4bit, nf4_dq, Code4::nf4, true)->Apply(gpt2_linear_shapes);
+BENCHMARK_CAPTURE(BM_Linear4bit, nf4_bf16_compute, Code4::nf4, false, DType::BF16)->Apply(gpt2_linear_shapes);
 
 // --- quantize / dequantize of one c_fc weight (3072 x 768 = 2.36 M values) ---
 

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "backend/cpu/gemm_bf16.h"
@@ -89,23 +90,36 @@ __m512i bf16_pairs(const float* src, int64_t k0, int64_t k) {
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
-// In-place transpose of 16 × 16 32-bit elements: for each bit b of the
-// index, swap that bit between row and column (one vpermt2d per row).
-void transpose16(__m512i r[16]) {
-  for (int b = 8; b >= 1; b /= 2) {
-    alignas(64) int32_t lo_idx[16], hi_idx[16];
-    for (int c = 0; c < 16; ++c) {
-      lo_idx[c] = (c & b) ? 16 + c - b : c;
-      hi_idx[c] = (c & b) ? 16 + c : c + b;
-    }
-    const __m512i lo = _mm512_load_si512(lo_idx), hi = _mm512_load_si512(hi_idx);
-    for (int i = 0; i < 16; ++i) {
-      if (i & b) continue;
-      const __m512i a = r[i], c = r[i + b];
-      r[i] = _mm512_permutex2var_epi32(a, lo, c);
-      r[i + b] = _mm512_permutex2var_epi32(a, hi, c);
-    }
+// Swaps bit B between row and column index of 16 × 16 32-bit elements: one
+// vpermt2d per row. The four bits in turn transpose. Unrolled with constant
+// index tables, so the 16 rows stay in registers.
+template <int B>
+inline void swap_index_bit(__m512i* r) {
+  static constexpr std::array<int32_t, 16> lo_idx = [] {
+    std::array<int32_t, 16> t{};
+    for (int c = 0; c < 16; ++c) t[c] = (c & B) ? 16 + c - B : c;
+    return t;
+  }();
+  static constexpr std::array<int32_t, 16> hi_idx = [] {
+    std::array<int32_t, 16> t{};
+    for (int c = 0; c < 16; ++c) t[c] = (c & B) ? 16 + c : c + B;
+    return t;
+  }();
+  const __m512i lo = _mm512_loadu_si512(lo_idx.data()), hi = _mm512_loadu_si512(hi_idx.data());
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    if (i & B) continue;
+    const __m512i a = r[i], c = r[i + B];
+    r[i] = _mm512_permutex2var_epi32(a, lo, c);
+    r[i + B] = _mm512_permutex2var_epi32(a, hi, c);
   }
+}
+
+inline void transpose16(__m512i* r) {
+  swap_index_bit<8>(r);
+  swap_index_bit<4>(r);
+  swap_index_bit<2>(r);
+  swap_index_bit<1>(r);
 }
 
 }  // namespace
@@ -125,9 +139,15 @@ void bf16_pack_panels_avx512bf16(const float* b, int64_t n, int64_t k, uint16_t*
   for (int64_t p = 0; p < bf16_panels(n); ++p)
     for (int64_t q0 = 0; q0 < pairs; q0 += 16) {
       __m512i r[16];
-      for (int c = 0; c < 16; ++c) {
-        const int64_t j = 16 * p + c;
-        r[c] = j < n ? bf16_pairs(b + j * k, 2 * q0, k) : _mm512_setzero_si512();
+      const int64_t rows = std::min<int64_t>(16, n - 16 * p);
+      if (rows == 16 && 2 * q0 + 32 <= k) {
+        const float* src = b + 16 * p * k + 2 * q0;
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; ++c)
+          r[c] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + c * k + 16), _mm512_loadu_ps(src + c * k));
+      } else {
+        for (int c = 0; c < 16; ++c)
+          r[c] = c < rows ? bf16_pairs(b + (16 * p + c) * k, 2 * q0, k) : _mm512_setzero_si512();
       }
       transpose16(r);
       const int64_t count = std::min<int64_t>(16, pairs - q0);
