@@ -6,6 +6,7 @@
 // perplexity against a log-softmax computed here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -79,6 +80,55 @@ TEST(CliQuantRun, PerplexityOfTheQuantizedCheckpoint) {
   nll /= static_cast<double>(n - 1);
   EXPECT_EQ(j["tokens"].get<int64_t>(), n - 1);
   EXPECT_NEAR(j["nll"].get<double>(), nll, 1e-5 * nll);
+}
+
+// Mean next-token NLL of `ids` under `model` (one window), log-softmax in double.
+double mean_nll(const GPT2Model& model, const std::vector<int32_t>& ids) {
+  const int64_t n = static_cast<int64_t>(ids.size()), V = model.config().vocab_size;
+  Tensor logits = model.lm_logits(TokenBatch{1, n, ids, {n}});
+  double nll = 0;
+  for (int64_t t = 0; t + 1 < n; ++t) {
+    const float* row = logits.data<float>() + t * V;
+    double mx = row[0], sum = 0;
+    for (int64_t v = 1; v < V; ++v) mx = std::max<double>(mx, row[v]);
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+    nll -= static_cast<double>(row[ids[t + 1]]) - mx - std::log(sum);
+  }
+  return nll / static_cast<double>(n - 1);
+}
+
+TEST(CliQuantRun, ComputeDtypeOverridesTheCheckpoints) {
+  // 16+ tokens, so the prompt takes the tiled path where the compute dtype applies.
+  const std::string text =
+      "Quantized weights are stored packed and run packed on the CPU, and the arithmetic of a prompt can be "
+      "bf16 with fp32 sums, as bitsandbytes does it.";
+  const fs::path file = temp_dir("qrun_cd") / "text.txt";
+  std::ofstream(file, std::ios::binary) << text;
+  const auto ids = Tokenizer::load(gpt2_tokenizer_dir()).encode(text);
+  ASSERT_GE(ids.size(), 16u);
+  const std::string base = "perplexity --model " + shell_quote(lm_nf4()) + " --tokenizer " +
+                           shell_quote(gpt2_tokenizer_dir()) + " --text " + shell_quote(file) + " --json";
+  const json bf = run_json(base + " --compute-dtype bf16");
+  const json f32 = run_json(base);
+  Checkpoint ck = Checkpoint::load(lm_nf4());
+  quant::set_compute_dtype(ck, DType::BF16);
+  const double want_bf = mean_nll(*GPT2Model::from_checkpoint(ck), ids);
+  const double want_f32 = mean_nll(*GPT2Model::load(lm_nf4()), ids);
+  EXPECT_NEAR(bf["nll"].get<double>(), want_bf, 1e-6 * want_bf);
+  EXPECT_NEAR(f32["nll"].get<double>(), want_f32, 1e-6 * want_f32);
+  EXPECT_NE(bf["nll"].get<double>(), f32["nll"].get<double>()) << "the override changed nothing";
+
+  auto r = run_gpt2q(base + " --compute-dtype fp16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: --compute-dtype must be fp32 or bf16, got 'fp16'\n");
+  const fs::path plain = write_small_checkpoint("qrun_cd_plain", gpt2_vocab_config(ModelKind::CausalLM),
+                                                ModelKind::CausalLM, 5);
+  r = run_gpt2q("perplexity --model " + shell_quote(plain) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +
+                " --text " + shell_quote(file) + " --compute-dtype bf16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("config.json: --compute-dtype applies to a quantized checkpoint"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST(CliQuantRun, EvalRunsAQuantizedClassifier) {

@@ -18,6 +18,7 @@
 #include "model/synthetic_weights.h"
 #include "quant/isa.h"
 #include "quant/quant_config.h"
+#include "quant/quantized_checkpoint.h"
 
 namespace gpt2q::cli {
 
@@ -208,6 +209,7 @@ void run_method_bench(const MethodBenchArgs& a) {
   } else {
     source = Checkpoint::load(a.model);
     source_name = a.model;
+    if (a.method.empty() && a.compute_dtype_given) quant::set_compute_dtype(source, a.opt.compute_dtype);
   }
   const GPT2Config& cfg = source.config;
   if (a.seq > cfg.n_positions) fail("bench: --seq {} exceeds n_positions {}", a.seq, cfg.n_positions);

@@ -18,6 +18,7 @@ struct MethodBenchArgs {
   // ":bf16-compute"), all; empty: the checkpoint as stored
   std::string method;
   quant::QuantizeOptions opt;  // method left empty; the rest is passed where it applies
+  bool compute_dtype_given = false;  // --compute-dtype: with --model alone, overrides the stored one
   int64_t seq = 128, throughput_batch = 32, decode_tokens = 32;
   int iters = 5, throughput_iters = 2;
   bool json = false;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,8 @@ struct BenchArgs {
   std::string tokenizer, text;
   int tokenizer_repeats = 3;
   // Per-method run (bench_quant.cpp) when --method or --model is given.
-  std::string method, model, keep_dtype = "fp16", compute_dtype = "fp32";
+  std::string method, model, keep_dtype = "fp16";
+  std::optional<std::string> compute_dtype;
   quant::QuantizeOptions quant;
 };
 
@@ -240,7 +242,10 @@ void run_methods(const BenchArgs& a) {
   m.method = a.method;
   m.opt = a.quant;
   m.opt.keep_dtype = quant::parse_keep_dtype(a.keep_dtype);
-  m.opt.compute_dtype = quant::parse_compute_dtype_option(a.compute_dtype);
+  if (a.compute_dtype) {
+    m.opt.compute_dtype = quant::parse_compute_dtype_option(*a.compute_dtype);
+    m.compute_dtype_given = true;
+  }
   m.seq = a.seq;
   m.throughput_batch = a.throughput_batch;
   m.decode_tokens = a.decode_tokens;
@@ -292,8 +297,8 @@ GPT2Q_COMMAND(bench) {
       ->default_val("fp16")
       ->group(per_method);
   cmd->add_option("--compute-dtype", args->compute_dtype,
-                  "int8-tensor/nf4/fp4: fp32, or bf16 (bf16 activations and weights, fp32 sums; >= 16 rows)")
-      ->default_val("fp32")
+                  "int8-tensor/nf4/fp4: fp32 (default) or bf16 (bf16 activations and weights, fp32 sums; "
+                  ">= 16 rows); with --model alone: overrides the checkpoint's")
       ->group(per_method);
   cmd->callback([args] {
     if (args->method.empty() && args->model.empty()) {

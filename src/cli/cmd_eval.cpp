@@ -20,7 +20,7 @@ namespace {
 
 struct EvalArgs {
   std::string model, data;
-  std::optional<std::string> format, predictions, tokenizer;
+  std::optional<std::string> format, predictions, tokenizer, compute_dtype;
   std::optional<int64_t> max_length;  // default: min(128, n_positions)
   int64_t batch_size = 8;
   bool json = false;
@@ -92,7 +92,7 @@ void run(const EvalArgs& a) {
   if (a.max_length && *a.max_length < 1) gpt2q::fail("--max-length {}: must be at least 1", *a.max_length);
   const auto format = a.format ? gpt2q::parse_data_format(*a.format) : gpt2q::guess_data_format(a.data);
 
-  auto model = gpt2q::GPT2Model::load(a.model);
+  auto model = gpt2q::cli::load_model(a.model, a.compute_dtype);
   gpt2q::require_classifier(*model, a.model);
   const int64_t n_positions = model->config().n_positions;
   if (a.max_length && *a.max_length > n_positions)
@@ -120,6 +120,7 @@ GPT2Q_COMMAND(eval) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Accuracy, macro/per-class P/R/F1, confusion matrix and latency of a classifier");
   cmd->add_option("--model", args->model, "GPT2ForSequenceClassification checkpoint dir")->required();
+  gpt2q::cli::add_compute_dtype_option(cmd, args->compute_dtype);
   cmd->add_option("--data", args->data, "labelled text: AG News CSV, CSV with text,label columns, or JSONL")
       ->required();
   cmd->add_option("--format", args->format, "agnews | csv | jsonl (default: guessed from the file)");

@@ -15,7 +15,7 @@ namespace {
 
 struct PerplexityArgs {
   std::string model, text;
-  std::optional<std::string> tokenizer;
+  std::optional<std::string> tokenizer, compute_dtype;
   std::optional<int64_t> max_length, stride;  // defaults: n_positions, max length / 2
   bool json = false;
 };
@@ -24,7 +24,7 @@ struct PerplexityArgs {
 void run(const PerplexityArgs& a) {
   if (a.max_length && *a.max_length < 1) gpt2q::fail("--max-length {}: must be at least 1", *a.max_length);
   if (a.stride && *a.stride < 1) gpt2q::fail("--stride {}: must be at least 1", *a.stride);
-  auto model = gpt2q::GPT2Model::load(a.model);
+  auto model = gpt2q::cli::load_model(a.model, a.compute_dtype);
   if (model->is_classifier())
     gpt2q::fail("{} is a GPT2ForSequenceClassification; perplexity needs a GPT2LMHeadModel", a.model);
   const int64_t n_positions = model->config().n_positions;
@@ -74,6 +74,7 @@ GPT2Q_COMMAND(perplexity) {
   auto args = std::make_shared<PerplexityArgs>();
   auto* cmd = app.add_subcommand("perplexity", "Sliding-window perplexity of a language model on a text file");
   cmd->add_option("--model", args->model, "GPT2LMHeadModel checkpoint dir")->required();
+  gpt2q::cli::add_compute_dtype_option(cmd, args->compute_dtype);
   cmd->add_option("--text", args->text, "UTF-8 text file, tokenized as one string")->required();
   cmd->add_option("--max-length", args->max_length, "window length in tokens (default: n_positions)");
   cmd->add_option("--stride", args->stride, "tokens between window starts (default: max length / 2)");

@@ -338,6 +338,19 @@ std::vector<std::pair<std::string, Tensor>> quantized_weight_tensors(const std::
   return t;
 }
 
+void set_compute_dtype(Checkpoint& ck, DType compute) {
+  const std::string config = (ck.dir / "config.json").string();
+  if (!ck.quantized())
+    fail("{}: --compute-dtype applies to a quantized checkpoint (int8-tensor, nf4, fp4); this one is not quantized",
+         config);
+  const QuantizationConfig c = QuantizationConfig::from_json(ck.quantization_config, config);
+  if (!(c.method == QuantMethod::int8_tensor || is_4bit(c.method)))
+    fail("{}: --compute-dtype applies to int8-tensor, nf4 and fp4 checkpoints, not {}", config,
+         quant_method_name(c.method));
+  ck.quantization_config[is_4bit(c.method) ? "bnb_4bit_compute_dtype" : "compute_dtype"] =
+      std::string(torch_dtype_name(compute));
+}
+
 QuantizationConfig checkpoint_quantization(const Checkpoint& ck) {
   if (!ck.quantized()) fail("{}: not a quantized checkpoint (config.json has no quantization_config)", ck.dir.string());
   QuantizationConfig cfg = QuantizationConfig::from_json(ck.quantization_config, (ck.dir / "config.json").string());

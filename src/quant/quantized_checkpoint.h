@@ -64,6 +64,12 @@ QuantizationConfig checkpoint_quantization(const Checkpoint& ck);
 QuantizedWeight read_quantized_weight(const Checkpoint& ck, const QuantizationConfig& config,
                                       const std::string& weight_name, int64_t out, int64_t in);
 
+// Sets the compute dtype (F32 or BF16) of an int8-tensor / nf4 / fp4
+// checkpoint in its quantization_config (bnb_4bit_compute_dtype, or gpt2q's
+// compute_dtype), as if quantize had written it: the run-time override of
+// --compute-dtype. Error for an unquantized or llm-int8 checkpoint.
+void set_compute_dtype(Checkpoint& ck, DType compute);
+
 // Reads every quantized weight of `ck` (a full check; nothing is kept).
 void validate_quantized_checkpoint(const Checkpoint& ck);
 
