@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <tuple>
 
 #include "backend/cpu/gemm_bf16.h"
@@ -17,19 +16,14 @@
 #include "quant/int8_affine.h"
 #include "quant/int8_affine_linear.h"
 #include "quant/quant_config.h"
+#include "support/test_env.h"
 
 using namespace gpt2q;
 using namespace gpt2q::quant;
 
 namespace {
 
-std::vector<float> normal(int64_t n, float sd, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, sd);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+std::vector<float> normal(int64_t n, float sd, uint32_t seed) { return test::normal_values(n, sd, seed); }
 
 double bf(float v) { return static_cast<double>(bf16_to_float(float_to_bf16(v))); }
 

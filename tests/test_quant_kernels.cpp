@@ -11,19 +11,14 @@
 #include "quant/int8_affine.h"
 #include "quant/int8_kernels.h"
 #include "quant/isa.h"
+#include "support/test_env.h"
 
 using namespace gpt2q;
 using namespace gpt2q::quant;
 
 namespace {
 
-std::vector<float> normal(size_t n, float sd, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+std::vector<float> normal(int64_t n, float sd, uint32_t seed) { return test::normal_values(n, sd, seed); }
 
 // y = x · Wᵀ (+ b) in double, and Σ|x||w| per output for the error bound.
 void reference_double(const std::vector<float>& wd, const float* bias, const std::vector<float>& x, int64_t rows,

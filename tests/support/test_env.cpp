@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,14 @@ CommandResult run_gpt2q(const std::string& args) {
 
 CommandResult init_model(const std::filesystem::path& out, const std::string& args) {
   return run_gpt2q("init " + args + " --out " + shell_quote(out));
+}
+
+std::vector<float> normal_values(int64_t n, float sd, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  return v;
 }
 
 }  // namespace gpt2q::test

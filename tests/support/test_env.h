@@ -1,8 +1,10 @@
 #pragma once
 // Where tests find their inputs. Shared data (../shared/data) can be moved with
 // the GPT2Q_DATA environment variable; committed fixtures live in tests/fixtures.
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace gpt2q::test {
 
@@ -32,5 +34,8 @@ CommandResult run_gpt2q(const std::string& args);
 
 // `gpt2q init ARGS --out OUT`: a small random model to run the CLI on.
 CommandResult init_model(const std::filesystem::path& out, const std::string& args);
+
+// n values from N(0, sd²), mt19937 seeded with `seed` (reproducible test data).
+std::vector<float> normal_values(int64_t n, float sd, uint32_t seed);
 
 }  // namespace gpt2q::test
