@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "core/build_info.h"
 #include "core/error.h"
 #include "core/file_util.h"
 
@@ -54,7 +55,7 @@ std::string exact_command_line(const std::string& fallback) {
 int main(int argc, char** argv) {
   CLI::App app{"gpt2q: fine-tune, quantize and evaluate GPT-2 (HF checkpoints), natively."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("gpt2q ") + GPT2Q_VERSION + " (" + GPT2Q_GIT_COMMIT + ")");
+  app.set_version_flag("--version", std::string("gpt2q ") + gpt2q::build_version() + " (" + gpt2q::build_git_commit() + ")");
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string name = a ? a->get_name() : "gpt2q";
     return std::string(e.what()) + " (see '" + name + " --help')\n";

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/cpu_features.h"
+#include "core/build_info.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "eval/tokenizer_lookup.h"
@@ -223,7 +224,7 @@ Inputs load_inputs(const CompareOptions& o) {
   }
   in.fingerprint = fp;
   ri.gpt2q_version = GPT2Q_VERSION;
-  ri.git_commit = GPT2Q_GIT_COMMIT;
+  ri.git_commit = build_git_commit();
   ri.date_utc = utc_now();
   ri.command = o.command_line;
   ri.host = host_name();
