@@ -54,7 +54,8 @@ struct PipelineOptions {
 };
 
 inline constexpr std::string_view kPipelineVariants =
-    "fp32,fp16,int8-tensor,int8-tensor:per-channel,int8-tensor:mlp-only,llm-int8,nf4,nf4:double-quant,fp4";
+    "fp32,fp16,int8-tensor,int8-tensor:per-channel,int8-tensor:mlp-only,int8-tensor:bf16-compute,llm-int8,nf4,"
+    "nf4:double-quant,nf4:bf16-compute,fp4";
 
 struct PipelineResult {
   std::filesystem::path classifier;  // the checkpoint compared as fp32
