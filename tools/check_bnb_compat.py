@@ -20,6 +20,17 @@ Without --model it builds a small random GPT-2 (seeded). For each method
   4. runs both models (bnb on our checkpoint; fp32 transformers with the
      weights bnb dequantized) and compares the logits (bnb's bf16 CPU kernel
      for 4-bit layers is switched off so that both compute in fp32).
+Then compute dtype bf16 (`quantize --compute-dtype bf16`, written as
+bnb_4bit_compute_dtype): with --tokenizer (default ../shared/data/gpt2-tokenizer
+when present) it builds a small GPT-2 with the real vocabulary, quantizes it to
+nf4 and fp4 with bf16 compute, checks that transformers gives every Linear4bit
+compute_dtype bfloat16, and compares the last-position logits of a 20+-token
+text from bnb (bf16 compute, its own CPU path) with `gpt2q logits` on the same
+checkpoint. They agree to bf16's rounding noise, not bit for bit: bnb also
+rounds each layer's output to bf16 (gpt2q keeps the fp32 sums) and sums in
+another order, so its distance from gpt2q's bf16 logits is of the size of
+either's distance from fp32 compute (all three ~0.3-0.5 % of the largest
+logit on this model).
 Needs: pip install bitsandbytes accelerate. Exit status 1 if a check fails.
 """
 import argparse
@@ -52,6 +63,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpt2q", required=True, help="path of the gpt2q binary")
     ap.add_argument("--model", help="fp32 GPT-2 checkpoint (default: a small random one)")
+    default_tok = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "gpt2-tokenizer")
+    ap.add_argument("--tokenizer", default=default_tok if os.path.isdir(default_tok) else None,
+                    help="GPT-2 tokenizer dir for the bf16-compute check (skipped without one)")
     args = ap.parse_args()
 
     import bitsandbytes as bnb
@@ -123,7 +137,54 @@ def main():
         print(json.dumps({"method": tag, "status": status, "codes_differing_from_bnb": code_diff,
                           "codes": code_total, "worst_error_over_tolerance": round(worst_rel, 4),
                           "max_logit_diff": diff, "max_logit": scale}))
+    if args.tokenizer:
+        ok &= check_bf16_compute(args.gpt2q, args.tokenizer, work)
     sys.exit(0 if ok else 1)
+
+
+def check_bf16_compute(gpt2q, tokenizer_dir, work):
+    import bitsandbytes as bnb
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    torch.manual_seed(1)
+    src = os.path.join(work, "fp32_vocab")
+    cfg = GPT2Config(n_embd=128, n_layer=2, n_head=4, n_positions=64, vocab_size=50257)
+    GPT2LMHeadModel(cfg).save_pretrained(src)
+    tok = GPT2TokenizerFast(os.path.join(tokenizer_dir, "vocab.json"), os.path.join(tokenizer_dir, "merges.txt"))
+    text = ("Quantized weights are stored packed, and a prompt of this length is multiplied with bf16 operands "
+            "and fp32 sums, as bitsandbytes does it.")
+    ids = torch.tensor([tok(text)["input_ids"]])
+    assert ids.shape[1] >= 16, "the text must reach gpt2q's tiled path (16 rows)"
+    ok = True
+    for method in ("nf4", "fp4"):
+        logits = {}
+        for compute in ("fp32", "bf16"):
+            out = os.path.join(work, f"{method}-{compute}")
+            subprocess.run([gpt2q, "quantize", "--model", src, "--method", method, "--compute-dtype", compute,
+                            "--keep-dtype", "fp32", "--out", out], check=True, stdout=subprocess.DEVNULL)
+            r = subprocess.run([gpt2q, "logits", "--model", out, "--tokenizer", tokenizer_dir, "--text", text,
+                                "--json"], check=True, capture_output=True, text=True)
+            logits[compute] = torch.tensor(json.loads(r.stdout)["logits"][0])
+        q = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()  # the bf16 one
+        dtypes = {m.compute_dtype for m in q.modules() if isinstance(m, bnb.nn.Linear4bit)}
+        if dtypes != {torch.bfloat16}:
+            print(f"{method} bf16: transformers set compute dtypes {dtypes}, not bfloat16"); ok = False
+        with torch.no_grad():
+            bnb_last = q(ids).logits[0, -1].float()
+        scale = float(bnb_last.abs().max())
+        d_bf16 = float((bnb_last - logits["bf16"]).abs().max())
+        d_fp32 = float((logits["fp32"] - logits["bf16"]).abs().max())
+        d_bnb_fp32 = float((bnb_last - logits["fp32"]).abs().max())
+        # bf16 rounding of activations, weights and (bnb only) layer outputs:
+        # a few 2^-8 relative steps through two layers and the head.
+        limit = 3e-2 * scale
+        status = "ok" if d_bf16 <= limit else "FAIL"
+        ok &= d_bf16 <= limit
+        print(json.dumps({"method": method + " bf16-compute", "status": status, "tokens": int(ids.shape[1]),
+                          "max_logit_diff_vs_bnb_bf16": d_bf16, "bnb_bf16_vs_gpt2q_fp32": d_bnb_fp32,
+                          "gpt2q_bf16_vs_gpt2q_fp32": d_fp32,
+                          "max_logit": scale, "limit": limit}))
+    return ok
 
 
 if __name__ == "__main__":
