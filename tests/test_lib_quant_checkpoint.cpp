@@ -205,9 +205,18 @@ TEST_P(QuantizedCheckpointTest, LogitsMatchDequantizedReference) {
     want = Tensor::empty({tb.batch, tb.seq, c.vocab_size}, DType::F32);
     head.forward(h.data<float>(), rows, want.data<float>());
   }
-  // LLM.int8's fast path is bit-identical to its scalar reference; the other
-  // kernels differ from a dequantized fp32 GEMM only in summation order.
-  const float tol = llm ? 0.0f : 2e-5f * std::max(1.0f, max_abs(want));
+  // LLM.int8's fast path is bit-identical to its scalar reference, so the
+  // final hidden states must be too. The other kernels differ from a
+  // dequantized fp32 GEMM only in summation order, and so does a tied head
+  // kept in fp16 (decoded tile by tile, then sgemm) from the reference's
+  // one fp32 sgemm: on CPUs where OpenBLAS picks its Haswell kernels the
+  // two orders differ in the last bits.
+  if (llm) {
+    const Tensor h_got = model->hidden_states(tb), h_want = reference->hidden_states(tb);
+    EXPECT_EQ(std::memcmp(h_got.raw(), h_want.raw(), h_got.nbytes()), 0);
+  }
+  const bool head_is_llm_int8 = llm && mc.opt.all_tensors;
+  const float tol = head_is_llm_int8 ? 0.0f : 2e-5f * std::max(1.0f, max_abs(want));
   EXPECT_LE(max_abs_diff(got, want), tol);
 
   // Quantization changed the model (the comparison above is not vacuous).
