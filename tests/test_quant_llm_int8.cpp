@@ -252,6 +252,33 @@ TEST(LlmInt8, FastPathBitIdenticalToReferenceOnEveryIsa) {
   }
 }
 
+// Many outlier columns, in scattered rows, at a size where the fast path
+// spreads activation quantization, the epilogue and the outlier sums over the
+// threads (32 x 128 tokens hit this): still the reference's bits.
+TEST(LlmInt8, FastPathBitIdenticalWithManyOutlierColumnsOnThreads) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t rows = 96, out = 203, in = 1000;
+  std::vector<float> w(static_cast<size_t>(out * in)), x(static_cast<size_t>(rows * in)), b(static_cast<size_t>(out));
+  for (auto& v : w) v = 0.05f * nd(rng);
+  for (auto& v : x) v = 1.5f * nd(rng);  // a few |x| >= 6 by chance
+  for (auto& v : b) v = 0.1f * nd(rng);
+  for (int64_t c = 0; c < 23; ++c) x[static_cast<size_t>((c * 37 % rows) * in + c * 41)] = (c % 2 ? -1.0f : 1.0f) * (7.0f + c);
+  const LlmInt8Weight q = quantize_llm_int8(w.data(), out, in);
+  const Int8Rows codes = quantize_rows_int8(x.data(), rows, in, 6.0f);
+  ASSERT_GE(codes.outlier_cols.size(), 23u);
+  for (LlmInt8Epilogue ep : {LlmInt8Epilogue::cuda_fp16, LlmInt8Epilogue::fp32}) {
+    std::vector<float> ref(static_cast<size_t>(rows * out)), fast(ref.size());
+    llm_int8_matmul_reference(q, b.data(), x.data(), rows, {6.0f, ep}, ref.data());
+    for (Isa isa : available_isas()) {
+      SCOPED_TRACE(isa_name(isa));
+      std::fill(fast.begin(), fast.end(), NAN);
+      llm_int8_matmul(q, b.data(), x.data(), rows, {6.0f, ep}, fast.data(), isa);
+      for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(bits(fast[i]), bits(ref[i])) << i;
+    }
+  }
+}
+
 TEST(LlmInt8, LinearFromConv1dAndErrors) {
   FixtureSetup s = setup(kCuda);
   std::vector<float> w = values<float>(kCuda, "weight");  // [out, in]

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "ops/ops.h"
+
 // Each format is defined operation by operation; GCC would otherwise fuse
 // a * b + c into one FMA in C++ (-ffp-contract=fast is its default there).
 #if defined(__clang__)
@@ -171,18 +173,24 @@ void int8_weight_gemm(const Int8WeightGemm& g, Isa isa) {
 
 void int8_gemm_i32(const Int8Gemm& g, Isa isa) {
   require_isa(isa);
-  std::vector<uint8_t> a_biased;
+  Tensor a_biased_buf;
+  const uint8_t* a_biased = nullptr;
   if (isa == Isa::avx512) {
     // vpdpbusd multiplies unsigned by signed bytes: feed a + 128 (a ^ 0x80).
-    a_biased.resize(static_cast<size_t>(g.rows * g.in));
-    for (size_t i = 0; i < a_biased.size(); ++i) a_biased[i] = static_cast<uint8_t>(g.a[i]) ^ 0x80u;
+    // A scratch buffer: at 4096 rows this is megabytes per call.
+    const int64_t n = g.rows * g.in;
+    a_biased_buf = ops::scratch({n}, DType::U8);
+    uint8_t* dst = a_biased_buf.data<uint8_t>();
+#pragma omp parallel for schedule(static) if (n >= (1 << 20))
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<uint8_t>(g.a[i]) ^ 0x80u;
+    a_biased = dst;
   }
   const int64_t work = g.rows * g.out * g.in;
   for_channel_chunks(g.out, work, [&](int64_t j0, int64_t j1) {
     switch (isa) {
       case Isa::scalar: gemm_i32_scalar(g, j0, j1); break;
       case Isa::avx2: gemm_i32_avx2(g, j0, j1); break;
-      case Isa::avx512: detail::int8_gemm_i32_avx512(a_biased.data(), g, j0, j1); break;
+      case Isa::avx512: detail::int8_gemm_i32_avx512(a_biased, g, j0, j1); break;
     }
   });
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "ops/ops.h"
 #include "quant/int8_kernels.h"
 #include "quant/rounding.h"
 
@@ -19,6 +20,10 @@
 
 namespace gpt2q::quant {
 namespace {
+
+// Below this many values a loop stays on one thread: waking the pool costs
+// more than, say, quantizing one decoding token.
+constexpr int64_t kParallelMinValues = int64_t{1} << 16;
 
 // round(v · scale) into int8. The product of an fp16 value and 127 / absmax
 // stays within ±127 up to rounding; non-finite values (absmax 0 or inf) give
@@ -71,32 +76,43 @@ inline __m256 round_through_fp16_x8(__m256 v) {
   return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-// quantize_rows_int8 in registers (8 values at a time), for the fast path;
-// the scalar one stays the reference, and the tests hold the two to the
-// same codes bit for bit.
-Int8Rows quantize_rows_int8_fast(const float* x, int64_t rows, int64_t cols, float threshold) {
-  Int8Rows r;
-  r.rows = rows;
-  r.cols = cols;
-  r.q.assign(static_cast<size_t>(rows * cols), 0);
-  r.absmax.assign(static_cast<size_t>(rows), 0.0f);
+// The fast path's activation codes. The buffers come from the caching
+// allocator (ops::scratch): at 32 x 128 tokens one c_fc call quantizes
+// 4096 x 768 values and accumulates 4096 x 3072 int32 (50 MB); fresh
+// zero-filled vectors paid their memset and page faults on every call.
+struct ActivationCodes {
+  Tensor q;       // I8 [rows, cols]
+  Tensor absmax;  // F32 [rows]
+  std::vector<int32_t> outlier_cols;
+};
+
+// quantize_rows_int8 in registers (8 values at a time), rows spread over the
+// threads; the scalar one stays the reference, and the tests hold the two to
+// the same codes bit for bit.
+ActivationCodes quantize_rows_int8_fast(const float* x, int64_t rows, int64_t cols, float threshold) {
+  ActivationCodes r{ops::scratch({rows, cols}, DType::I8), ops::scratch({rows}), {}};
+  int8_t* const codes = r.q.data<int8_t>();
+  float* const absmax = r.absmax.data<float>();
+  Tensor x16_buf = ops::scratch({rows, cols});
+  float* const x16 = x16_buf.data<float>();
+  // Whether a row holds an outlier: each row is one thread's, so no races;
+  // the few rows that do are scanned again for their columns.
+  std::vector<uint8_t> row_has_outlier(static_cast<size_t>(rows), 0);
   const int64_t c8 = cols / 8 * 8;
-  std::vector<float> x16(static_cast<size_t>(rows * cols));
-  std::vector<uint8_t> is_outlier_col(static_cast<size_t>(cols), 0);
   const __m256 sign = _mm256_set1_ps(-0.0f), thr = _mm256_set1_ps(threshold);
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinValues)
   for (int64_t i = 0; i < rows; ++i) {
     const float* xi = x + i * cols;
-    float* hi = x16.data() + i * cols;
+    float* hi = x16 + i * cols;
     __m256 m = _mm256_setzero_ps();
+    int any_outlier = 0;
     for (int64_t k = 0; k < c8; k += 8) {
       const __m256 h = round_through_fp16_x8(_mm256_loadu_ps(xi + k));
       _mm256_storeu_ps(hi + k, h);
       const __m256 a = _mm256_andnot_ps(sign, h);
       if (threshold > 0.0f) {
         const __m256 out = _mm256_cmp_ps(a, thr, _CMP_GE_OQ);
-        if (const int bitsset = _mm256_movemask_ps(out))
-          for (int l = 0; l < 8; ++l)
-            if (bitsset & (1 << l)) is_outlier_col[static_cast<size_t>(k + l)] = 1;
+        any_outlier |= _mm256_movemask_ps(out);
         // Only the outlier elements themselves leave the absmax (as the reference).
         m = _mm256_max_ps(_mm256_andnot_ps(out, a), m);  // max(a, m): a NaN lane keeps m, as std::max(m, a)
       } else {
@@ -105,41 +121,80 @@ Int8Rows quantize_rows_int8_fast(const float* x, int64_t rows, int64_t cols, flo
     }
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, m);
-    float absmax = 0.0f;
-    for (float v : lanes) absmax = std::max(absmax, v);
+    float row_max = 0.0f;
+    for (float v : lanes) row_max = std::max(row_max, v);
     for (int64_t k = c8; k < cols; ++k) {
       hi[k] = round_through_fp16(xi[k]);
       const float a = std::fabs(hi[k]);
       if (threshold > 0.0f && a >= threshold) {
-        is_outlier_col[static_cast<size_t>(k)] = 1;
+        any_outlier = 1;
         continue;
       }
-      absmax = std::max(absmax, a);
+      row_max = std::max(row_max, a);
     }
-    r.absmax[i] = absmax;
+    absmax[i] = row_max;
+    row_has_outlier[static_cast<size_t>(i)] = any_outlier != 0;
   }
-  if (threshold > 0.0f)
+  std::vector<uint8_t> is_outlier_col(static_cast<size_t>(cols), 0);
+  if (threshold > 0.0f) {
+    for (int64_t i = 0; i < rows; ++i)
+      if (row_has_outlier[static_cast<size_t>(i)])
+        for (int64_t k = 0; k < cols; ++k)
+          if (std::fabs(x16[i * cols + k]) >= threshold) is_outlier_col[static_cast<size_t>(k)] = 1;
     for (int64_t k = 0; k < cols; ++k)
-      if (is_outlier_col[k]) r.outlier_cols.push_back(static_cast<int32_t>(k));
+      if (is_outlier_col[static_cast<size_t>(k)]) r.outlier_cols.push_back(static_cast<int32_t>(k));
+  }
   const __m256 lo = _mm256_set1_ps(-127.0f), hi127 = _mm256_set1_ps(127.0f), inf = _mm256_set1_ps(INFINITY);
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinValues)
   for (int64_t i = 0; i < rows; ++i) {
-    const float scale = 127.0f / r.absmax[i];
+    const float scale = 127.0f / absmax[i];
     const __m256 sv = _mm256_set1_ps(scale);
-    const float* hi = x16.data() + i * cols;
-    int8_t* q = r.q.data() + i * cols;
+    const float* hi = x16 + i * cols;
+    int8_t* q = codes + i * cols;
     for (int64_t k = 0; k < c8; k += 8) {
       const __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(hi + k), sv),
                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       // Non-finite (absmax 0 or inf) -> 0, as int8_of.
       const __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), inf, _CMP_LT_OQ);
       const __m256 c = _mm256_and_ps(finite, _mm256_min_ps(_mm256_max_ps(v, lo), hi127));
-      alignas(32) int32_t codes[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(codes), _mm256_cvttps_epi32(c));
-      for (int l = 0; l < 8; ++l) q[k + l] = is_outlier_col[k + l] ? 0 : static_cast<int8_t>(codes[l]);
+      alignas(32) int32_t lane_codes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lane_codes), _mm256_cvttps_epi32(c));
+      for (int l = 0; l < 8; ++l) q[k + l] = is_outlier_col[k + l] ? 0 : static_cast<int8_t>(lane_codes[l]);
     }
     for (int64_t k = c8; k < cols; ++k) q[k] = is_outlier_col[k] ? 0 : int8_of(hi[k], scale);
   }
   return r;
+}
+
+// add_outlier_part 8 outputs at a time, rows over the threads. Bit-identical:
+// the outlier weight columns are dequantized by the same expression, and each
+// output still sums its columns in ascending order with a multiply then an
+// add (no FMA), as the reference. They are laid out [column, out] once per
+// call so that 8 neighbouring outputs load as one vector.
+void add_outlier_part_fast(const LlmInt8Weight& w, const float* x, int64_t rows, const std::vector<int32_t>& cols,
+                           float* y) {
+  if (cols.empty()) return;
+  const int64_t n = static_cast<int64_t>(cols.size()), out = w.out, o8 = out / 8 * 8;
+  Tensor wt_buf = ops::scratch({n, out});
+  float* const wt = wt_buf.data<float>();
+  for (int64_t c = 0; c < n; ++c)
+    for (int64_t j = 0; j < out; ++j) wt[c * out + j] = llm_int8_dequantized_weight(w, j, cols[c]);
+#pragma omp parallel for schedule(static) if (rows * out * n >= kParallelMinValues)
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* xi = x + i * w.in;
+    float* yi = y + i * out;
+    for (int64_t j = 0; j < o8; j += 8) {
+      __m256 s = _mm256_setzero_ps();
+      for (int64_t c = 0; c < n; ++c)
+        s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(xi[cols[c]]), _mm256_loadu_ps(wt + c * out + j)));
+      _mm256_storeu_ps(yi + j, _mm256_add_ps(_mm256_loadu_ps(yi + j), s));
+    }
+    for (int64_t j = o8; j < out; ++j) {
+      float s = 0.0f;
+      for (int64_t c = 0; c < n; ++c) s += xi[cols[c]] * wt[c * out + j];
+      yi[j] += s;
+    }
+  }
 }
 
 // llm_int8_epilogue, 8 outputs at a time; bit-identical (same operations,
@@ -148,7 +203,7 @@ void llm_int8_epilogue_fast(const int32_t* acc, const float* sca, const LlmInt8W
                             int64_t rows, LlmInt8Epilogue epilogue, float* y) {
   const int64_t out = w.out, o8 = out / 8 * 8;
   const __m256 cst = _mm256_set1_ps(kLlmInt8DequantConst), zero = _mm256_setzero_ps();
-#pragma omp parallel for schedule(static) if (rows * out >= (1 << 16))
+#pragma omp parallel for schedule(static) if (rows * out >= kParallelMinValues)
   for (int64_t i = 0; i < rows; ++i) {
     const __m256 sa = _mm256_set1_ps(sca[i]);
     for (int64_t j = 0; j < o8; j += 8) {
@@ -249,16 +304,22 @@ void llm_int8_matmul_reference(const LlmInt8Weight& w, const float* bias, const 
 void llm_int8_matmul(const LlmInt8Weight& w, const float* bias, const float* x, int64_t rows,
                      const LlmInt8Options& opt, float* y, Isa isa) {
   check_shapes(w, rows);
-  Int8Rows a = isa == Isa::scalar ? quantize_rows_int8(x, rows, w.in, opt.threshold)
-                                   : quantize_rows_int8_fast(x, rows, w.in, opt.threshold);
-  std::vector<int32_t> acc(static_cast<size_t>(rows * w.out));
-  int8_gemm_i32(Int8Gemm{a.q.data(), rows, w.cb.data(), w.cb_row_sums.data(), w.in, w.out, acc.data()}, isa);
   if (isa == Isa::scalar) {
+    // The scalar ISA is the reference's arithmetic with the dispatcher's int8 GEMM.
+    Int8Rows a = quantize_rows_int8(x, rows, w.in, opt.threshold);
+    std::vector<int32_t> acc(static_cast<size_t>(rows * w.out));
+    int8_gemm_i32(Int8Gemm{a.q.data(), rows, w.cb.data(), w.cb_row_sums.data(), w.in, w.out, acc.data()}, isa);
     llm_int8_epilogue(acc.data(), a.absmax.data(), w, bias, rows, opt.epilogue, y);
-  } else {
-    llm_int8_epilogue_fast(acc.data(), a.absmax.data(), w, bias, rows, opt.epilogue, y);
+    add_outlier_part(w, x, rows, a.outlier_cols, y);
+    return;
   }
-  add_outlier_part(w, x, rows, a.outlier_cols, y);
+  ActivationCodes a = quantize_rows_int8_fast(x, rows, w.in, opt.threshold);
+  Tensor acc = ops::scratch({rows, w.out}, DType::I32);
+  int8_gemm_i32(Int8Gemm{a.q.data<int8_t>(), rows, w.cb.data(), w.cb_row_sums.data(), w.in, w.out,
+                         acc.data<int32_t>()},
+                isa);
+  llm_int8_epilogue_fast(acc.data<int32_t>(), a.absmax.data<float>(), w, bias, rows, opt.epilogue, y);
+  add_outlier_part_fast(w, x, rows, a.outlier_cols, y);
 }
 
 }  // namespace gpt2q::quant
