@@ -53,6 +53,17 @@ std::string edited_weights(const std::function<void(json&)>& edit) {
 
 }  // namespace
 
+// --version names the build and what results depend on: CPU and BLAS kernels.
+TEST(CliInfo, VersionNamesBuildCpuAndBlasCore) {
+  const auto r = run_gpt2q("--version");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("gpt2q ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("\nCPU: "), std::string::npos) << r.out;
+  const size_t blas = r.out.find("\nBLAS: OpenBLAS ");
+  ASSERT_NE(blas, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(core: ", blas), std::string::npos) << r.out;
+}
+
 TEST(CliInfo, FakeGpt2Text) {
   auto r = run_gpt2q("info " + shell_quote(fake_gpt2_dir()));
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -6,8 +6,10 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "cli/command.h"
 #include "core/build_info.h"
+#include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/file_util.h"
 
@@ -55,7 +57,12 @@ std::string exact_command_line(const std::string& fallback) {
 int main(int argc, char** argv) {
   CLI::App app{"gpt2q: fine-tune, quantize and evaluate GPT-2 (HF checkpoints), natively."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("gpt2q ") + gpt2q::build_version() + " (" + gpt2q::build_git_commit() + ")");
+  // What a result depends on: the build, the CPU's features and the BLAS
+  // kernels (OpenBLAS picks them by CPU model, or OPENBLAS_CORETYPE).
+  app.set_version_flag("--version", [] {
+    return fmt::format("gpt2q {} ({})\nCPU: {} ({})\nBLAS: {}", gpt2q::build_version(), gpt2q::build_git_commit(),
+                       gpt2q::cpu_model_name(), gpt2q::cpu_features_str(), gpt2q::cpu::blas_description());
+  });
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string name = a ? a->get_name() : "gpt2q";
     return std::string(e.what()) + " (see '" + name + " --help')\n";

@@ -14,6 +14,7 @@ const CpuFeatures& cpu_features() {
     c.f16c = true;  // implied by the x86-64-v3 baseline the binary is built for
     c.avx512f = __builtin_cpu_supports("avx512f");
     c.avx512bw = __builtin_cpu_supports("avx512bw");
+    c.avx512dq = __builtin_cpu_supports("avx512dq");
     c.avx512vl = __builtin_cpu_supports("avx512vl");
     c.avx512vnni = __builtin_cpu_supports("avx512vnni");
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
@@ -46,6 +47,7 @@ std::string cpu_features_str() {
   add(f.fma, "fma");
   add(f.avx512f, "avx512f");
   add(f.avx512bw, "avx512bw");
+  add(f.avx512dq, "avx512dq");
   add(f.avx512vl, "avx512vl");
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512bf16, "avx512bf16");

@@ -166,6 +166,7 @@ json results_to_json(const CompareResults& r) {
               {"host", ri.host},
               {"cpu", ri.cpu},
               {"cpu_features", ri.cpu_features},
+              {"blas", ri.blas},
               {"device", ri.device},
               {"threads", ri.threads},
               {"task", task_name(ri.task)},

@@ -23,7 +23,7 @@ namespace gpt2q::report {
 enum class Task { Classification, LanguageModeling };
 
 struct RunInfo {
-  std::string gpt2q_version, git_commit, date_utc, command, host, cpu, cpu_features, device = "CPU";
+  std::string gpt2q_version, git_commit, date_utc, command, host, cpu, cpu_features, blas, device = "CPU";
   int threads = 1;
   std::string model, data, format, text;  // data/format empty for an LM run, text empty without --text
   Task task = Task::Classification;

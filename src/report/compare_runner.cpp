@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "core/cpu_features.h"
 #include "core/build_info.h"
 #include "core/error.h"
@@ -178,7 +179,7 @@ Inputs load_inputs(const CompareOptions& o) {
          cfg.vocab_size);
   json fp = {{"gpt2q_version", GPT2Q_VERSION}, {"model", checkpoint_identity(in.source)},
              {"batch_size", o.batch_size},    {"limit", o.limit},
-             {"threads", num_threads()},      {"tokenizer", o.tokenizer ? o.tokenizer->string() : ""}};
+             {"threads", num_threads()}, {"blas", cpu::blas_description()},      {"tokenizer", o.tokenizer ? o.tokenizer->string() : ""}};
   if (in.task == Task::Classification) {
     if (!o.data) fail("{} is a classifier: give --data FILE", o.model.string());
     if (o.text) fail("--text: {} is a classifier; perplexity needs a GPT2LMHeadModel", o.model.string());
@@ -231,6 +232,7 @@ Inputs load_inputs(const CompareOptions& o) {
   ri.cpu = cpu_model_name();
   ri.cpu_features = cpu_features_str();
   ri.threads = num_threads();
+  ri.blas = cpu::blas_description();
   return in;
 }
 

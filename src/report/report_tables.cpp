@@ -121,6 +121,7 @@ Table setup_table(const CompareResults& r) {
   add("device", ri.device);
   add("CPU", ri.cpu);
   add("CPU features", ri.cpu_features);
+  if (!ri.blas.empty()) add("BLAS", ri.blas);
   add("threads", fmt::format("{}", ri.threads));
   add("model", fmt::format("{} ({})", ri.model, task_name(ri.task)));
   if (!ri.data.empty())
