@@ -2,8 +2,12 @@
 // (CMakeLists.txt): the nested absmax is a multiply then an add, and a fused
 // multiply-add would round once instead of twice and differ from the CPU
 // reference in the last bit.
-#include <cstdint>
-
+//
+// Straightforward kernels, verified bit-identical on an H200 (docs/cuda.md).
+// Known costs, for the speed work: the 4-bit kernel indexes its code table
+// inside the kernel parameters at run time, so nvcc copies the table to local
+// memory in every thread (64-byte stack frame in the -Xptxas -v report); it
+// also divides in 64 bits per value and stores 4 bytes at a time.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dequant.h"
 #include "backend/cuda/launch.cuh"
@@ -12,74 +16,25 @@ namespace gpt2q::cuda {
 
 namespace {
 
-// The code tables come in as kernel parameters and are copied to shared
-// memory once per block, because the codes index them at run time. The
-// 16-entry table is copied by one thread with compile-time indices: a
-// run-time index into a parameter array makes nvcc copy the array to local
-// memory in every thread (a 64-byte stack frame in the -Xptxas -v report).
-// The 256-entry map is spread over the block's threads, which nvcc reads
-// from parameter space directly.
-__device__ inline void load_code4_table(const Code4Table& table, float* lut) {
-  if (threadIdx.x == 0) {
-#pragma unroll
-    for (int k = 0; k < 16; ++k) lut[k] = table.value[k];
-  }
-  __syncthreads();
-}
-
-__device__ inline void load_dynamic_map(const DynamicMapTable& map, float* values) {
-  for (int k = threadIdx.x; k < 256; k += blockDim.x) values[k] = map.value[k];
-  __syncthreads();
-}
-
-// Eight values (four packed bytes) per step: one 4-byte load, one absmax
-// (blocksize % 8 == 0 keeps all eight in one block) and two 16-byte stores.
-// Byte k of the little-endian word holds values 2k (high nibble) and 2k + 1.
-__global__ void dequantize_4bit_x8_kernel(const uint32_t* packed, const float* absmax, int64_t groups,
-                                          int64_t blocksize, Code4Table table, float4* out) {
-  __shared__ float lut[16];
-  load_code4_table(table, lut);
-  for (int64_t g = grid_start(); g < groups; g += grid_stride()) {
-    const uint32_t word = packed[g];
-    const float scale = absmax[g * 8 / blocksize];
-    float v[8];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const uint32_t byte = (word >> (8 * k)) & 0xffu;
-      v[2 * k] = lut[byte >> 4] * scale;
-      v[2 * k + 1] = lut[byte & 0x0fu] * scale;
-    }
-    out[2 * g] = make_float4(v[0], v[1], v[2], v[3]);
-    out[2 * g + 1] = make_float4(v[4], v[5], v[6], v[7]);
-  }
-}
-
-// Any blocksize and alignment: one packed byte (two values) per step, from
-// byte first_byte on (the tail the x8 kernel leaves, or everything). The
-// block is looked up per value, since with an odd blocksize the two values
-// of a byte can fall in different blocks.
-__global__ void dequantize_4bit_kernel(const uint8_t* packed, const float* absmax, int64_t first_byte, int64_t n,
-                                       int64_t blocksize, Code4Table table, float* out) {
-  __shared__ float lut[16];
-  load_code4_table(table, lut);
+// One packed byte (two values) per step. Both values of a byte share a
+// block whenever blocksize is even (bitsandbytes' sizes are powers of two
+// >= 32), but the block is looked up per value so that any blocksize works.
+__global__ void dequantize_4bit_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t blocksize,
+                                       Code4Table table, float* out) {
   const int64_t bytes = (n + 1) / 2;
-  for (int64_t j = first_byte + grid_start(); j < bytes; j += grid_stride()) {
+  for (int64_t j = grid_start(); j < bytes; j += grid_stride()) {
     const uint8_t byte = packed[j];
     const int64_t i = 2 * j;
-    out[i] = lut[byte >> 4] * absmax[i / blocksize];
-    if (i + 1 < n) out[i + 1] = lut[byte & 0x0f] * absmax[(i + 1) / blocksize];
+    out[i] = table.value[byte >> 4] * absmax[i / blocksize];
+    if (i + 1 < n) out[i + 1] = table.value[byte & 0x0f] * absmax[(i + 1) / blocksize];
   }
 }
 
 __global__ void nested_absmax_kernel(const uint8_t* q, const float* state2, float offset, int64_t n,
                                      int64_t nested_blocksize, DynamicMapTable map, float* absmax) {
-  __shared__ float values[256];
-  load_dynamic_map(map, values);
   for (int64_t i = grid_start(); i < n; i += grid_stride())
-    absmax[i] = values[q[i]] * state2[i / nested_blocksize] + offset;
+    absmax[i] = map.value[q[i]] * state2[i / nested_blocksize] + offset;
 }
-
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 __global__ void int8_kernel(const int8_t* q, const float* scale, const int32_t* zero_point, int64_t rows,
                             int64_t cols, bool per_channel, float* out) {
@@ -98,24 +53,9 @@ void dequantize_4bit(const uint8_t* packed, const float* absmax, int64_t n, int6
                      float* out) {
   if (n <= 0) return;
   if (blocksize <= 0) fail_bad_value("4-bit dequantize: blocksize must be positive", blocksize);
-  // Both kernels compute each value as the same single product, so which
-  // one writes a value does not change its bits.
-  int64_t vector_values = 0;
-  if (blocksize % 8 == 0 && aligned(packed, 4) && aligned(out, 16)) {
-    const int64_t groups = n / 8;
-    vector_values = groups * 8;
-    if (groups > 0) {
-      dequantize_4bit_x8_kernel<<<elementwise_blocks(groups), kElementwiseThreads>>>(
-          reinterpret_cast<const uint32_t*>(packed), absmax, groups, blocksize, table, reinterpret_cast<float4*>(out));
-      check_launch("dequantize_4bit x8 kernel");
-    }
-  }
-  if (vector_values < n) {
-    const int64_t first_byte = vector_values / 2, tail_bytes = (n + 1) / 2 - first_byte;
-    dequantize_4bit_kernel<<<elementwise_blocks(tail_bytes), kElementwiseThreads>>>(packed, absmax, first_byte, n,
-                                                                                     blocksize, table, out);
-    check_launch("dequantize_4bit kernel");
-  }
+  dequantize_4bit_kernel<<<elementwise_blocks((n + 1) / 2), kElementwiseThreads>>>(packed, absmax, n, blocksize,
+                                                                                    table, out);
+  check_launch("dequantize_4bit kernel");
 }
 
 void dequantize_nested_absmax(const uint8_t* q, const float* state2, float offset, int64_t n,
