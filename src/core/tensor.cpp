@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/device_memory.h"
+
 namespace gpt2q {
 
 int64_t shape_numel(const Shape& s) {
@@ -16,8 +18,14 @@ int64_t shape_numel(const Shape& s) {
 std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
-  GPT2Q_CHECK(device == Device::CPU, "allocation on {} is not available in this build", device_name(device));
   auto s = std::shared_ptr<Storage>(new Storage());
+  if (device != Device::CPU) {
+    s->data_ = device_allocate_zeroed(bytes, device);
+    s->size_ = bytes;
+    s->device_ = device;
+    s->owned_ = true;
+    return s;
+  }
   size_t rounded = (bytes + 63) / 64 * 64;
   if (rounded == 0) rounded = 64;
   s->data_ = std::aligned_alloc(64, rounded);
@@ -40,7 +48,12 @@ std::shared_ptr<Storage> Storage::borrow(void* data, size_t bytes, std::shared_p
 }
 
 Storage::~Storage() {
-  if (owned_) std::free(data_);
+  if (!owned_) return;
+  if (device_ == Device::CPU) {
+    std::free(data_);
+  } else {
+    device_free(data_, device_);
+  }
 }
 
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
@@ -83,8 +96,15 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device());
-  std::memcpy(t.raw(), raw(), nbytes());
+  copy_bytes(t.raw(), device(), raw(), device(), nbytes());
   return t;
+}
+
+Tensor to_device(const Tensor& t, Device device) {
+  if (!t.defined() || t.device() == device) return t;
+  Tensor r = Tensor::empty(t.shape(), t.dtype(), device);
+  copy_bytes(r.raw(), device, t.raw(), t.device(), t.nbytes());
+  return r;
 }
 
 }  // namespace gpt2q

@@ -22,7 +22,8 @@ std::string shape_str(const Shape& s);  // "[2, 3]"
 
 class Storage {
  public:
-  // Zero-filled, 64-byte aligned. CPU only until the CUDA backend lands.
+  // Zero-filled. Host memory is 64-byte aligned; CUDA memory comes from
+  // cudaMalloc (core/device_memory.h; an Error in a CPU-only build).
   static std::shared_ptr<Storage> allocate(size_t bytes, Device device = Device::CPU);
   // Borrow `bytes` at `data`; `owner` keeps the memory (e.g. a mapping) alive.
   static std::shared_ptr<Storage> borrow(void* data, size_t bytes, std::shared_ptr<const void> owner,
@@ -75,7 +76,7 @@ class Tensor {
   Tensor view(Shape shape) const;
   // Rows [begin, end) of the first dimension, sharing storage.
   Tensor slice_rows(int64_t begin, int64_t end) const;
-  // Deep copy into owned memory.
+  // Deep copy into owned memory on the same device.
   Tensor clone() const;
 
  private:
@@ -84,6 +85,10 @@ class Tensor {
   Shape shape_;
   DType dtype_ = DType::F32;
 };
+
+// `t` on `device`: t itself (shared storage, no copy) when it is already
+// there, else a copy (a copy to the host waits for queued device work).
+Tensor to_device(const Tensor& t, Device device);
 
 template <typename T>
 constexpr DType dtype_of();

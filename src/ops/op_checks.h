@@ -3,13 +3,16 @@
 // (ops.cpp, ops_backward.cpp). Internal to the ops layer.
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
+#include "core/device_memory.h"
 #include "core/tensor.h"
 
 namespace gpt2q::ops::detail {
 
-// The one place that knows which devices have kernels. A CUDA backend adds
-// its case here (and a kernel set like FastCpu).
+// The one place that knows which devices have kernels.
+// For ops with CPU kernels only (the backward ops): runs on_cpu for CPU
+// tensors, and is an Error for any other device.
 template <typename CpuFn>
 inline void dispatch(const char* op, Device device, CpuFn&& on_cpu) {
   switch (device) {
@@ -19,6 +22,39 @@ inline void dispatch(const char* op, Device device, CpuFn&& on_cpu) {
     default:
       fail("{}: no implementation for device {} in this build", op, device_name(device));
   }
+}
+
+// For ops with a kernel set per device (a struct of static kernels with the
+// same signatures, e.g. FastCpu and FastCuda in ops.cpp): calls
+// run(CpuSet{}) or run(CudaSet{}) by device, so one generic lambda serves
+// both. CudaSet = void: no CUDA kernels (a CPU-only build, or the scalar
+// reference), and CUDA tensors are an Error.
+template <typename CpuSet, typename CudaSet, typename Run>
+inline void dispatch_kernels(const char* op, Device device, Run&& run) {
+  switch (device) {
+    case Device::CPU:
+      run(CpuSet{});
+      return;
+    case Device::CUDA:
+      if constexpr (!std::is_void_v<CudaSet>) {
+        run(CudaSet{});
+        return;
+      }
+      break;
+  }
+  if (device == Device::CUDA && cuda_built())  // CudaSet void in a CUDA build: the reference kernels
+    fail("{}: the scalar reference runs on CPU tensors only, got {} tensors", op, device_name(device));
+  fail("{}: no implementation for device {} in this build", op, device_name(device));
+}
+
+// Typed pointer to a tensor's data on whichever device it lives (Tensor::data
+// is for host access only). For kernels that dispatch_kernels has matched to
+// the tensor's device.
+template <typename T>
+inline T* device_data(const Tensor& t) {
+  GPT2Q_CHECK(t.dtype() == dtype_of<T>(), "tensor of {} accessed as {}", dtype_name(t.dtype()),
+              dtype_name(dtype_of<T>()));
+  return static_cast<T*>(t.raw());
 }
 
 inline void require_f32(const char* op, const char* what, const Tensor& t) {

@@ -1,6 +1,8 @@
 // Shape checks and device dispatch for ops.h and ops/reference.h. Both are
-// written once, as templates over a kernel set (fast or reference), so the
-// checks cannot drift apart.
+// written once, as templates over a kernel family (fast or reference), so the
+// checks cannot drift apart. A family names a kernel set per device; each
+// op's body is a generic lambda that dispatch_kernels (op_checks.h) calls
+// with the set for the tensors' device.
 #include "ops/ops.h"
 
 #include <cmath>
@@ -9,6 +11,10 @@
 #include "backend/cpu/reference_ops.h"
 #include "ops/op_checks.h"
 #include "ops/reference.h"
+
+#ifdef GPT2Q_CUDA
+#include "backend/cuda/cuda_kernels.h"
+#endif
 
 namespace gpt2q::ops {
 
@@ -27,7 +33,9 @@ struct FastCpu {
   static constexpr auto softmax_rows = cpu::softmax_rows;
   static constexpr auto add_inplace = cpu::add_inplace;
   static constexpr auto embedding = cpu::embedding;
+  using AttentionArgs = cpu::AttentionArgs;
   static constexpr auto causal_attention = cpu::causal_attention;
+  static constexpr auto store_kv = cpu::store_kv;
 };
 
 struct ReferenceCpu {
@@ -39,11 +47,47 @@ struct ReferenceCpu {
   static constexpr auto softmax_rows = cpu::reference::softmax_rows;
   static constexpr auto add_inplace = cpu::reference::add_inplace;
   static constexpr auto embedding = cpu::reference::embedding;
+  using AttentionArgs = cpu::AttentionArgs;
   static constexpr auto causal_attention = cpu::reference::causal_attention;
+  static constexpr auto store_kv = cpu::store_kv;  // a copy: the fast one is exact
 };
 
+#ifdef GPT2Q_CUDA
+struct FastCuda {
+  static constexpr auto linear = cuda::linear;
+  static constexpr auto matmul_nt = cuda::matmul_nt;
+  static constexpr auto layer_norm = cuda::layer_norm;
+  static constexpr auto gelu_new = cuda::gelu_new;
+  static constexpr auto gelu_erf = cuda::gelu_erf;
+  static constexpr auto softmax_rows = cuda::softmax_rows;
+  static constexpr auto add_inplace = cuda::add_inplace;
+  static constexpr auto embedding = cuda::embedding;
+  using AttentionArgs = cuda::AttentionArgs;
+  static constexpr auto causal_attention = cuda::causal_attention;
+  static constexpr auto store_kv = cuda::store_kv;
+};
+#endif
 
-template <typename K>
+// Kernel families: which set runs on which device (void: none).
+struct Fast {
+  using Cpu = FastCpu;
+#ifdef GPT2Q_CUDA
+  using Cuda = FastCuda;
+#else
+  using Cuda = void;
+#endif
+};
+struct Reference {
+  using Cpu = ReferenceCpu;
+  using Cuda = void;
+};
+
+template <typename F, typename Run>
+void run_kernels(const char* op, Device device, Run&& run) {
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, device, std::forward<Run>(run));
+}
+
+template <typename F>
 void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
   const char* op = "linear";
   require_f32(op, "x", x);
@@ -57,13 +101,13 @@ void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
   if (rows_of(y) != rows || last_dim(y) != out)
     fail("{}: output {} should be [{}, {}]", op, shape_str(y.shape()), rows, out);
   if (b.defined() && b.numel() != out) fail("{}: bias {} should have {} values", op, shape_str(b.shape()), out);
-  dispatch(op, x.device(), [&] {
-    K::linear(x.data<float>(), rows, in, w.data<float>(), b.defined() ? b.data<float>() : nullptr, out,
-              y.data<float>());
+  run_kernels<F>(op, x.device(), [&](auto k) {
+    decltype(k)::linear(device_data<float>(x), rows, in, device_data<float>(w),
+                        b.defined() ? device_data<float>(b) : nullptr, out, device_data<float>(y));
   });
 }
 
-template <typename K>
+template <typename F>
 void matmul_nt_impl(const Tensor& a, const Tensor& b, Tensor& c) {
   const char* op = "matmul_nt";
   require_f32(op, "a", a);
@@ -74,10 +118,12 @@ void matmul_nt_impl(const Tensor& a, const Tensor& b, Tensor& c) {
   const int64_t m = rows_of(a), k = last_dim(a), n = b.dim(0);
   if (b.dim(1) != k) fail("{}: a {} does not fit b {}", op, shape_str(a.shape()), shape_str(b.shape()));
   if (rows_of(c) != m || last_dim(c) != n) fail("{}: output {} should be [{}, {}]", op, shape_str(c.shape()), m, n);
-  dispatch(op, a.device(), [&] { K::matmul_nt(a.data<float>(), b.data<float>(), m, k, n, c.data<float>()); });
+  run_kernels<F>(op, a.device(), [&](auto ks) {
+    decltype(ks)::matmul_nt(device_data<float>(a), device_data<float>(b), m, k, n, device_data<float>(c));
+  });
 }
 
-template <typename K>
+template <typename F>
 void layer_norm_impl(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
   const char* op = "layer_norm";
   require_f32(op, "x", x);
@@ -90,34 +136,38 @@ void layer_norm_impl(const Tensor& x, const Tensor& w, const Tensor& b, float ep
     fail("{}: weight {} / bias {} do not match {} features", op, shape_str(w.shape()), shape_str(b.shape()), cols);
   if (y.numel() != x.numel() || last_dim(y) != cols)
     fail("{}: output {} does not match input {}", op, shape_str(y.shape()), shape_str(x.shape()));
-  dispatch(op, x.device(), [&] {
-    K::layer_norm(x.data<float>(), rows_of(x), cols, w.data<float>(), b.data<float>(), eps, y.data<float>());
+  run_kernels<F>(op, x.device(), [&](auto k) {
+    decltype(k)::layer_norm(device_data<float>(x), rows_of(x), cols, device_data<float>(w), device_data<float>(b),
+                            eps, device_data<float>(y));
   });
 }
 
-template <typename K>
-void unary_impl(const char* op, Tensor& x, void (*fn)(float*, int64_t)) {
+// `apply(kernels, x, n)` runs one in-place elementwise kernel of the set.
+template <typename F, typename Apply>
+void unary_impl(const char* op, Tensor& x, Apply apply) {
   require_f32(op, "x", x);
-  dispatch(op, x.device(), [&] { fn(x.data<float>(), x.numel()); });
+  run_kernels<F>(op, x.device(), [&](auto k) { apply(k, device_data<float>(x), x.numel()); });
 }
 
-template <typename K>
+template <typename F>
 void softmax_impl(Tensor& x) {
   require_f32("softmax", "x", x);
-  dispatch("softmax", x.device(), [&] { K::softmax_rows(x.data<float>(), rows_of(x), last_dim(x)); });
+  run_kernels<F>("softmax", x.device(),
+                 [&](auto k) { decltype(k)::softmax_rows(device_data<float>(x), rows_of(x), last_dim(x)); });
 }
 
-template <typename K>
+template <typename F>
 void add_impl(Tensor& x, const Tensor& y) {
   const char* op = "add";
   require_f32(op, "x", x);
   require_f32(op, "y", y);
   same_device(op, {&x, &y});
   if (x.shape() != y.shape()) fail("{}: shapes {} and {} differ", op, shape_str(x.shape()), shape_str(y.shape()));
-  dispatch(op, x.device(), [&] { K::add_inplace(x.data<float>(), y.data<float>(), x.numel()); });
+  run_kernels<F>(op, x.device(),
+                 [&](auto k) { decltype(k)::add_inplace(device_data<float>(x), device_data<float>(y), x.numel()); });
 }
 
-template <typename K>
+template <typename F>
 void embedding_impl(const Tensor& ids, const Tensor& positions, const Tensor& wte, const Tensor& wpe, Tensor& out) {
   const char* op = "embedding";
   require_f32(op, "wte", wte);
@@ -127,11 +177,17 @@ void embedding_impl(const Tensor& ids, const Tensor& positions, const Tensor& wt
   const int64_t rows = check_embedding_args(op, ids, positions, wte, wpe), cols = wte.dim(1);
   if (out.numel() != rows * cols || last_dim(out) != cols)
     fail("{}: output {} should be [{}, {}]", op, shape_str(out.shape()), rows, cols);
-  const int32_t* id = ids.data<int32_t>();
-  const int64_t* pos = positions.data<int64_t>();
-  check_embedding_indices(id, pos, rows, wte.dim(0), wpe.dim(0));
-  dispatch(op, out.device(), [&] {
-    K::embedding(id, pos, rows, wte.data<float>(), wpe.data<float>(), cols, out.data<float>());
+  // Ids and positions are checked on the host, so that a bad one is an Error
+  // and never an out-of-bounds read on a device. Host ids (the usual case:
+  // they come from the tokenizer) are used as they are; device ids are
+  // copied down for the check (a small synchronising copy).
+  const Tensor ids_host = to_device(ids, Device::CPU), positions_host = to_device(positions, Device::CPU);
+  check_embedding_indices(ids_host.data<int32_t>(), positions_host.data<int64_t>(), rows, wte.dim(0), wpe.dim(0));
+  // The kernel reads them where the tables are (uploaded if need be).
+  const Tensor ids_here = to_device(ids, out.device()), positions_here = to_device(positions, out.device());
+  run_kernels<F>(op, out.device(), [&](auto k) {
+    decltype(k)::embedding(device_data<int32_t>(ids_here), device_data<int64_t>(positions_here), rows,
+                           device_data<float>(wte), device_data<float>(wpe), cols, device_data<float>(out));
   });
 }
 
@@ -151,13 +207,21 @@ AttentionDims check_attention(const char* op, const Tensor& qkv, const Tensor& k
   return d;
 }
 
-template <typename K>
+// The key mask's part of a kernel set's AttentionArgs.
+template <typename Args>
+void set_key_mask(Args& a, const Tensor& key_mask) {
+  if (!key_mask.defined()) return;
+  a.key_mask = device_data<uint8_t>(key_mask);
+  a.key_mask_stride = key_mask.dim(1);
+}
+
+template <typename F>
 void attention_impl(const Tensor& qkv, const Tensor& key_mask, int64_t n_head, float scale, Tensor& out) {
   const char* op = "causal_self_attention";
   AttentionDims d = check_attention(op, qkv, key_mask, n_head, out, qkv.ndim() == 3 ? qkv.dim(1) : 0);
-  dispatch(op, qkv.device(), [&] {
-    float* base = qkv.data<float>();
-    cpu::AttentionArgs a;
+  run_kernels<F>(op, qkv.device(), [&](auto k) {
+    float* base = device_data<float>(qkv);
+    typename decltype(k)::AttentionArgs a;
     a.batch = d.B;
     a.n_head = d.H;
     a.head_dim = d.hd;
@@ -166,16 +230,13 @@ void attention_impl(const Tensor& qkv, const Tensor& key_mask, int64_t n_head, f
     a.q = {base, d.T * 3 * d.C, d.hd, 3 * d.C};
     a.k = {base + d.C, d.T * 3 * d.C, d.hd, 3 * d.C};
     a.v = {base + 2 * d.C, d.T * 3 * d.C, d.hd, 3 * d.C};
-    a.out = {out.data<float>(), d.T * d.C, d.hd, d.C};
-    if (key_mask.defined()) {
-      a.key_mask = key_mask.data<uint8_t>();
-      a.key_mask_stride = key_mask.dim(1);
-    }
-    K::causal_attention(a);
+    a.out = {device_data<float>(out), d.T * d.C, d.hd, d.C};
+    set_key_mask(a, key_mask);
+    decltype(k)::causal_attention(a);
   });
 }
 
-template <typename K>
+template <typename F>
 void attention_cached_impl(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, int64_t past, const Tensor& key_mask,
                            int64_t n_head, float scale, Tensor& out) {
   const char* op = "causal_self_attention_cached";
@@ -190,76 +251,87 @@ void attention_cached_impl(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, 
          shape_str(cache_v.shape()), d.B, d.H, d.hd);
   if (past < 0 || past + d.T > capacity)
     fail("{}: {} cached + {} new positions exceed the cache capacity {}", op, past, d.T, capacity);
-  dispatch(op, qkv.device(), [&] {
-    float* ck = cache_k.data<float>();
-    float* cv = cache_v.data<float>();
-    cpu::store_kv(qkv.data<float>(), d.B, d.T, d.H, d.hd, ck, cv, capacity, past);
-    cpu::AttentionArgs a;
+  run_kernels<F>(op, qkv.device(), [&](auto k) {
+    using K = decltype(k);
+    float* ck = device_data<float>(cache_k);
+    float* cv = device_data<float>(cache_v);
+    K::store_kv(device_data<float>(qkv), d.B, d.T, d.H, d.hd, ck, cv, capacity, past);
+    typename K::AttentionArgs a;
     a.batch = d.B;
     a.n_head = d.H;
     a.head_dim = d.hd;
     a.q_len = d.T;
     a.kv_len = past + d.T;
     a.scale = scale;
-    a.q = {qkv.data<float>(), d.T * 3 * d.C, d.hd, 3 * d.C};
+    a.q = {device_data<float>(qkv), d.T * 3 * d.C, d.hd, 3 * d.C};
     a.k = {ck, d.H * capacity * d.hd, capacity * d.hd, d.hd};
     a.v = {cv, d.H * capacity * d.hd, capacity * d.hd, d.hd};
-    a.out = {out.data<float>(), d.T * d.C, d.hd, d.C};
-    if (key_mask.defined()) {
-      a.key_mask = key_mask.data<uint8_t>();
-      a.key_mask_stride = key_mask.dim(1);
-    }
+    a.out = {device_data<float>(out), d.T * d.C, d.hd, d.C};
+    set_key_mask(a, key_mask);
     K::causal_attention(a);
   });
 }
+
+// Each in-place elementwise op as a call on a kernel set.
+constexpr auto kGeluNew = [](auto k, float* x, int64_t n) { decltype(k)::gelu_new(x, n); };
+constexpr auto kGeluErf = [](auto k, float* x, int64_t n) { decltype(k)::gelu_erf(x, n); };
 
 }  // namespace
 
 Tensor scratch(const Shape& shape, DType dtype, Device device) {
   Tensor t;
-  dispatch("scratch", device, [&] { t = cpu::scratch_tensor(shape, dtype); });
+  switch (device) {
+    case Device::CPU:
+      t = cpu::scratch_tensor(shape, dtype);
+      break;
+    default:
+      // Device memory: a plain zero-filled allocation (no caching allocator
+      // yet), or an Error where this build has no such device.
+      t = Tensor::empty(shape, dtype, device);
+      break;
+  }
   return t;
 }
 
-void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { linear_impl<FastCpu>(x, w, b, y); }
-void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { matmul_nt_impl<FastCpu>(a, b, c); }
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { linear_impl<Fast>(x, w, b, y); }
+void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { matmul_nt_impl<Fast>(a, b, c); }
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
-  layer_norm_impl<FastCpu>(x, w, b, eps, y);
+  layer_norm_impl<Fast>(x, w, b, eps, y);
 }
-void gelu_new(Tensor& x) { unary_impl<FastCpu>("gelu_new", x, FastCpu::gelu_new); }
-void gelu_erf(Tensor& x) { unary_impl<FastCpu>("gelu", x, FastCpu::gelu_erf); }
-void softmax_lastdim(Tensor& x) { softmax_impl<FastCpu>(x); }
-void add_inplace(Tensor& x, const Tensor& y) { add_impl<FastCpu>(x, y); }
+void gelu_new(Tensor& x) { unary_impl<Fast>("gelu_new", x, kGeluNew); }
+void gelu_erf(Tensor& x) { unary_impl<Fast>("gelu", x, kGeluErf); }
+void softmax_lastdim(Tensor& x) { softmax_impl<Fast>(x); }
+void add_inplace(Tensor& x, const Tensor& y) { add_impl<Fast>(x, y); }
 void embedding(const Tensor& ids, const Tensor& positions, const Tensor& wte, const Tensor& wpe, Tensor& out) {
-  embedding_impl<FastCpu>(ids, positions, wte, wpe, out);
+  embedding_impl<Fast>(ids, positions, wte, wpe, out);
 }
 void causal_self_attention(const Tensor& qkv, const Tensor& key_mask, int64_t n_head, float scale, Tensor& out) {
-  attention_impl<FastCpu>(qkv, key_mask, n_head, scale, out);
+  attention_impl<Fast>(qkv, key_mask, n_head, scale, out);
 }
 void causal_self_attention_cached(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, int64_t past,
                                   const Tensor& key_mask, int64_t n_head, float scale, Tensor& out) {
-  attention_cached_impl<FastCpu>(qkv, cache_k, cache_v, past, key_mask, n_head, scale, out);
+  attention_cached_impl<Fast>(qkv, cache_k, cache_v, past, key_mask, n_head, scale, out);
 }
 
 namespace reference {
-void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { linear_impl<ReferenceCpu>(x, w, b, y); }
-void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { matmul_nt_impl<ReferenceCpu>(a, b, c); }
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { linear_impl<Reference>(x, w, b, y); }
+void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { matmul_nt_impl<Reference>(a, b, c); }
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
-  layer_norm_impl<ReferenceCpu>(x, w, b, eps, y);
+  layer_norm_impl<Reference>(x, w, b, eps, y);
 }
-void gelu_new(Tensor& x) { unary_impl<ReferenceCpu>("gelu_new", x, ReferenceCpu::gelu_new); }
-void gelu_erf(Tensor& x) { unary_impl<ReferenceCpu>("gelu", x, ReferenceCpu::gelu_erf); }
-void softmax_lastdim(Tensor& x) { softmax_impl<ReferenceCpu>(x); }
-void add_inplace(Tensor& x, const Tensor& y) { add_impl<ReferenceCpu>(x, y); }
+void gelu_new(Tensor& x) { unary_impl<Reference>("gelu_new", x, kGeluNew); }
+void gelu_erf(Tensor& x) { unary_impl<Reference>("gelu", x, kGeluErf); }
+void softmax_lastdim(Tensor& x) { softmax_impl<Reference>(x); }
+void add_inplace(Tensor& x, const Tensor& y) { add_impl<Reference>(x, y); }
 void embedding(const Tensor& ids, const Tensor& positions, const Tensor& wte, const Tensor& wpe, Tensor& out) {
-  embedding_impl<ReferenceCpu>(ids, positions, wte, wpe, out);
+  embedding_impl<Reference>(ids, positions, wte, wpe, out);
 }
 void causal_self_attention(const Tensor& qkv, const Tensor& key_mask, int64_t n_head, float scale, Tensor& out) {
-  attention_impl<ReferenceCpu>(qkv, key_mask, n_head, scale, out);
+  attention_impl<Reference>(qkv, key_mask, n_head, scale, out);
 }
 void causal_self_attention_cached(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, int64_t past,
                                   const Tensor& key_mask, int64_t n_head, float scale, Tensor& out) {
-  attention_cached_impl<ReferenceCpu>(qkv, cache_k, cache_v, past, key_mask, n_head, scale, out);
+  attention_cached_impl<Reference>(qkv, cache_k, cache_v, past, key_mask, n_head, scale, out);
 }
 }  // namespace reference
 
