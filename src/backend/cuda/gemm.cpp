@@ -10,6 +10,7 @@
 
 #include <climits>
 
+#include "backend/cuda/cublas_library.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/elementwise.h"
@@ -29,11 +30,11 @@ void check_cublas(cublasStatus_t status, const char* what) {
 class BlasHandle {
  public:
   BlasHandle() {
-    check_cublas(cublasCreate(&handle_), "cublasCreate");
-    check_cublas(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-    check_cublas(cublasSetStream(handle_, nullptr), "cublasSetStream");
+    check_cublas(cublas().create(&handle_), "cublasCreate");
+    check_cublas(cublas().set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    check_cublas(cublas().set_stream(handle_, nullptr), "cublasSetStream");
   }
-  ~BlasHandle() { cublasDestroy(handle_); }
+  ~BlasHandle() { cublas().destroy(handle_); }
   BlasHandle(const BlasHandle&) = delete;
   BlasHandle& operator=(const BlasHandle&) = delete;
   cublasHandle_t get() const { return handle_; }
@@ -67,7 +68,7 @@ void linear(const float* x, int64_t rows, int64_t in, const float* w, const floa
   const float one = 1.0f;
   // Column-major: yᵀ[out, rows] += wᵀ[out, in] · xᵀ[in, rows], where the
   // row-major w [in, out] is wᵀ with leading dimension out, and so on.
-  check_cublas(cublasSgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_N, blas_dim(out, "linear"), blas_dim(rows, "linear"),
+  check_cublas(cublas().sgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_N, blas_dim(out, "linear"), blas_dim(rows, "linear"),
                            blas_dim(in, "linear"), &one, w, blas_dim(out, "linear"), x, blas_dim(in, "linear"), &one,
                            y, blas_dim(out, "linear")),
                "cublasSgemm (linear)");
@@ -82,7 +83,7 @@ void matmul_nt(const float* a, const float* b, int64_t m, int64_t k, int64_t n, 
   const float one = 1.0f, zero = 0.0f;
   // Column-major: cᵀ[n, m] = b[n, k] · aᵀ[k, m]; the row-major b [n, k] is
   // bᵀ column-major with leading dimension k, hence OP_T on it.
-  check_cublas(cublasSgemm(blas(), CUBLAS_OP_T, CUBLAS_OP_N, blas_dim(n, "matmul_nt"), blas_dim(m, "matmul_nt"),
+  check_cublas(cublas().sgemm(blas(), CUBLAS_OP_T, CUBLAS_OP_N, blas_dim(n, "matmul_nt"), blas_dim(m, "matmul_nt"),
                            blas_dim(k, "matmul_nt"), &one, b, blas_dim(k, "matmul_nt"), a, blas_dim(k, "matmul_nt"),
                            &zero, c, blas_dim(n, "matmul_nt")),
                "cublasSgemm (matmul_nt)");
