@@ -16,6 +16,7 @@
 #include "core/device_memory.h"
 #include "ops/ops.h"
 #include "ops/reference.h"
+#include "support/test_env.h"
 
 using namespace gpt2q;
 
@@ -46,25 +47,10 @@ Tensor poisoned_gpu(const Shape& shape) {
   return on_gpu(t);
 }
 
-// |got - want| <= rtol * (|want| + mean |want|), as tests/test_ops_kernels.cpp
-// judges the fast CPU kernels; reports the worst relative error seen.
+// The support check (test_env.h) on the device output, with the worst
+// relative error printed for docs/cuda.md.
 void expect_close(const Tensor& got_any, const Tensor& want, double rtol, const std::string& what) {
-  const Tensor got = on_host(got_any);
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  auto g = got.span<float>();
-  auto w = want.span<float>();
-  double scale = 0;
-  for (float v : w) scale += std::fabs(v);
-  scale /= std::max<size_t>(1, w.size());
-  size_t bad = 0;
-  double worst = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    const double err = std::fabs(static_cast<double>(g[i]) - w[i]);
-    worst = std::max(worst, err / (std::fabs(w[i]) + scale));
-    if (!(err <= rtol * (std::fabs(w[i]) + scale)) && ++bad <= 5)
-      ADD_FAILURE() << what << " [" << i << "]: got " << g[i] << " want " << w[i];
-  }
-  EXPECT_EQ(bad, 0u) << what << ": worst relative error " << worst;
+  const double worst = test::expect_close(on_host(got_any), want, rtol, what);
   std::printf("  %-40s worst rel. error %.3g\n", what.c_str(), worst);
 }
 

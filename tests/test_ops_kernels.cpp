@@ -10,8 +10,10 @@
 #include "backend/cpu/simd_math.h"
 #include "ops/ops.h"
 #include "ops/reference.h"
+#include "support/test_env.h"
 
 using namespace gpt2q;
+using test::expect_close;
 
 namespace {
 
@@ -22,28 +24,6 @@ Tensor random_tensor(Shape shape, uint64_t seed, float lo = -1.0f, float hi = 1.
   return t;
 }
 
-// |got - want| <= rtol * (|want| + scale), where scale is the mean |want|:
-// elementwise relative error, except that values near zero (cancellation)
-// are judged against the typical magnitude of the output.
-void expect_close(const Tensor& got, const Tensor& want, double rtol, const char* what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  auto g = got.span<float>();
-  auto w = want.span<float>();
-  double scale = 0;
-  for (float v : w) scale += std::fabs(v);
-  scale /= std::max<size_t>(1, w.size());
-  size_t bad = 0;
-  double worst = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    double err = std::fabs(static_cast<double>(g[i]) - w[i]);
-    double tol = rtol * (std::fabs(w[i]) + scale);
-    worst = std::max(worst, err / (std::fabs(w[i]) + scale));
-    if (!(err <= tol)) {
-      if (++bad <= 5) ADD_FAILURE() << what << " [" << i << "]: got " << g[i] << " want " << w[i];
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what << ": worst relative error " << worst;
-}
 
 }  // namespace
 

@@ -1,6 +1,10 @@
 #include "support/test_env.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -71,6 +75,26 @@ std::vector<float> normal_values(int64_t n, float sd, uint32_t seed) {
   std::vector<float> v(static_cast<size_t>(n));
   for (auto& x : v) x = nd(rng);
   return v;
+}
+
+double expect_close(const gpt2q::Tensor& got, const gpt2q::Tensor& want, double rtol, const std::string& what) {
+  EXPECT_EQ(got.shape(), want.shape()) << what;
+  if (got.shape() != want.shape()) return INFINITY;
+  auto g = got.span<float>();
+  auto w = want.span<float>();
+  double scale = 0;
+  for (float v : w) scale += std::fabs(v);
+  scale /= std::max<size_t>(1, w.size());
+  size_t bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(g[i]) - w[i]);
+    worst = std::max(worst, err / (std::fabs(w[i]) + scale));
+    if (!(err <= rtol * (std::fabs(w[i]) + scale)) && ++bad <= 5)
+      ADD_FAILURE() << what << " [" << i << "]: got " << g[i] << " want " << w[i];
+  }
+  EXPECT_EQ(bad, 0u) << what << ": worst relative error " << worst;
+  return worst;
 }
 
 }  // namespace gpt2q::test

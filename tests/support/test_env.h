@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
+
 namespace gpt2q::test {
 
 std::filesystem::path data_dir();      // $GPT2Q_DATA or <repo>/../shared/data
@@ -34,6 +36,13 @@ CommandResult run_gpt2q(const std::string& args);
 
 // `gpt2q init ARGS --out OUT`: a small random model to run the CLI on.
 CommandResult init_model(const std::filesystem::path& out, const std::string& args);
+
+// Adds a GoogleTest failure unless |got - want| <= rtol * (|want| + scale)
+// for every element, scale being the mean |want|: elementwise relative
+// error, except that values near zero (cancellation) are judged against the
+// typical magnitude of the output. Both fp32 host tensors of one shape.
+// Returns the worst relative error seen.
+double expect_close(const gpt2q::Tensor& got, const gpt2q::Tensor& want, double rtol, const std::string& what);
 
 // n values from N(0, sd²), mt19937 seeded with `seed` (reproducible test data).
 std::vector<float> normal_values(int64_t n, float sd, uint32_t seed);
