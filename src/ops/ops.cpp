@@ -33,7 +33,6 @@ struct FastCpu {
   static constexpr auto softmax_rows = cpu::softmax_rows;
   static constexpr auto add_inplace = cpu::add_inplace;
   static constexpr auto embedding = cpu::embedding;
-  using AttentionArgs = cpu::AttentionArgs;
   static constexpr auto causal_attention = cpu::causal_attention;
   static constexpr auto store_kv = cpu::store_kv;
 };
@@ -47,7 +46,6 @@ struct ReferenceCpu {
   static constexpr auto softmax_rows = cpu::reference::softmax_rows;
   static constexpr auto add_inplace = cpu::reference::add_inplace;
   static constexpr auto embedding = cpu::reference::embedding;
-  using AttentionArgs = cpu::AttentionArgs;
   static constexpr auto causal_attention = cpu::reference::causal_attention;
   static constexpr auto store_kv = cpu::store_kv;  // a copy: the fast one is exact
 };
@@ -62,7 +60,6 @@ struct FastCuda {
   static constexpr auto softmax_rows = cuda::softmax_rows;
   static constexpr auto add_inplace = cuda::add_inplace;
   static constexpr auto embedding = cuda::embedding;
-  using AttentionArgs = cuda::AttentionArgs;
   static constexpr auto causal_attention = cuda::causal_attention;
   static constexpr auto store_kv = cuda::store_kv;
 };
@@ -207,9 +204,8 @@ AttentionDims check_attention(const char* op, const Tensor& qkv, const Tensor& k
   return d;
 }
 
-// The key mask's part of a kernel set's AttentionArgs.
-template <typename Args>
-void set_key_mask(Args& a, const Tensor& key_mask) {
+// The key mask's part of the AttentionArgs (one struct for every device).
+void set_key_mask(backend::AttentionArgs& a, const Tensor& key_mask) {
   if (!key_mask.defined()) return;
   a.key_mask = device_data<uint8_t>(key_mask);
   a.key_mask_stride = key_mask.dim(1);
@@ -221,7 +217,7 @@ void attention_impl(const Tensor& qkv, const Tensor& key_mask, int64_t n_head, f
   AttentionDims d = check_attention(op, qkv, key_mask, n_head, out, qkv.ndim() == 3 ? qkv.dim(1) : 0);
   run_kernels<F>(op, qkv.device(), [&](auto k) {
     float* base = device_data<float>(qkv);
-    typename decltype(k)::AttentionArgs a;
+    backend::AttentionArgs a;
     a.batch = d.B;
     a.n_head = d.H;
     a.head_dim = d.hd;
@@ -256,7 +252,7 @@ void attention_cached_impl(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, 
     float* ck = device_data<float>(cache_k);
     float* cv = device_data<float>(cache_v);
     K::store_kv(device_data<float>(qkv), d.B, d.T, d.H, d.hd, ck, cv, capacity, past);
-    typename K::AttentionArgs a;
+    backend::AttentionArgs a;
     a.batch = d.B;
     a.n_head = d.H;
     a.head_dim = d.hd;

@@ -177,9 +177,14 @@ Inputs load_inputs(const CompareOptions& o) {
   if (tokenizer.vocab_size() > cfg.vocab_size)
     fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", o.model.string(), tokenizer.vocab_size(),
          cfg.vocab_size);
-  json fp = {{"gpt2q_version", GPT2Q_VERSION}, {"model", checkpoint_identity(in.source)},
-             {"batch_size", o.batch_size},    {"limit", o.limit},
-             {"threads", num_threads()}, {"blas", cpu::blas_description()},      {"tokenizer", o.tokenizer ? o.tokenizer->string() : ""}};
+  ri.blas = cpu::blas_description();  // timings (and bits) depend on the BLAS kernels
+  json fp = {{"gpt2q_version", GPT2Q_VERSION},
+             {"model", checkpoint_identity(in.source)},
+             {"batch_size", o.batch_size},
+             {"limit", o.limit},
+             {"threads", num_threads()},
+             {"blas", ri.blas},
+             {"tokenizer", o.tokenizer ? o.tokenizer->string() : ""}};
   if (in.task == Task::Classification) {
     if (!o.data) fail("{} is a classifier: give --data FILE", o.model.string());
     if (o.text) fail("--text: {} is a classifier; perplexity needs a GPT2LMHeadModel", o.model.string());
@@ -232,7 +237,6 @@ Inputs load_inputs(const CompareOptions& o) {
   ri.cpu = cpu_model_name();
   ri.cpu_features = cpu_features_str();
   ri.threads = num_threads();
-  ri.blas = cpu::blas_description();
   return in;
 }
 

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/attention_args.h"
+
 namespace gpt2q::cuda {
 
 // True when a CUDA device can be used; otherwise `why` (if given) says why
@@ -44,19 +46,8 @@ void softmax_rows(float* x, int64_t rows, int64_t cols);
 void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte, const float* wpe,
                int64_t cols, float* out);
 
-// Same layout and semantics as cpu::HeadView / cpu::AttentionArgs (field for
-// field, so ops.cpp fills both with the same code), on device buffers.
-struct HeadView {
-  float* data = nullptr;
-  int64_t batch_stride = 0, head_stride = 0, row_stride = 0;
-};
-struct AttentionArgs {
-  int64_t batch = 0, n_head = 0, head_dim = 0, q_len = 0, kv_len = 0;
-  float scale = 1.0f;
-  HeadView q, k, v, out;
-  const uint8_t* key_mask = nullptr;
-  int64_t key_mask_stride = 0;
-};
+using backend::AttentionArgs;  // backend/attention_args.h, as the CPU kernels
+using backend::HeadView;
 // Causal attention of q_len queries (the last q_len of kv_len positions)
 // with an optional key mask, as cpu::causal_attention; a row that sees no
 // key averages all kv_len values.

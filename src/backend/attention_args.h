@@ -1,0 +1,35 @@
+#pragma once
+// The arguments of the causal attention kernels, shared by every backend
+// (cpu_kernels.h, cuda/cuda_kernels.h) so that ops.cpp fills one struct for
+// any device. Pointers are the backend's own memory (host or device).
+// Plain data only: CUDA translation units include this too.
+#include <cstdint>
+
+namespace gpt2q::backend {
+
+// A [batch, heads, rows, head_dim] view of some buffer: element (b, h, r, d)
+// lives at data[b * batch_stride + h * head_stride + r * row_stride + d].
+struct HeadView {
+  float* data = nullptr;
+  int64_t batch_stride = 0, head_stride = 0, row_stride = 0;
+  float* at(int64_t b, int64_t h, int64_t r) const { return data + b * batch_stride + h * head_stride + r * row_stride; }
+};
+
+// Causal self-attention of `q_len` new queries against `kv_len` keys, the
+// queries being the last q_len positions (query i sits at absolute position
+// kv_len - q_len + i and sees keys j <= that position whose key_mask entry is
+// non-zero). key_mask is [batch, key_mask_stride] bytes, or null for "all keys
+// valid". Scores are scaled by `scale`, softmaxed in fp32 over the visible
+// keys (masked keys get exactly zero weight, as HF's finfo.min mask gives),
+// then multiply v. A row that sees no key at all (impossible with right
+// padding: key 0 is always valid) averages all kv_len values, as HF's eager
+// path does when finfo.min is added to every score.
+struct AttentionArgs {
+  int64_t batch = 0, n_head = 0, head_dim = 0, q_len = 0, kv_len = 0;
+  float scale = 1.0f;
+  HeadView q, k, v, out;
+  const uint8_t* key_mask = nullptr;
+  int64_t key_mask_stride = 0;
+};
+
+}  // namespace gpt2q::backend
