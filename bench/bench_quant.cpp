@@ -10,16 +10,13 @@
 
 #include "bench_common.h"
 #include "core/half.h"
-#include "model/linear.h"
+#include "layers/dense_linear.h"
+#include "layers/quant_linear.h"
 #include "ops/ops.h"
 #include "quant/blockwise4.h"
-#include "quant/blockwise4_linear.h"
 #include "quant/double_quant.h"
-#include "quant/half_linear.h"
 #include "quant/int8_affine.h"
-#include "quant/int8_affine_linear.h"
 #include "quant/llm_int8.h"
-#include "quant/llm_int8_linear.h"
 
 namespace gpt2q::bench {
 namespace {
@@ -42,11 +39,11 @@ std::vector<float> activations(int64_t rows, int64_t in, bool outliers) {
 
 void run_linear(benchmark::State& state, const Linear& lin, bool outliers) {
   const int64_t in = state.range(0), out = state.range(1), rows = state.range(2);
-  const std::vector<float> x = activations(rows, in, outliers);
-  std::vector<float> y(static_cast<size_t>(rows * out));
+  const Tensor x = Tensor::from_vector(activations(rows, in, outliers), {rows, in});
+  Tensor y = ops::scratch({rows, out});
   for (auto _ : state) {
-    lin.forward(x.data(), rows, y.data());
-    benchmark::DoNotOptimize(y.data());
+    lin.forward(x, y);
+    benchmark::DoNotOptimize(y.raw());
     benchmark::ClobberMemory();
   }
   set_rates(state, static_cast<int64_t>(lin.bytes()), 2 * rows * in * out);
@@ -71,7 +68,7 @@ void BM_LinearF16(benchmark::State& state) {
   const Tensor w = conv1d_weight(in, out), b = conv1d_bias(out);
   Tensor w16 = Tensor::empty({in, out}, DType::F16);
   for (int64_t i = 0; i < w.numel(); ++i) w16.data<uint16_t>()[i] = float_to_half(w.data<float>()[i]);
-  const HalfLinear lin(w16, std::vector<float>(b.span<float>().begin(), b.span<float>().end()));
+  const DenseLinear lin(w16, b, Placement{});
   run_linear(state, lin, false);
 }
 BENCHMARK(BM_LinearF16)->Apply(gpt2_linear_shapes);
@@ -79,7 +76,7 @@ BENCHMARK(BM_LinearF16)->Apply(gpt2_linear_shapes);
 template <Int8Granularity G, DType Compute = DType::F32>
 void BM_LinearInt8(benchmark::State& state) {
   const int64_t in = state.range(0), out = state.range(1);
-  const auto lin = Int8AffineLinear::from_conv1d(conv1d_weight(in, out), conv1d_bias(out), Int8Scheme::affine, G,
+  const auto lin = QuantLinear::int8_from_conv1d(conv1d_weight(in, out), conv1d_bias(out), Int8Scheme::affine, G,
                                                  "bench", Compute);
   run_linear(state, *lin, false);
 }
@@ -96,7 +93,7 @@ void BM_LinearLlmInt8(benchmark::State& state, float threshold, bool outliers) {
   const int64_t in = state.range(0), out = state.range(1);
   LlmInt8Options opt;
   opt.threshold = threshold;
-  const auto lin = LlmInt8Linear::from_conv1d(conv1d_weight(in, out), conv1d_bias(out), opt, "bench");
+  const auto lin = QuantLinear::llm_int8_from_conv1d(conv1d_weight(in, out), conv1d_bias(out), opt, "bench");
   run_linear(state, *lin, outliers);
 }
 BENCHMARK_CAPTURE(BM_LinearLlmInt8, t6_outliers, 6.0f, true)->Apply(gpt2_linear_shapes);
@@ -104,7 +101,7 @@ BENCHMARK_CAPTURE(BM_LinearLlmInt8, t0, 0.0f, false)->Apply(gpt2_linear_shapes);
 
 void BM_Linear4bit(benchmark::State& state, Code4 type, bool double_quant, DType compute = DType::F32) {
   const int64_t in = state.range(0), out = state.range(1);
-  const auto lin = Blockwise4Linear::from_conv1d(conv1d_weight(in, out), conv1d_bias(out),
+  const auto lin = QuantLinear::blockwise4_from_conv1d(conv1d_weight(in, out), conv1d_bias(out),
                                                  {type, 64, double_quant}, "bench", compute);
   run_linear(state, *lin, false);
 }

@@ -3,9 +3,9 @@
 // accounting, and tensor selection.
 #include <cmath>
 
-#include "model/linear_factory.h"
-#include "quant/blockwise4_linear.h"
-#include "quant/int8_affine_linear.h"
+#include "layers/linear_factory.h"
+#include "layers/quant_linear.h"
+#include "ops/ops.h"
 #include "quant/llm_int8.h"
 #include "quant/quant_config.h"
 #include "test_lib_quant_support.h"
@@ -118,16 +118,29 @@ class ReferenceLlmInt8 final : public Linear {
   }
   int64_t in_features() const override { return w_.in; }
   int64_t out_features() const override { return w_.out; }
-  void forward(const float* x, int64_t rows, float* y) const override {
-    quant::llm_int8_matmul_reference(w_, bias_.empty() ? nullptr : bias_.data(), x, rows, opt_, y);
+  void forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue = {}) const override {
+    const int64_t rows = x.numel() / w_.in;
+    if (epilogue.accumulate) {
+      Tensor t = Tensor::empty(y.shape(), DType::F32);
+      quant::llm_int8_matmul_reference(w_, bias_.empty() ? nullptr : bias_.data(), x.data<float>(), rows, opt_,
+                                       t.data<float>());
+      ops::add_inplace(y, t);  // as the model does: the fast ops, not the scalar ones
+      return;
+    }
+    quant::llm_int8_matmul_reference(w_, bias_.empty() ? nullptr : bias_.data(), x.data<float>(), rows, opt_,
+                                     y.data<float>());
+    if (epilogue.activation == ops::Activation::gelu_new) ops::gelu_new(y);
+    if (epilogue.activation == ops::Activation::gelu_erf) ops::gelu_erf(y);
   }
   size_t bytes() const override { return 0; }
   std::string format() const override { return "reference llm-int8"; }
+  const Placement& placement() const override { return placement_; }
 
  private:
   quant::LlmInt8Weight w_;
   std::vector<float> bias_;
   quant::LlmInt8Options opt_;
+  Placement placement_;
 };
 
 TEST_P(QuantizedCheckpointTest, SaveLoadRoundTripIsBitIdentical) {
@@ -203,7 +216,8 @@ TEST_P(QuantizedCheckpointTest, LogitsMatchDequantizedReference) {
     const int64_t rows = tb.batch * tb.seq;
     ReferenceLlmInt8 head(q, "wte", c.n_embd, c.vocab_size, mc.opt.threshold);
     want = Tensor::empty({tb.batch, tb.seq, c.vocab_size}, DType::F32);
-    head.forward(h.data<float>(), rows, want.data<float>());
+    Tensor want_rows = want.view({rows, c.vocab_size});
+    head.forward(h.view({rows, c.n_embd}), want_rows);
   }
   // LLM.int8's fast path is bit-identical to its scalar reference, so the
   // final hidden states must be too. The other kernels differ from a
@@ -398,8 +412,7 @@ TEST(QuantizeCheckpoint, SaveIsAtomicAndRefusesToOverwrite) {
 namespace {
 
 DType compute_of(const Linear& l) {
-  if (const auto* i8 = dynamic_cast<const quant::Int8AffineLinear*>(&l)) return i8->compute_dtype();
-  if (const auto* b4 = dynamic_cast<const quant::Blockwise4Linear*>(&l)) return b4->compute_dtype();
+  if (const auto* q = dynamic_cast<const QuantLinear*>(&l)) return q->compute_dtype();
   return DType::F64;  // neither: a wrong layer type
 }
 

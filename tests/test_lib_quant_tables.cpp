@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "core/half.h"
-#include "quant/embedding_table.h"
+#include "layers/embedding_table.h"
 #include "quant/quant_config.h"
 #include "test_lib_quant_support.h"
 
@@ -58,14 +58,22 @@ void expect_product(const EmbeddingTable& table, const std::vector<float>& t_f32
   }
 }
 
+// Rows idx of the table into out (fp32 [n, kCols]), or added to it.
+void gather(const EmbeddingTable& table, const std::vector<int64_t>& idx, std::vector<float>& out, bool accumulate) {
+  const auto n = static_cast<int64_t>(idx.size());
+  Tensor o = Tensor::from_vector(out, {n, kCols});
+  table.gather(Tensor::from_vector(idx, {n}), o, accumulate);
+  out.assign(o.data<float>(), o.data<float>() + o.numel());
+}
+
 void expect_gather(const EmbeddingTable& table, const std::vector<float>& t_f32) {
   const std::vector<int64_t> idx = {0, 2099, 1024, 7, 7, 1500};
   std::vector<float> out(idx.size() * kCols, 0.0f);
-  table.gather(idx.data(), static_cast<int64_t>(idx.size()), out.data(), false);
+  gather(table, idx, out, false);
   for (size_t i = 0; i < idx.size(); ++i)
     for (int64_t k = 0; k < kCols; ++k) ASSERT_EQ(out[i * kCols + k], t_f32[idx[i] * kCols + k]);
   std::vector<float> acc(out.size(), 0.25f);
-  table.gather(idx.data(), static_cast<int64_t>(idx.size()), acc.data(), true);
+  gather(table, idx, acc, true);
   for (size_t i = 0; i < acc.size(); ++i) ASSERT_EQ(acc[i], 0.25f + out[i]);
 }
 
@@ -98,9 +106,8 @@ TEST(EmbeddingTable, PlainSixteenBitCheckpointsStaySixteenBitAsViews) {
     // through the checkpoint shows in the table.
     ck.tensors.at("wte.weight").data<uint16_t>()[0] =
         dtype == DType::F16 ? float_to_half(1000.0f) : float_to_bf16(1000.0f);
-    const int64_t zero = 0;
     std::vector<float> row(kCols);
-    table->gather(&zero, 1, row.data(), false);
+    gather(*table, {0}, row, false);
     EXPECT_EQ(row[0], 1000.0f);
   }
 }

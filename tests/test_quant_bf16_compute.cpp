@@ -11,15 +11,14 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blockwise4.h"
-#include "quant/blockwise4_linear.h"
-#include "quant/dequant_gemm.h"
+#include "backend/cpu/dequant_gemm.h"
 #include "quant/int8_affine.h"
-#include "quant/int8_affine_linear.h"
 #include "quant/quant_config.h"
 #include "support/test_env.h"
 
 using namespace gpt2q;
 using namespace gpt2q::quant;
+using cpu::kTiledGemmMinRows;
 
 namespace {
 
@@ -117,32 +116,6 @@ TEST(Bf16Compute, Blockwise4RoundsActivationsAndDequantizedWeights) {
           expect_close(y, ref, mag, in);
         }
       }
-}
-
-TEST(Bf16Compute, ChangesTheArithmeticOnlyFromSixteenRows) {
-  const int64_t out = 48, in = 128;
-  const std::vector<float> w = normal(out * in, 0.02f, 7), b = normal(out, 0.1f, 8);
-  const auto lin32 = Blockwise4Linear::from_conv1d(Tensor::from_vector(w, {in, out}), Tensor::from_vector(b, {out}),
-                                                   {Code4::nf4, 64, false}, "t");
-  const auto lin16 = Blockwise4Linear::from_conv1d(Tensor::from_vector(w, {in, out}), Tensor::from_vector(b, {out}),
-                                                   {Code4::nf4, 64, false}, "t", DType::BF16);
-  EXPECT_EQ(lin16->compute_dtype(), DType::BF16);
-  for (int64_t rows : {int64_t{1}, kTiledGemmMinRows - 1, kTiledGemmMinRows}) {
-    const std::vector<float> x = normal(rows * in, 1.0f, 9);
-    std::vector<float> y32(static_cast<size_t>(rows * out)), y16(y32.size());
-    lin32->forward(x.data(), rows, y32.data());
-    lin16->forward(x.data(), rows, y16.data());
-    if (rows < kTiledGemmMinRows)
-      EXPECT_EQ(y16, y32) << rows << " rows: the fused fp32 kernel either way";
-    else
-      EXPECT_NE(y16, y32) << rows << " rows: bf16 rounding must show";
-  }
-  const auto i8 = Int8AffineLinear::from_conv1d(Tensor::from_vector(w, {in, out}), Tensor::from_vector(b, {out}),
-                                                Int8Scheme::affine, Int8Granularity::per_tensor, "t", DType::BF16);
-  EXPECT_EQ(i8->compute_dtype(), DType::BF16);
-  EXPECT_THROW(Int8AffineLinear(quantize_int8(w.data(), out, in, Int8Scheme::affine, Int8Granularity::per_tensor), {},
-                                DType::F16),
-               Error);
 }
 
 TEST(Bf16Compute, QuantizationConfigNamesItAsTorchDoes) {

@@ -12,7 +12,6 @@
 
 #include "io/safetensors.h"
 #include "quant/blockwise4.h"
-#include "quant/blockwise4_linear.h"
 #include "support/test_env.h"
 
 using namespace gpt2q;
@@ -213,34 +212,12 @@ TEST(Blockwise4, DesignedEdgeCasesBehaveAsDocumented) {
   EXPECT_EQ(q.packed.size(), 34u);
 }
 
-TEST(Blockwise4, Conv1dWeightIsTransposedFirst) {
-  const Case c = cases().front();
-  const std::vector<float> w = values<float>(c.name + ".input");  // [out, in]
-  Tensor conv = Tensor::empty({c.in, c.out}, DType::F32);
-  for (int64_t j = 0; j < c.out; ++j)
-    for (int64_t k = 0; k < c.in; ++k) conv.data<float>()[k * c.out + j] = w[j * c.in + k];
-  auto lin = Blockwise4Linear::from_conv1d(conv, Tensor(), {Code4::nf4, c.blocksize, false}, "layer");
-  EXPECT_EQ(lin->weight().packed, values<uint8_t>(c.name + ".nf4.packed"));
-  EXPECT_EQ(lin->in_features(), c.in);
-  EXPECT_EQ(lin->out_features(), c.out);
-  EXPECT_EQ(lin->format(), "nf4");
-}
-
 TEST(Blockwise4, BadInputIsAnError) {
   std::vector<float> w(128, 0.1f);
   EXPECT_THROW(quantize_4bit(w.data(), 2, 64, {Code4::nf4, 48, false}), Error);
   EXPECT_THROW(quantize_4bit(w.data(), 2, 64, {Code4::nf4, 8192, false}), Error);
   w[5] = NAN;
-  try {
-    Tensor t = Tensor::from_vector(w, {64, 2});
-    Blockwise4Linear::from_conv1d(t, Tensor(), {}, "h.0.mlp.c_fc");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("h.0.mlp.c_fc: 4-bit quantization: non-finite weight"), std::string::npos)
-        << e.what();
-  }
-  Tensor bad = Tensor::empty({4, 4}, DType::F16);
-  EXPECT_THROW(Blockwise4Linear::from_conv1d(bad, Tensor(), {}, "x"), Error);
+  EXPECT_THROW(quantize_4bit(w.data(), 2, 64, {Code4::nf4, 64, false}), Error);
 }
 
 TEST(Blockwise4, BytesForGpt2Shapes) {

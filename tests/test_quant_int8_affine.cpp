@@ -12,7 +12,6 @@
 
 #include "io/safetensors.h"
 #include "quant/int8_affine.h"
-#include "quant/int8_affine_linear.h"
 #include "support/test_env.h"
 
 using namespace gpt2q;
@@ -155,34 +154,3 @@ TEST(Int8Affine, ConstantAndZeroRangesStayExact) {
   }
 }
 
-TEST(Int8Affine, LinearFromConv1dAndErrors) {
-  std::vector<float> w_in_out(6 * 4);
-  for (size_t i = 0; i < w_in_out.size(); ++i) w_in_out[i] = 0.1f * static_cast<float>(i) - 1.0f;
-  Tensor conv = Tensor::from_vector(w_in_out, {6, 4});
-  Tensor bias = Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {4});
-  auto lin = Int8AffineLinear::from_conv1d(conv, bias, Int8Scheme::affine, Int8Granularity::per_channel, "lm");
-  EXPECT_EQ(lin->in_features(), 6);
-  EXPECT_EQ(lin->out_features(), 4);
-  EXPECT_EQ(lin->bytes(), 24u + 16u + 16u + 16u);
-  // Row j of the quantized weight is column j of the Conv1D weight.
-  std::vector<float> col(6);
-  for (int k = 0; k < 6; ++k) col[k] = w_in_out[k * 4 + 2];
-  Int8Weight ref = quantize_int8(col.data(), 1, 6, Int8Scheme::affine, Int8Granularity::per_channel);
-  EXPECT_TRUE(std::equal(ref.q.begin(), ref.q.end(), lin->weight().q.begin() + 12));
-  std::vector<float> x{1, 0, 0, 0, 0, 0}, y(4);
-  lin->forward(x.data(), 1, y.data());
-  for (int j = 0; j < 4; ++j)
-    EXPECT_NEAR(y[j], w_in_out[j] + static_cast<float>(j + 1), 0.5f * lin->weight().scale_of(j) + 1e-6f);
-
-  w_in_out[7] = INFINITY;
-  try {
-    Int8AffineLinear::from_conv1d(Tensor::from_vector(w_in_out, {6, 4}), bias, Int8Scheme::affine,
-                                  Int8Granularity::per_tensor, "h.1.mlp.c_proj");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("h.1.mlp.c_proj: int8 quantization: non-finite weight"), std::string::npos)
-        << e.what();
-  }
-  std::vector<float> narrow{1.0e6f, 1.0e6f + 0.0625f};
-  EXPECT_THROW(quantize_int8(narrow.data(), 1, 2, Int8Scheme::affine, Int8Granularity::per_tensor), Error);
-}

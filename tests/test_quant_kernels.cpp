@@ -6,15 +6,15 @@
 #include <random>
 
 #include "quant/blockwise4.h"
-#include "quant/blockwise4_linear.h"
-#include "quant/dequant_gemm.h"
+#include "backend/cpu/dequant_gemm.h"
+#include "backend/cpu/isa.h"
+#include "backend/cpu/quant_int8_kernels.h"
 #include "quant/int8_affine.h"
-#include "quant/int8_kernels.h"
-#include "quant/isa.h"
 #include "support/test_env.h"
 
 using namespace gpt2q;
 using namespace gpt2q::quant;
+using namespace gpt2q::cpu;
 
 namespace {
 
@@ -150,16 +150,3 @@ TEST(Kernels, Int8GemmI32ExactAtTheExtremes) {
   }
 }
 
-TEST(Kernels, LinearsThreadOverLargeLayers) {
-  // GPT-2 c_attn-sized layer (768 -> 2304) through Blockwise4Linear: large
-  // enough for the OpenMP path, checked against the reference.
-  const int64_t in = 768, out = 2304, rows = 3;
-  std::vector<float> w = normal(static_cast<size_t>(in * out), 0.02f, 12), x = normal(rows * in, 1.0f, 13);
-  Tensor conv = Tensor::from_vector(w, {in, out});  // treated as Conv1D [in, out]
-  auto lin = Blockwise4Linear::from_conv1d(conv, Tensor(), {Code4::fp4, 64, true}, "h.0.attn.c_attn");
-  std::vector<float> y(static_cast<size_t>(rows * out)), ref(y.size());
-  lin->forward(x.data(), rows, y.data());
-  blockwise4_matmul_reference(lin->weight(), nullptr, x.data(), rows, ref.data());
-  for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4f) << i;
-  EXPECT_EQ(lin->bytes(), static_cast<size_t>(in * out / 2 + in * out / 64 + 4 * (in * out / 64 / 256) + 4));
-}

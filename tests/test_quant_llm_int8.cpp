@@ -11,13 +11,16 @@
 
 #include "core/half.h"
 #include "io/safetensors.h"
-#include "quant/int8_kernels.h"
+#include "backend/cpu/quant_int8_kernels.h"
 #include "quant/llm_int8.h"
-#include "quant/llm_int8_linear.h"
 #include "support/test_env.h"
 
 using namespace gpt2q;
 using namespace gpt2q::quant;
+using cpu::available_isas;
+using cpu::Int8Gemm;
+using cpu::int8_gemm_i32;
+using cpu::isa_name;
 
 namespace {
 
@@ -279,29 +282,3 @@ TEST(LlmInt8, FastPathBitIdenticalWithManyOutlierColumnsOnThreads) {
   }
 }
 
-TEST(LlmInt8, LinearFromConv1dAndErrors) {
-  FixtureSetup s = setup(kCuda);
-  std::vector<float> w = values<float>(kCuda, "weight");  // [out, in]
-  Tensor conv = Tensor::empty({s.in, s.out}, DType::F32);
-  for (int64_t j = 0; j < s.out; ++j)
-    for (int64_t k = 0; k < s.in; ++k) conv.data<float>()[k * s.out + j] = w[j * s.in + k];
-  Tensor bias = Tensor::from_vector(values<float>(kCuda, "bias"), {s.out});
-  auto lin = LlmInt8Linear::from_conv1d(conv, bias, {}, "h.3.attn.c_proj");
-  EXPECT_EQ(lin->weight().cb, values<int8_t>(kCuda, "CB"));
-  EXPECT_EQ(lin->format(), "llm-int8");
-  EXPECT_EQ(lin->bytes(), static_cast<size_t>(s.out * s.in + 8 * s.out + 4 * s.out));
-  std::vector<float> x = values<float>(kCuda, "outliers.x");
-  std::vector<float> y(static_cast<size_t>(5 * s.out));
-  lin->forward(x.data(), 5, y.data());
-  std::vector<float> ref = values<float>(kCuda, "outliers.t6.y");  // default threshold 6
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 4e-6f * (1.0f + std::fabs(ref[i])));
-
-  Tensor wrong_bias = Tensor::empty({s.out + 1}, DType::F32);
-  try {
-    LlmInt8Linear::from_conv1d(conv, wrong_bias, {}, "h.3.attn.c_proj");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("h.3.attn.c_proj: bias must be F32"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(LlmInt8Linear::from_conv1d(conv, bias, {-1.0f, LlmInt8Epilogue::fp32}, "x"), Error);
-}

@@ -5,10 +5,14 @@
 // Plain data only: CUDA translation units include this too.
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace gpt2q::backend {
 
 // A [batch, heads, rows, head_dim] view of some buffer: element (b, h, r, d)
-// lives at data[b * batch_stride + h * head_stride + r * row_stride + d].
+// lives at data[b * batch_stride + h * head_stride + r * row_stride + d]
+// (strides in elements of the args' dtype; `data` is typed float* for the
+// CPU, and a CUDA kernel of a 16-bit dtype reinterprets it).
 struct HeadView {
   float* data = nullptr;
   int64_t batch_stride = 0, head_stride = 0, row_stride = 0;
@@ -25,6 +29,7 @@ struct HeadView {
 // padding: key 0 is always valid) averages all kv_len values, as HF's eager
 // path does when finfo.min is added to every score.
 struct AttentionArgs {
+  DType dtype = DType::F32;  // of q, k, v and out: F32 (any device), F16 / BF16 (CUDA)
   int64_t batch = 0, n_head = 0, head_dim = 0, q_len = 0, kv_len = 0;
   float scale = 1.0f;
   HeadView q, k, v, out;

@@ -16,7 +16,7 @@
 #include "io/checkpoint.h"
 #include "model/gpt2.h"
 #include "model/synthetic_weights.h"
-#include "quant/isa.h"
+#include "backend/cpu/isa.h"
 #include "quant/quant_config.h"
 #include "quant/quantized_checkpoint.h"
 
@@ -25,7 +25,7 @@ namespace gpt2q::cli {
 namespace {
 
 // ":bf16-compute" (int8-tensor, nf4, fp4): the same weights with compute dtype
-// bf16 (quant/dequant_gemm.h), as compare's variant modifier of that name.
+// bf16 (backend/cpu/dequant_gemm.h), as compare's variant modifier of that name.
 constexpr std::string_view kBf16Suffix = ":bf16-compute";
 const std::vector<std::string> kAllMethods = {"fp32",     "fp16", "int8-tensor", "int8-tensor:bf16-compute", "llm-int8",
                                               "nf4",      "nf4:bf16-compute", "fp4"};
@@ -233,7 +233,7 @@ void run_method_bench(const MethodBenchArgs& a) {
     }
   };
   say(fmt::format("machine: {} | {} threads | {} | quantized kernels: {}", cpu_model_name(), num_threads(),
-                  cpu::blas_description(), quant::isa_name(quant::best_isa())));
+                  cpu::blas_description(), cpu::isa_name(cpu::best_isa())));
   say(fmt::format("source: {} (n_embd {} n_layer {} vocab {}), ready in {:.2f} s", source_name, cfg.n_embd,
                   cfg.n_layer, cfg.vocab_size, load_s));
   for (const auto& v : vs)
@@ -282,7 +282,7 @@ void run_method_bench(const MethodBenchArgs& a) {
                  {{"cpu", cpu_model_name()},
                   {"threads", num_threads()},
                   {"blas", cpu::blas_description()},
-                  {"quant_isa", quant::isa_name(quant::best_isa())}}},
+                  {"quant_isa", cpu::isa_name(cpu::best_isa())}}},
                 {"source", source_name},
                 {"iters", a.iters},
                 {"throughput_iters", a.throughput_iters},

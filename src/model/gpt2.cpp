@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/half.h"
-#include "model/linear_factory.h"
+#include "layers/linear_factory.h"
 #include "ops/ops.h"
 
 namespace gpt2q {
@@ -176,31 +176,23 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
   Tensor normed = ops::scratch({B, T, C});
   Tensor qkv = ops::scratch({B, T, 3 * C});
   Tensor attended = ops::scratch({B, T, C});
-  Tensor projected = ops::scratch({B, T, C});
   Tensor inner = ops::scratch({B, T, config_.inner()});
   const float eps = static_cast<float>(config_.layer_norm_epsilon);
   for (int64_t l = 0; l < config_.n_layer; ++l) {
     const BlockWeights& bw = blocks_[l];
     ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, normed);
-    bw.c_attn->forward(normed.data<float>(), rows, qkv.data<float>());
+    bw.c_attn->forward(normed, qkv);
     if (cache) {
       ops::causal_self_attention_cached(qkv, cache->k[l], cache->v[l], past, key_mask, H, config_.attention_scale(l),
                                         attended);
     } else {
       ops::causal_self_attention(qkv, key_mask, H, config_.attention_scale(l), attended);
     }
-    bw.attn_c_proj->forward(attended.data<float>(), rows, projected.data<float>());
-    ops::add_inplace(x, projected);
+    bw.attn_c_proj->forward(attended, x, {.accumulate = true});
 
     ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, normed);
-    bw.c_fc->forward(normed.data<float>(), rows, inner.data<float>());
-    if (gelu_exact_) {
-      ops::gelu_erf(inner);
-    } else {
-      ops::gelu_new(inner);
-    }
-    bw.mlp_c_proj->forward(inner.data<float>(), rows, projected.data<float>());
-    ops::add_inplace(x, projected);
+    bw.c_fc->forward(normed, inner, {.activation = gelu_exact_ ? ops::Activation::gelu_erf : ops::Activation::gelu_new});
+    bw.mlp_c_proj->forward(inner, x, {.accumulate = true});
   }
   ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
   if (cache) cache->length += T;

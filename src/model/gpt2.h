@@ -10,8 +10,8 @@
 #include "core/tensor.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
-#include "model/linear.h"
-#include "quant/embedding_table.h"
+#include "layers/embedding_table.h"
+#include "layers/linear.h"
 
 namespace gpt2q {
 
@@ -46,8 +46,8 @@ class GPT2Model {
   // Builds from a loaded checkpoint. wte, wpe, the heads and the block
   // projections are held as stored: fp32 and 16-bit weights as zero-copy
   // views of the mapping (16-bit ones converted to fp32 per product:
-  // quant/embedding_table.h, quant/half_linear.h), a quantized checkpoint's
-  // packed (model/linear_factory.h) and, like its 16-bit ones, copied so that
+  // layers/embedding_table.h, layers/dense_linear.h), a quantized checkpoint's
+  // packed (layers/linear_factory.h) and, like its 16-bit ones, copied so that
   // the model holds no view of its file. Biases and LayerNorm parameters are
   // held in fp32 (16-bit ones converted once).
   static std::unique_ptr<GPT2Model> from_checkpoint(const Checkpoint& ckpt);

@@ -7,118 +7,15 @@
 
 #include <cmath>
 
-#include "backend/cpu/cpu_kernels.h"
-#include "backend/cpu/reference_ops.h"
+#include "ops/kernel_sets.h"
 #include "ops/op_checks.h"
 #include "ops/reference.h"
-
-#ifdef GPT2Q_CUDA
-#include "backend/cuda/cuda_kernels.h"
-#endif
 
 namespace gpt2q::ops {
 
 namespace {
 
-using namespace detail;  // op_checks.h
-
-struct FastCpu {
-  static constexpr auto linear = cpu::linear;
-  static void matmul_nt(const float* a, const float* b, int64_t m, int64_t k, int64_t n, float* c) {
-    cpu::sgemm_nt(m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
-  }
-  static constexpr auto layer_norm = cpu::layer_norm;
-  static constexpr auto gelu_new = cpu::gelu_new;
-  static constexpr auto gelu_erf = cpu::gelu_erf;
-  static constexpr auto softmax_rows = cpu::softmax_rows;
-  static constexpr auto add_inplace = cpu::add_inplace;
-  static constexpr auto embedding = cpu::embedding;
-  static constexpr auto causal_attention = cpu::causal_attention;
-  static constexpr auto store_kv = cpu::store_kv;
-};
-
-struct ReferenceCpu {
-  static constexpr auto linear = cpu::reference::linear;
-  static constexpr auto matmul_nt = cpu::reference::matmul_nt;
-  static constexpr auto layer_norm = cpu::reference::layer_norm;
-  static constexpr auto gelu_new = cpu::reference::gelu_new;
-  static constexpr auto gelu_erf = cpu::reference::gelu_erf;
-  static constexpr auto softmax_rows = cpu::reference::softmax_rows;
-  static constexpr auto add_inplace = cpu::reference::add_inplace;
-  static constexpr auto embedding = cpu::reference::embedding;
-  static constexpr auto causal_attention = cpu::reference::causal_attention;
-  static constexpr auto store_kv = cpu::store_kv;  // a copy: the fast one is exact
-};
-
-#ifdef GPT2Q_CUDA
-struct FastCuda {
-  static constexpr auto linear = cuda::linear;
-  static constexpr auto matmul_nt = cuda::matmul_nt;
-  static constexpr auto layer_norm = cuda::layer_norm;
-  static constexpr auto gelu_new = cuda::gelu_new;
-  static constexpr auto gelu_erf = cuda::gelu_erf;
-  static constexpr auto softmax_rows = cuda::softmax_rows;
-  static constexpr auto add_inplace = cuda::add_inplace;
-  static constexpr auto embedding = cuda::embedding;
-  static constexpr auto causal_attention = cuda::causal_attention;
-  static constexpr auto store_kv = cuda::store_kv;
-};
-#endif
-
-// Kernel families: which set runs on which device (void: none).
-struct Fast {
-  using Cpu = FastCpu;
-#ifdef GPT2Q_CUDA
-  using Cuda = FastCuda;
-#else
-  using Cuda = void;
-#endif
-};
-struct Reference {
-  using Cpu = ReferenceCpu;
-  using Cuda = void;
-};
-
-template <typename F, typename Run>
-void run_kernels(const char* op, Device device, Run&& run) {
-  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, device, std::forward<Run>(run));
-}
-
-template <typename F>
-void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
-  const char* op = "linear";
-  require_f32(op, "x", x);
-  require_f32(op, "w", w);
-  require_f32(op, "y", y);
-  if (b.defined()) require_f32(op, "b", b);
-  same_device(op, {&x, &w, &b, &y});
-  if (w.ndim() != 2) fail("{}: weight must be 2-D [in, out], got {}", op, shape_str(w.shape()));
-  const int64_t in = w.dim(0), out = w.dim(1), rows = rows_of(x);
-  if (last_dim(x) != in) fail("{}: x {} does not fit weight {}", op, shape_str(x.shape()), shape_str(w.shape()));
-  if (rows_of(y) != rows || last_dim(y) != out)
-    fail("{}: output {} should be [{}, {}]", op, shape_str(y.shape()), rows, out);
-  if (b.defined() && b.numel() != out) fail("{}: bias {} should have {} values", op, shape_str(b.shape()), out);
-  run_kernels<F>(op, x.device(), [&](auto k) {
-    decltype(k)::linear(device_data<float>(x), rows, in, device_data<float>(w),
-                        b.defined() ? device_data<float>(b) : nullptr, out, device_data<float>(y));
-  });
-}
-
-template <typename F>
-void matmul_nt_impl(const Tensor& a, const Tensor& b, Tensor& c) {
-  const char* op = "matmul_nt";
-  require_f32(op, "a", a);
-  require_f32(op, "b", b);
-  require_f32(op, "c", c);
-  same_device(op, {&a, &b, &c});
-  if (b.ndim() != 2) fail("{}: b must be 2-D [n, k], got {}", op, shape_str(b.shape()));
-  const int64_t m = rows_of(a), k = last_dim(a), n = b.dim(0);
-  if (b.dim(1) != k) fail("{}: a {} does not fit b {}", op, shape_str(a.shape()), shape_str(b.shape()));
-  if (rows_of(c) != m || last_dim(c) != n) fail("{}: output {} should be [{}, {}]", op, shape_str(c.shape()), m, n);
-  run_kernels<F>(op, a.device(), [&](auto ks) {
-    decltype(ks)::matmul_nt(device_data<float>(a), device_data<float>(b), m, k, n, device_data<float>(c));
-  });
-}
+using namespace detail;  // op_checks.h, kernel_sets.h
 
 template <typename F>
 void layer_norm_impl(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
@@ -289,8 +186,6 @@ Tensor scratch(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
-void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { linear_impl<Fast>(x, w, b, y); }
-void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { matmul_nt_impl<Fast>(a, b, c); }
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
   layer_norm_impl<Fast>(x, w, b, eps, y);
 }
@@ -310,8 +205,6 @@ void causal_self_attention_cached(const Tensor& qkv, Tensor& cache_k, Tensor& ca
 }
 
 namespace reference {
-void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { linear_impl<Reference>(x, w, b, y); }
-void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { matmul_nt_impl<Reference>(a, b, c); }
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
   layer_norm_impl<Reference>(x, w, b, eps, y);
 }

@@ -1,13 +1,15 @@
 #pragma once
-// Device-independent ops on Tensors: each checks shapes and dtypes (fp32,
-// contiguous, row-major), then dispatches on the tensors' device to a backend
-// (src/backend/cpu today; a CUDA backend adds a case in ops.cpp's dispatch).
+// Device-independent ops on Tensors: each checks shapes and dtypes
+// (contiguous, row-major), then dispatches on the tensors' device to a
+// backend's kernel set (src/backend/cpu, src/backend/cuda; op_checks.h).
 // Outputs are preallocated by the caller so the model's hot loop allocates
 // nothing. Same signatures in ops/reference.h run the scalar reference
 // kernels, which tests compare against.
 #include <cstdint>
 
+#include "backend/linear_args.h"
 #include "core/tensor.h"
+#include "ops/quantized_tensor.h"
 
 namespace gpt2q::ops {
 
@@ -15,10 +17,34 @@ namespace gpt2q::ops {
 // writes in full (cheaper than Tensor::empty's zero fill for big buffers).
 Tensor scratch(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
 
-// y[..., out] = x[..., in] · w[in, out] + b[out] (b may be undefined).
-void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y);
-// c[m, n] = a[m, k] · b[n, k]ᵀ  (e.g. logits = h · wteᵀ).
+using backend::Activation;
+using backend::Epilogue;
+
+// y[..., out] = x[..., in] · w[in, out] + b[out] (b may be undefined), then
+// the epilogue: y = act(...) or y += ... (the residual add). w is F32, F16
+// or BF16 (GPT-2's Conv1D layout); b F32. On the CPU x and y are F32 and a
+// 16-bit w is converted exactly (backend/cpu/half_gemm.h). On CUDA x and y
+// may also be F16 / BF16 (backend/cuda: cuBLASLt).
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue = {});
+// c[m, n] = a[m, k] · b[n, k]ᵀ  (e.g. logits = h · wteᵀ); b F32, F16 or BF16.
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c);
+
+// The arithmetic of a packed product (backend/linear_args.h, QuantLinearArgs).
+struct QuantLinearOptions {
+  DType compute = DType::F32;
+  float llm_int8_threshold = 6.0f;
+  bool llm_int8_fp32_epilogue = false;
+};
+// y[..., out] = x[..., in] · W'ᵀ + b[out], W' the dequantized weight of w
+// [out, in] (on x's device), then the epilogue.
+void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Tensor& y,
+                  const QuantLinearOptions& options = {}, Epilogue epilogue = {});
+
+// out[i, :] = table[idx[i], :] (or += with accumulate) in fp32: table [rows,
+// cols] F32 / F16 / BF16 or packed, idx I64 [n], out F32 [n, cols]. An index
+// outside the table is an Error, checked on the host before any kernel runs.
+void gather_rows(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate = false);
+void gather_rows(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate = false);
 // LayerNorm over the last dimension (biased variance, fp32). y may be x.
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y);
 // In place: gelu_new (tanh approximation, GPT-2's "gelu_new") / exact erf GELU.

@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/quant_linear.h"
 #include "core/error.h"
-#include "quant/blockwise4_kernels.h"
-#include "quant/dequant_gemm.h"
 
 // Each format is defined operation by operation; GCC would otherwise fuse
 // a * b + c into one FMA in C++ (-ffp-contract=fast is its default there).
@@ -19,17 +17,14 @@
 namespace gpt2q::quant {
 namespace {
 
-constexpr std::array<float, 16> kNf4Table = {
-    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
-
-// FP4 (1 sign, 2 exponent, 1 mantissa bit) by code; codes 8..15 are the
-// negatives of 0..7, code 8 being -0.0 as the kernel's lut[0] · -1 gives.
-constexpr std::array<float, 16> kFp4Table = {
-    0.0f, 0.005208333333f, 0.66666667f, 1.0f, 0.33333333f, 0.5f, 0.16666667f, 0.25f,
-    -0.0f, -0.005208333333f, -0.66666667f, -1.0f, -0.33333333f, -0.5f, -0.16666667f, -0.25f};
+// The tables by code, as std::arrays (the values: backend/quant_format.h).
+constexpr std::array<float, 16> as_array(const float (&v)[16]) {
+  std::array<float, 16> a{};
+  for (int i = 0; i < 16; ++i) a[i] = v[i];
+  return a;
+}
+constexpr std::array<float, 16> kNf4Table = as_array(qformat::kNf4Values);
+constexpr std::array<float, 16> kFp4Table = as_array(qformat::kFp4Values);
 
 // dQuantizeNF4's thresholds: its decimal literals rounded to fp32 (written in
 // hex so no parser can round them differently). Four of them are one ulp
@@ -144,76 +139,38 @@ Blockwise4Weight quantize_4bit(const float* w, int64_t out, int64_t in, const Bl
   return r;
 }
 
-void dequantize_4bit(const Blockwise4Weight& w, float* out_in) {
-  const auto& table = code4_table(w.type);
-  const std::vector<float> absmax = w.block_absmax();
-  for (int64_t i = 0; i < w.numel(); ++i) out_in[i] = table[w.code(i)] * absmax[i / w.blocksize];
+void dequantize_4bit(const Blockwise4Weight& w, float* out_in) { cpu::quant_dequantize(view_of(w), out_in); }
+
+qformat::WeightView view_of(const Blockwise4Weight& w) {
+  qformat::WeightView v;
+  v.format.scheme = qformat::Scheme::blockwise4;
+  v.format.out = w.out;
+  v.format.in = w.in;
+  v.format.code = w.type;
+  v.format.blocksize = w.blocksize;
+  v.codes = w.packed.data();
+  if (w.nested) {
+    v.format.nested = true;
+    v.format.nested_offset = w.nested->offset;
+    v.format.nested_blocksize = w.nested->blocksize;
+    v.nested_codes = w.nested->q.data();
+    v.nested_scales = w.nested->state2.data();
+  } else {
+    v.scales = w.absmax.data();
+  }
+  return v;
 }
 
 void blockwise4_matmul_reference(const Blockwise4Weight& w, const float* bias, const float* x, int64_t rows,
                                  float* y) {
-  std::vector<float> wd(static_cast<size_t>(w.numel()));
-  dequantize_4bit(w, wd.data());
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < w.out; ++j) {
-      float acc = 0.0f;
-      for (int64_t k = 0; k < w.in; ++k) acc += x[i * w.in + k] * wd[j * w.in + k];
-      y[i * w.out + j] = bias ? acc + bias[j] : acc;
-    }
+  cpu::quant_linear_reference(view_of(w), x, rows, bias, y);
 }
 
 void blockwise4_matmul(const Blockwise4Weight& w, const float* bias, const float* x, int64_t rows, float* y,
                        Isa isa, DType compute) {
-  require_isa(isa);
-  if (w.in % w.blocksize != 0 || w.blocksize % 32 != 0) {
-    if (rows >= kTiledGemmMinRows && compute == DType::BF16) {
-      // Blocks straddle rows: decode the whole weight once, tile from it.
-      std::vector<float> wd(static_cast<size_t>(w.numel()));
-      dequantize_4bit(w, wd.data());
-      tiled_dequant_gemm(
-          x, rows, w.in, w.out, bias,
-          [&](int64_t j0, int64_t j1, float* dst) { std::copy(&wd[j0 * w.in], &wd[j1 * w.in], dst); }, y,
-          TiledGemmOptions{compute});
-      return;
-    }
-    blockwise4_matmul_reference(w, bias, x, rows, y);
-    return;
-  }
-  const int64_t half = w.in / 2;
-  const std::vector<float> absmax = w.block_absmax();
-  const float* table = code4_table(w.type).data();
-  if (rows >= kTiledGemmMinRows) {
-    // x in split order (even elements, then odd, per row), the order
-    // blockwise4_decode_rows writes each weight row in.
-    // (A scratch tensor: large batches reuse the cached block instead of
-    // faulting in a fresh one on every call.)
-    Tensor xs_t = cpu::scratch_tensor({rows, w.in}, DType::F32);
-    float* xs = xs_t.data<float>();
-#pragma omp parallel for schedule(static) if (rows * w.in >= (1 << 18))
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t m = 0; m < half; ++m) {
-        xs[i * w.in + m] = x[i * w.in + 2 * m];
-        xs[i * w.in + half + m] = x[i * w.in + 2 * m + 1];
-      }
-    const Blockwise4Gemm codes{nullptr, nullptr, 0, w.packed.data(), absmax.data(), table, w.in, w.out, w.blocksize,
-                               nullptr};
-    tiled_dequant_gemm(
-        xs, rows, w.in, w.out, bias,
-        [&](int64_t j0, int64_t j1, float* dst) { blockwise4_decode_rows(codes, j0, j1, dst, isa); }, y,
-        TiledGemmOptions{compute});
-    return;
-  }
-  std::vector<float> xe(static_cast<size_t>(rows * half)), xo(static_cast<size_t>(rows * half));
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t m = 0; m < half; ++m) {
-      xe[i * half + m] = x[i * w.in + 2 * m];
-      xo[i * half + m] = x[i * w.in + 2 * m + 1];
-    }
-  Blockwise4Gemm g{xe.data(), xo.data(), rows, w.packed.data(), absmax.data(), table, w.in, w.out, w.blocksize, y};
-  blockwise4_gemm(g, isa);
-  if (bias)
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < w.out; ++j) y[i * w.out + j] += bias[j];
+  cpu::QuantLinearOptions opt;
+  opt.compute = compute;
+  cpu::quant_linear(view_of(w), x, rows, bias, y, opt, isa);
 }
 
 }  // namespace gpt2q::quant

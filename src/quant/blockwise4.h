@@ -23,13 +23,16 @@
 #include <string>
 #include <vector>
 
-#include "quant/double_quant.h"
+#include "backend/cpu/isa.h"
+#include "backend/quant_format.h"
 #include "core/dtype.h"
-#include "quant/isa.h"
+#include "quant/double_quant.h"
 
 namespace gpt2q::quant {
 
-enum class Code4 { nf4, fp4 };
+using qformat::Code4;  // nf4, fp4 (backend/quant_format.h)
+using cpu::Isa;
+using cpu::best_isa;
 
 // Dequantization tables by code (bnb's nf4/fp4 LUTs in csrc/kernels.cu).
 const std::array<float, 16>& code4_table(Code4 type);
@@ -61,6 +64,9 @@ struct Blockwise4Weight {
   std::string format() const;  // "nf4", "fp4", "nf4-dq", "fp4-dq"
 };
 
+// The weight's parts as a view for the kernels (host memory, borrowed from w).
+qformat::WeightView view_of(const Blockwise4Weight& w);
+
 // Throws gpt2q::Error for a blocksize bnb does not allow or non-finite weights.
 Blockwise4Weight quantize_4bit(const float* w, int64_t out, int64_t in, const Blockwise4Options& opt);
 void dequantize_4bit(const Blockwise4Weight& w, float* out_in);  // writes [out, in]
@@ -72,7 +78,7 @@ void blockwise4_matmul_reference(const Blockwise4Weight& w, const float* bias, c
 // Fast: codes decoded in registers by table lookup and fused with the dot
 // products (fewer than kTiledGemmMinRows rows: decoding), or decoded a tile
 // at a time into fp32 for sgemm (more rows: prompts, batches;
-// quant/dequant_gemm.h). Each decoded weight equals the reference's bit for
+// backend/cpu/dequant_gemm.h). Each decoded weight equals the reference's bit for
 // bit; only the fp32 summation order differs. Needs in % blocksize == 0
 // (every weight row starts a block), else it runs the reference.
 // compute BF16 (rows >= kTiledGemmMinRows only): x and each dequantized

@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/quant_linear.h"
 #include "core/error.h"
-#include "core/half.h"
-#include "quant/dequant_gemm.h"
-#include "quant/int8_kernels.h"
-#include "quant/rounding.h"
+#include "core/rounding.h"
 
 // Each format is defined operation by operation; GCC would otherwise fuse
 // a * b + c into one FMA in C++ (-ffp-contract=fast is its default there).
@@ -87,84 +84,30 @@ Int8Weight quantize_int8(const float* w, int64_t out, int64_t in, Int8Scheme sch
   return r;
 }
 
-void dequantize_int8(const Int8Weight& w, float* out_in) {
-  for (int64_t j = 0; j < w.out; ++j) {
-    const float s = w.scale_of(j);
-    const int32_t zp = w.zero_point_of(j);
-    for (int64_t k = 0; k < w.in; ++k)
-      out_in[j * w.in + k] = static_cast<float>(w.q[j * w.in + k] - zp) * s;
-  }
+qformat::WeightView view_of(const Int8Weight& w) {
+  qformat::WeightView v;
+  v.format.scheme = qformat::Scheme::int8_affine;
+  v.format.out = w.out;
+  v.format.in = w.in;
+  v.format.per_channel = w.granularity == Int8Granularity::per_channel;
+  v.format.symmetric = w.zero_point.empty();
+  v.codes = w.q.data();
+  v.scales = w.scale.data();
+  v.zero_points = w.zero_point.empty() ? nullptr : w.zero_point.data();
+  return v;
 }
+
+void dequantize_int8(const Int8Weight& w, float* out_in) { cpu::quant_dequantize(view_of(w), out_in); }
 
 void int8_matmul_reference(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y) {
-  std::vector<float> wd(static_cast<size_t>(w.out * w.in));
-  dequantize_int8(w, wd.data());
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < w.out; ++j) {
-      float acc = 0.0f;
-      for (int64_t k = 0; k < w.in; ++k) acc += x[i * w.in + k] * wd[j * w.in + k];
-      y[i * w.out + j] = bias ? acc + bias[j] : acc;
-    }
+  cpu::quant_linear_reference(view_of(w), x, rows, bias, y);
 }
-
-namespace {
-
-// compute BF16: the integers the weights are made of enter the bf16 products
-// exactly, the scale comes after. q - zero_point is exact in bf16 while
-// |q - zp| <= 256, i.e. zp in [-128, 128] (every range that contains 0);
-// otherwise (a range excluding 0) the product is split as
-// x·q - zp·Σx, q exact in bf16 and Σx summed from the same bf16 values.
-void int8_matmul_bf16(const Int8WeightGemm& g, const float* x, int64_t rows, float* y, Isa isa) {
-  bool zp_fits = true;
-  for (int64_t j = 0; j < g.out; ++j) zp_fits = zp_fits && g.zero_point[j] >= -128 && g.zero_point[j] <= 128;
-  const std::vector<float> ones(static_cast<size_t>(g.out), 1.0f);
-  const std::vector<int32_t> zeros(static_cast<size_t>(g.out), 0);
-  Int8WeightGemm integers = g;
-  integers.scale = ones.data();
-  if (!zp_fits) integers.zero_point = zeros.data();
-  TiledGemmOptions opt;
-  opt.compute = DType::BF16;
-  opt.col_scale = g.scale;
-  tiled_dequant_gemm(
-      x, rows, g.in, g.out, zp_fits ? g.bias : nullptr,
-      [&](int64_t j0, int64_t j1, float* dst) { int8_decode_rows(integers, j0, j1, dst, isa); }, y, opt);
-  if (zp_fits) return;
-#pragma omp parallel for schedule(static) if (rows * g.out >= cpu::kParallelMinStreamed)
-  for (int64_t i = 0; i < rows; ++i) {
-    double sum = 0;
-    for (int64_t k = 0; k < g.in; ++k) sum += bf16_to_float(float_to_bf16(x[i * g.in + k]));
-    const auto s = static_cast<float>(sum);
-    for (int64_t j = 0; j < g.out; ++j) {
-      const float v = y[i * g.out + j] - g.scale[j] * (static_cast<float>(g.zero_point[j]) * s);
-      y[i * g.out + j] = g.bias ? v + g.bias[j] : v;
-    }
-  }
-}
-
-}  // namespace
 
 void int8_matmul(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y, Isa isa,
                  DType compute) {
-  require_isa(isa);
-  // Per-row parameters as arrays so the kernels need not know the granularity.
-  std::vector<float> scales(static_cast<size_t>(w.out));
-  std::vector<int32_t> zps(static_cast<size_t>(w.out));
-  for (int64_t j = 0; j < w.out; ++j) {
-    scales[j] = w.scale_of(j);
-    zps[j] = w.zero_point_of(j);
-  }
-  Int8WeightGemm g{x, rows, w.q.data(), zps.data(), scales.data(), bias, w.in, w.out, y};
-  if (rows >= kTiledGemmMinRows && compute == DType::BF16) {
-    int8_matmul_bf16(g, x, rows, y, isa);
-    return;
-  }
-  if (rows >= kTiledGemmMinRows) {
-    tiled_dequant_gemm(
-        x, rows, w.in, w.out, bias, [&](int64_t j0, int64_t j1, float* dst) { int8_decode_rows(g, j0, j1, dst, isa); },
-        y);
-    return;
-  }
-  int8_weight_gemm(g, isa);
+  cpu::QuantLinearOptions opt;
+  opt.compute = compute;
+  cpu::quant_linear(view_of(w), x, rows, bias, y, opt, isa);
 }
 
 }  // namespace gpt2q::quant

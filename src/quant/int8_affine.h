@@ -18,10 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/isa.h"
+#include "backend/quant_format.h"
 #include "core/dtype.h"
-#include "quant/isa.h"
 
 namespace gpt2q::quant {
+
+using cpu::Isa;
+using cpu::best_isa;
 
 enum class Int8Scheme { affine, symmetric };
 enum class Int8Granularity { per_tensor, per_channel };
@@ -51,6 +55,9 @@ struct Int8Params {
 Int8Params int8_params(const float* w, int64_t n, Int8Scheme scheme);
 int8_t int8_code(float w, Int8Params p);
 
+// The weight's parts as a view for the kernels (host memory, borrowed from w).
+qformat::WeightView view_of(const Int8Weight& w);
+
 // Throws gpt2q::Error on non-finite weights.
 Int8Weight quantize_int8(const float* w, int64_t out, int64_t in, Int8Scheme scheme, Int8Granularity granularity);
 void dequantize_int8(const Int8Weight& w, float* out_in);  // writes [out, in]
@@ -60,7 +67,7 @@ void dequantize_int8(const Int8Weight& w, float* out_in);  // writes [out, in]
 void int8_matmul_reference(const Int8Weight& w, const float* bias, const float* x, int64_t rows, float* y);
 // Fast: fewer than kTiledGemmMinRows rows, y = scale · Σ x·(q - zero_point)
 // (+ bias), threaded over output channels; more rows, dequantized tiles and
-// sgemm (quant/dequant_gemm.h). Same value up to fp32 rounding order.
+// sgemm (backend/cpu/dequant_gemm.h). Same value up to fp32 rounding order.
 // compute BF16 (rows >= kTiledGemmMinRows only): x rounded to bf16 times the
 // integer codes (exact in bf16), summed in fp32, then scaled: the weights
 // lose nothing, the activations bf16's 8 bits. For a zero point outside

@@ -20,14 +20,18 @@
 #include <cstdint>
 #include <vector>
 
-#include "quant/isa.h"
+#include "backend/cpu/isa.h"
+#include "backend/cpu/quant_llm_int8.h"
+#include "backend/quant_format.h"
 
 namespace gpt2q::quant {
 
-// The scale constant of bnb's CUDA epilogue (kdequant_mm_int32_fp16).
-inline constexpr float kLlmInt8DequantConst = 6.200012e-05f;
-// The constant of int8_vectorwise_dequant, used for the outlier weight columns.
-inline constexpr float kInv127 = 7.874015718698502e-3f;
+using cpu::Isa;
+using cpu::best_isa;
+// The scale constant of bnb's CUDA epilogue (kdequant_mm_int32_fp16) and the
+// constant of int8_vectorwise_dequant, used for the outlier weight columns.
+using qformat::kInv127;
+using qformat::kLlmInt8DequantConst;
 
 // How the int8 part is rounded. bnb's CUDA kernel always writes it as fp16
 // (and, for an fp32 layer, adds the bias to that fp16 tensor); `fp32` keeps
@@ -39,14 +43,12 @@ struct LlmInt8Options {
   LlmInt8Epilogue epilogue = LlmInt8Epilogue::cuda_fp16;
 };
 
-// Row-wise absmax int8 of fp16-rounded values: bnb's int8_vectorwise_quant.
-struct Int8Rows {
-  int64_t rows = 0, cols = 0;
-  std::vector<int8_t> q;                // [rows, cols]
-  std::vector<float> absmax;            // [rows] (SCA / SCB)
-  std::vector<int32_t> outlier_cols;    // ascending; empty when threshold == 0
-};
-Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, float threshold);
+// Row-wise absmax int8 of fp16-rounded values: bnb's int8_vectorwise_quant
+// (backend/cpu/quant_llm_int8.h).
+using cpu::Int8Rows;
+inline Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, float threshold) {
+  return cpu::llm_int8_quantize_rows(x, rows, cols, threshold);
+}
 
 struct LlmInt8Weight {
   int64_t out = 0, in = 0;
@@ -56,6 +58,9 @@ struct LlmInt8Weight {
   // Bytes held: CB + SCB + row sums.
   size_t bytes() const;
 };
+// The weight's parts as a view for the kernels (host memory, borrowed from w).
+qformat::WeightView view_of(const LlmInt8Weight& w);
+
 // Throws gpt2q::Error on non-finite weights.
 LlmInt8Weight quantize_llm_int8(const float* w, int64_t out, int64_t in);
 

@@ -53,7 +53,7 @@ struct QuantizationConfig {
   std::vector<std::string> skip_modules;
 
   // The arithmetic of the quantized linears at 16 rows and more
-  // (quant/dequant_gemm.h): BF16 for "bfloat16" (int8-tensor, nf4, fp4), else
+  // (backend/cpu/dequant_gemm.h): BF16 for "bfloat16" (int8-tensor, nf4, fp4), else
   // F32 — "float16" too: the CPU has no fp16 dot product, so gpt2q computes
   // in fp32 there (closer to the weights than fp16 would be).
   DType compute() const;

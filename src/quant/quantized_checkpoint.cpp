@@ -274,6 +274,49 @@ int64_t quantized_in(const QuantizedWeight& w) {
   return std::visit([](const auto& x) { return x.in; }, w);
 }
 
+namespace {
+
+// A 1-D host tensor over the vector's memory: the vector moves into the
+// storage's owner, so nothing is copied.
+template <typename T>
+Tensor adopt(std::vector<T>&& v, DType dtype) {
+  auto owner = std::make_shared<std::vector<T>>(std::move(v));
+  const auto n = static_cast<int64_t>(owner->size());
+  void* data = owner->data();
+  return Tensor::from_storage(Storage::borrow(data, owner->size() * sizeof(T), owner), 0, {n}, dtype);
+}
+
+}  // namespace
+
+QuantizedTensor to_quantized_tensor(QuantizedWeight w) {
+  QuantizedTensor t;
+  std::visit(Overloaded{[&](Int8Weight& q) {
+                          t.format = view_of(q).format;
+                          t.codes = adopt(std::move(q.q), DType::I8).view({q.out, q.in});
+                          t.scales = adopt(std::move(q.scale), DType::F32);
+                          if (!q.zero_point.empty()) t.zero_points = adopt(std::move(q.zero_point), DType::I32);
+                        },
+                        [&](LlmInt8Weight& q) {
+                          t.format = view_of(q).format;
+                          t.codes = adopt(std::move(q.cb), DType::I8).view({q.out, q.in});
+                          t.scales = adopt(std::move(q.scb), DType::F32);
+                          if (!q.cb_row_sums.empty()) t.row_sums = adopt(std::move(q.cb_row_sums), DType::I32);
+                        },
+                        [&](Blockwise4Weight& q) {
+                          t.format = view_of(q).format;
+                          t.codes = adopt(std::move(q.packed), DType::U8);
+                          if (q.nested) {
+                            t.nested_codes = adopt(std::move(q.nested->q), DType::U8);
+                            t.nested_scales = adopt(std::move(q.nested->state2), DType::F32);
+                          } else {
+                            t.scales = adopt(std::move(q.absmax), DType::F32);
+                          }
+                        }},
+             w);
+  t.validate("quantized weight");
+  return t;
+}
+
 std::vector<float> dequantize(const QuantizedWeight& w) {
   std::vector<float> out(static_cast<size_t>(quantized_out(w) * quantized_in(w)));
   std::visit(Overloaded{[&](const Int8Weight& x) { dequantize_int8(x, out.data()); },

@@ -24,6 +24,7 @@
 
 #include "core/tensor.h"
 #include "io/checkpoint.h"
+#include "ops/quantized_tensor.h"
 #include "quant/blockwise4.h"
 #include "quant/int8_affine.h"
 #include "quant/llm_int8.h"
@@ -39,6 +40,9 @@ std::string quantized_format(const QuantizedWeight& w);
 size_t quantized_bytes(const QuantizedWeight& w);
 int64_t quantized_out(const QuantizedWeight& w);
 int64_t quantized_in(const QuantizedWeight& w);
+// The weight as Tensors (host memory, the vectors adopted without a copy),
+// the form layers hold and ops run (ops/quantized_tensor.h).
+QuantizedTensor to_quantized_tensor(QuantizedWeight w);
 // The weight as fp32 [out, in], for error statistics and test references.
 std::vector<float> dequantize(const QuantizedWeight& w);
 

@@ -1,8 +1,9 @@
-// Elementwise kernels: GELU (both forms), the residual add, the embedding
-// gather and the bias broadcast that linear() starts from. Grid-stride
-// loops, one element per step: memory bound, nothing to tile.
+// Elementwise kernels: GELU (both forms, on any float type), the residual
+// add, dtype conversion, the embedding gather and the bias broadcast.
+// Grid-stride loops, one element per step: memory bound, nothing to tile.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/element_types.cuh"
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/launch.cuh"
 
@@ -15,23 +16,30 @@ namespace {
 // 2 / (1 + exp(-2u))). The tanh form loses every digit to cancellation for
 // negative x, where 1 + tanh(u) is tiny; this form has no cancellation, so
 // the result stays within a few ulp down to where it underflows.
-__global__ void gelu_new_kernel(float* x, int64_t n) {
+template <typename T>
+__global__ void gelu_new_kernel(T* x, int64_t n) {
   const float k = 0.7978845608028654f;  // sqrt(2/π)
   for (int64_t i = grid_start(); i < n; i += grid_stride()) {
-    const float v = x[i];
+    const float v = to_float(x[i]);
     const float u = k * (v + 0.044715f * v * v * v);
-    x[i] = v / (1.0f + expf(-2.0f * u));
+    x[i] = from_float<T>(v / (1.0f + expf(-2.0f * u)));
   }
 }
 
 // Exact GELU x·Φ(x) with Φ(x) = erfc(-x/√2) / 2: erfc keeps its relative
 // accuracy in the left tail, where 1 + erf(x/√2) would cancel.
-__global__ void gelu_erf_kernel(float* x, int64_t n) {
+template <typename T>
+__global__ void gelu_erf_kernel(T* x, int64_t n) {
   const float inv_sqrt2 = 0.7071067811865476f;
   for (int64_t i = grid_start(); i < n; i += grid_stride()) {
-    const float v = x[i];
-    x[i] = v * (0.5f * erfcf(-v * inv_sqrt2));
+    const float v = to_float(x[i]);
+    x[i] = from_float<T>(v * (0.5f * erfcf(-v * inv_sqrt2)));
   }
+}
+
+template <typename In, typename Out>
+__global__ void convert_kernel(const In* in, Out* out, int64_t n) {
+  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = from_float<Out>(to_float(in[i]));
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
@@ -56,41 +64,73 @@ __global__ void fill_kernel(float* out, int64_t n, float value) {
 
 }  // namespace
 
-void gelu_new(float* x, int64_t n) {
+void gelu_new(void* x, DType dtype, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  gelu_new_kernel<<<elementwise_blocks(n), kElementwiseThreads>>>(x, n);
+  with_float_type(
+      dtype,
+      [&](auto t) {
+        using T = decltype(t);
+        gelu_new_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(static_cast<T*>(x), n);
+      },
+      [&] { fail_bad_value("gelu_new: unsupported dtype", static_cast<int64_t>(dtype)); });
   check_launch("gelu_new kernel");
 }
 
-void gelu_erf(float* x, int64_t n) {
+void gelu_erf(void* x, DType dtype, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  gelu_erf_kernel<<<elementwise_blocks(n), kElementwiseThreads>>>(x, n);
+  with_float_type(
+      dtype,
+      [&](auto t) {
+        using T = decltype(t);
+        gelu_erf_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(static_cast<T*>(x), n);
+      },
+      [&] { fail_bad_value("gelu_erf: unsupported dtype", static_cast<int64_t>(dtype)); });
   check_launch("gelu_erf kernel");
 }
 
-void add_inplace(float* x, const float* y, int64_t n) {
+void convert(const void* in, DType in_dtype, void* out, DType out_dtype, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  add_kernel<<<elementwise_blocks(n), kElementwiseThreads>>>(x, y, n);
+  auto bad = [&] { fail_bad_value("convert: unsupported dtype", static_cast<int64_t>(in_dtype)); };
+  with_float_type(
+      in_dtype,
+      [&](auto i) {
+        using In = decltype(i);
+        with_float_type(
+            out_dtype,
+            [&](auto o) {
+              using Out = decltype(o);
+              convert_kernel<In, Out><<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(
+                  static_cast<const In*>(in), static_cast<Out*>(out), n);
+            },
+            bad);
+      },
+      bad);
+  check_launch("convert kernel");
+}
+
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  add_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(x, y, n);
   check_launch("add kernel");
 }
 
 void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte, const float* wpe,
-               int64_t cols, float* out) {
+               int64_t cols, float* out, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  embedding_kernel<<<elementwise_blocks(rows * cols), kElementwiseThreads>>>(ids, positions, rows, wte, wpe, cols,
-                                                                             out);
+  embedding_kernel<<<elementwise_blocks(rows * cols), kElementwiseThreads, 0, stream>>>(ids, positions, rows, wte,
+                                                                                        wpe, cols, out);
   check_launch("embedding kernel");
 }
 
-void broadcast_rows(const float* row, int64_t rows, int64_t cols, float* out) {
+void broadcast_rows(const float* row, int64_t rows, int64_t cols, float* out, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  broadcast_rows_kernel<<<elementwise_blocks(rows * cols), kElementwiseThreads>>>(row, rows, cols, out);
+  broadcast_rows_kernel<<<elementwise_blocks(rows * cols), kElementwiseThreads, 0, stream>>>(row, rows, cols, out);
   check_launch("broadcast_rows kernel");
 }
 
-void fill(float* out, int64_t n, float value) {
+void fill(float* out, int64_t n, float value, cudaStream_t stream) {
   if (n <= 0) return;
-  fill_kernel<<<elementwise_blocks(n), kElementwiseThreads>>>(out, n, value);
+  fill_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(out, n, value);
   check_launch("fill kernel");
 }
 

@@ -1,92 +1,191 @@
-// linear and matmul_nt through cuBLAS sgemm. cuBLAS is column-major; a
-// row-major [r, c] buffer is the column-major [c, r] matrix, so each
-// row-major product is computed as its transpose: yᵀ = wᵀ·xᵀ.
+// gemm.h on cuBLASLt. cuBLASLt is column-major: a row-major [r, c] buffer is
+// the column-major [c, r] matrix, so y[rows, out] = x · W is computed as
+// yᵀ[out, rows] = Wᵀ · xᵀ: A = W (a row-major [in, out] W is the column-major
+// [out, in] matrix, op N; a row-major [out, in] W is column-major [in, out],
+// op T), B = x (column-major [in, rows], op N), C = D = y (column-major
+// [out, rows]), and the bias runs along D's rows, i.e. y's columns.
 //
-// Precision: the handle runs in CUBLAS_DEFAULT_MATH, whose fp32 GEMMs
-// multiply and accumulate in full fp32. TF32 (10-bit mantissa inputs, ~1e-3
-// relative error) would need CUBLAS_TF32_TENSOR_OP_MATH, which gpt2q never
-// sets; results match the fp32 CPU reference to rounding (~1e-6).
-#include <cublas_v2.h>
+// Each thread has its own handle and 32 MiB workspace (cuBLASLt's advice for
+// Hopper), and caches, per distinct problem (shapes, types, epilogue,
+// alignments), the descriptors and the algorithm the heuristic picked: the
+// heuristic costs tens of microseconds, a cached call none, and nothing
+// here synchronises, so a CUDA graph can capture the calls.
+#include "backend/cuda/gemm.h"
+
+#include <fmt/format.h>
 
 #include <climits>
+#include <map>
+#include <memory>
+#include <tuple>
 
-#include "backend/cuda/cublas_library.h"
+#include "backend/cuda/cublaslt_library.h"
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/cuda_kernels.h"
-#include "backend/cuda/elementwise.h"
+#include "core/device_memory.h"
 #include "core/error.h"
 
 namespace gpt2q::cuda {
 
 namespace {
 
-void check_cublas(cublasStatus_t status, const char* what) {
-  if (status != CUBLAS_STATUS_SUCCESS) fail_cublas(static_cast<int>(status), what);
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+void check_lt(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    fail("cuBLASLt: {} failed: {} ({})", what, cublaslt().status_string(status), cublaslt().status_name(status));
 }
 
-// One handle per host thread (cuBLAS handles are not safe to share between
-// threads that call concurrently), created on first use for the device that
-// is current then, on the default stream.
-class BlasHandle {
- public:
-  BlasHandle() {
-    check_cublas(cublas().create(&handle_), "cublasCreate");
-    check_cublas(cublas().set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-    check_cublas(cublas().set_stream(handle_, nullptr), "cublasSetStream");
-  }
-  ~BlasHandle() { cublas().destroy(handle_); }
-  BlasHandle(const BlasHandle&) = delete;
-  BlasHandle& operator=(const BlasHandle&) = delete;
-  cublasHandle_t get() const { return handle_; }
+uint64_t dim(int64_t v) {
+  if (v < 0 || v > INT_MAX) fail("cuBLASLt: dimension {} exceeds its int range", v);
+  return static_cast<uint64_t>(v);
+}
 
- private:
-  cublasHandle_t handle_ = nullptr;
+// The largest power of two (up to 256) that divides the address: cuBLASLt
+// picks kernels by the alignment it is promised.
+uint32_t alignment(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  uint32_t r = 256;
+  while (r > 1 && (a % r) != 0) r /= 2;
+  return r;
+}
+
+const char* type_name(cudaDataType_t t) {
+  switch (t) {
+    case CUDA_R_32F: return "f32";
+    case CUDA_R_16F: return "f16";
+    case CUDA_R_16BF: return "bf16";
+    case CUDA_R_8I: return "i8";
+    case CUDA_R_32I: return "i32";
+    default: return "?";
+  }
+}
+
+struct Key {
+  int64_t rows, in, out;
+  int x_type, w_type, y_type;
+  bool w_out_in, accumulate, bias;
+  int activation;
+  uint32_t align_x, align_w, align_y, align_bias;
+  auto tie() const {
+    return std::tie(rows, in, out, x_type, w_type, y_type, w_out_in, accumulate, bias, activation, align_x, align_w,
+                    align_y, align_bias);
+  }
+  bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
 
-cublasHandle_t blas() {
-  thread_local BlasHandle handle;
-  return handle.get();
-}
+// Descriptors and algorithm of one problem.
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool integer = false;
+  ~Plan() {
+    if (desc) cublaslt().desc_destroy(desc);
+    for (cublasLtMatrixLayout_t l : {a, b, c})
+      if (l) cublaslt().layout_destroy(l);
+  }
+};
 
-// cuBLAS takes int dimensions and leading dimensions.
-int blas_dim(int64_t v, const char* op) {
-  if (v < 0 || v > INT_MAX) fail("{}: dimension {} exceeds cuBLAS's int range", op, v);
-  return static_cast<int>(v);
+class LtContext {
+ public:
+  LtContext() {
+    check_lt(cublaslt().create(&handle_), "cublasLtCreate");
+    workspace_ = device_allocate(kWorkspaceBytes, Device::CUDA, false);
+  }
+  ~LtContext() {
+    plans_.clear();
+    if (workspace_) device_free(workspace_, Device::CUDA);
+    if (handle_) cublaslt().destroy(handle_);
+  }
+  LtContext(const LtContext&) = delete;
+  LtContext& operator=(const LtContext&) = delete;
+
+  void run(const GemmCall& g, cudaStream_t stream) {
+    const Key key{g.rows,         g.in,          g.out,           g.x_type,         g.w_type,
+                  g.y_type,       g.w_out_in,    g.accumulate,    g.bias != nullptr, static_cast<int>(g.activation),
+                  alignment(g.x), alignment(g.w), alignment(g.y), g.bias ? alignment(g.bias) : 256u};
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, make_plan(g, key)).first;
+    Plan& p = *it->second;
+    if (g.bias)
+      check_lt(cublaslt().desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)),
+               "setting the bias pointer");
+    const float alpha_f = 1.0f, beta_f = g.accumulate ? 1.0f : 0.0f;
+    const int32_t alpha_i = 1, beta_i = g.accumulate ? 1 : 0;
+    const void* alpha = p.integer ? static_cast<const void*>(&alpha_i) : &alpha_f;
+    const void* beta = p.integer ? static_cast<const void*>(&beta_i) : &beta_f;
+    check_lt(cublaslt().matmul(handle_, p.desc, alpha, g.w, p.a, g.x, p.b, beta, g.y, p.c, g.y, p.c, &p.algo,
+                               workspace_, kWorkspaceBytes, stream),
+             "cublasLtMatmul");
+  }
+
+ private:
+  std::unique_ptr<Plan> make_plan(const GemmCall& g, const Key& key) {
+    auto p = std::make_unique<Plan>();
+    const auto& lt = cublaslt();
+    p->integer = g.x_type == CUDA_R_8I;
+    const cublasComputeType_t compute = p->integer ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F;
+    const cudaDataType_t scale = p->integer ? CUDA_R_32I : CUDA_R_32F;
+    check_lt(lt.desc_create(&p->desc, compute, scale), "cublasLtMatmulDescCreate");
+    const cublasOperation_t op_a = g.w_out_in ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = CUBLAS_OP_N;
+    check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)), "TRANSA");
+    check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)), "TRANSB");
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (g.activation == GemmActivation::gelu_tanh) epi = g.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    else if (g.bias) epi = CUBLASLT_EPILOGUE_BIAS;
+    check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)), "EPILOGUE");
+    if (g.bias) {
+      const int32_t bias_type = g.y_type;
+      check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)), "BIAS_TYPE");
+    }
+    const uint64_t rows = dim(g.rows), in = dim(g.in), out = dim(g.out);
+    // A: W as column-major [out, in] (op N, ld out) or [in, out] (op T, ld in).
+    if (g.w_out_in)
+      check_lt(lt.layout_create(&p->a, g.w_type, in, out, in), "layout A");
+    else
+      check_lt(lt.layout_create(&p->a, g.w_type, out, in, out), "layout A");
+    check_lt(lt.layout_create(&p->b, g.x_type, in, rows, in), "layout B");
+    check_lt(lt.layout_create(&p->c, g.y_type, out, rows, out), "layout C");
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    check_lt(lt.pref_create(&pref), "cublasLtMatmulPreferenceCreate");
+    const uint64_t ws = kWorkspaceBytes;
+    lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_w, sizeof(uint32_t));
+    lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_x, sizeof(uint32_t));
+    lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_y, sizeof(uint32_t));
+    lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_y, sizeof(uint32_t));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st = lt.heuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref, 1, &result, &found);
+    lt.pref_destroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+      fail("cuBLASLt: no algorithm for y[{}, {}] ({}) = x[{}, {}] ({}) · W{} ({}){}{}{}: {}", g.rows, g.out,
+           type_name(g.y_type), g.rows, g.in, type_name(g.x_type), g.w_out_in ? "ᵀ" : "", type_name(g.w_type),
+           g.bias ? " + bias" : "", g.accumulate ? " + y" : "",
+           g.activation == GemmActivation::gelu_tanh ? ", GELU" : "",
+           st == CUBLAS_STATUS_SUCCESS ? "none found" : cublaslt().status_string(st));
+    p->algo = result.algo;
+    return p;
+  }
+
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+LtContext& context() {
+  // One per host thread; deliberately leaked at exit (see device_memory.cpp:
+  // the driver goes with the process, and destruction order is unknown).
+  thread_local LtContext* c = new LtContext();
+  return *c;
 }
 
 }  // namespace
 
-void linear(const float* x, int64_t rows, int64_t in, const float* w, const float* bias, int64_t out, float* y) {
-  if (rows == 0 || out == 0) return;
-  // y starts as the broadcast bias (or zeros) and the product is added to it.
-  if (bias) {
-    broadcast_rows(bias, rows, out, y);
-  } else {
-    fill(y, rows * out, 0.0f);
-  }
-  if (in == 0) return;
-  const float one = 1.0f;
-  // Column-major: yᵀ[out, rows] += wᵀ[out, in] · xᵀ[in, rows], where the
-  // row-major w [in, out] is wᵀ with leading dimension out, and so on.
-  check_cublas(cublas().sgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_N, blas_dim(out, "linear"), blas_dim(rows, "linear"),
-                           blas_dim(in, "linear"), &one, w, blas_dim(out, "linear"), x, blas_dim(in, "linear"), &one,
-                           y, blas_dim(out, "linear")),
-               "cublasSgemm (linear)");
-}
-
-void matmul_nt(const float* a, const float* b, int64_t m, int64_t k, int64_t n, float* c) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    fill(c, m * n, 0.0f);
-    return;
-  }
-  const float one = 1.0f, zero = 0.0f;
-  // Column-major: cᵀ[n, m] = b[n, k] · aᵀ[k, m]; the row-major b [n, k] is
-  // bᵀ column-major with leading dimension k, hence OP_T on it.
-  check_cublas(cublas().sgemm(blas(), CUBLAS_OP_T, CUBLAS_OP_N, blas_dim(n, "matmul_nt"), blas_dim(m, "matmul_nt"),
-                           blas_dim(k, "matmul_nt"), &one, b, blas_dim(k, "matmul_nt"), a, blas_dim(k, "matmul_nt"),
-                           &zero, c, blas_dim(n, "matmul_nt")),
-               "cublasSgemm (matmul_nt)");
+void gemm(const GemmCall& call, cudaStream_t stream) {
+  if (call.rows == 0 || call.out == 0) return;
+  context().run(call, stream);
 }
 
 }  // namespace gpt2q::cuda

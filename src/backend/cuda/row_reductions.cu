@@ -5,6 +5,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/element_types.cuh"
 #include "backend/cuda/launch.cuh"
 
 namespace gpt2q::cuda {
@@ -20,9 +21,10 @@ unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(rows < kMaxRowB
 // first, then squared deviations from it, both summed in double, so a large
 // common offset costs no precision. Each thread reads and writes only its own
 // columns in the last loop, after the barriers inside block_sum, so y may
-// alias x.
+// alias x (when both are fp32).
+template <typename T>
 __global__ void layer_norm_kernel(const float* x, int64_t rows, int64_t cols, const float* w, const float* b,
-                                  float eps, float* y) {
+                                  float eps, T* y) {
   __shared__ double scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
@@ -35,9 +37,9 @@ __global__ void layer_norm_kernel(const float* x, int64_t rows, int64_t cols, co
       sq += d * d;
     }
     const double rstd = 1.0 / sqrt(block_sum(sq, scratch) / static_cast<double>(cols) + static_cast<double>(eps));
-    float* yr = y + r * cols;
+    T* yr = y + r * cols;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-      yr[c] = static_cast<float>((xr[c] - mean) * rstd * w[c] + b[c]);
+      yr[c] = from_float<T>(static_cast<float>((xr[c] - mean) * rstd * w[c] + b[c]));
   }
 }
 
@@ -62,15 +64,22 @@ __global__ void softmax_kernel(float* x, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps, float* y) {
+void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps, void* y,
+                DType y_dtype, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  layer_norm_kernel<<<row_blocks(rows), kRowThreads>>>(x, rows, cols, w, b, eps, y);
+  with_float_type(
+      y_dtype,
+      [&](auto t) {
+        using T = decltype(t);
+        layer_norm_kernel<T><<<row_blocks(rows), kRowThreads, 0, stream>>>(x, rows, cols, w, b, eps, static_cast<T*>(y));
+      },
+      [&] { fail_bad_value("layer_norm: unsupported output dtype", static_cast<int64_t>(y_dtype)); });
   check_launch("layer_norm kernel");
 }
 
-void softmax_rows(float* x, int64_t rows, int64_t cols) {
+void softmax_rows(float* x, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  softmax_kernel<<<row_blocks(rows), kRowThreads>>>(x, rows, cols);
+  softmax_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(x, rows, cols);
   check_launch("softmax kernel");
 }
 

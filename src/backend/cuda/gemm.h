@@ -1,0 +1,35 @@
+#pragma once
+// Every matrix product of the CUDA backend goes through one cuBLASLt call:
+// row-major y[rows, out] = x[rows, in] · W (+ bias) (+ beta · y), then an
+// optional GELU — the epilogues cuBLASLt fuses (llm.c's GELU into the
+// matmul; the residual add as beta = 1). fp32 (CUBLAS_COMPUTE_32F: full fp32
+// multiply-add, never TF32), fp16 / bf16 operands with fp32 sums, and int8
+// with exact int32 sums (LLM.int8()).
+#include <cuda_runtime_api.h>
+#include <library_types.h>
+
+#include <cstdint>
+
+namespace gpt2q::cuda {
+
+enum class GemmActivation : uint8_t { none, gelu_tanh };
+
+struct GemmCall {
+  const void* x = nullptr;  // [rows, in]
+  cudaDataType_t x_type = CUDA_R_32F;
+  const void* w = nullptr;  // [in, out], or [out, in] when w_out_in
+  cudaDataType_t w_type = CUDA_R_32F;
+  bool w_out_in = false;
+  int64_t rows = 0, in = 0, out = 0;
+  const void* bias = nullptr;  // [out], of y's type (null: none)
+  void* y = nullptr;           // [rows, out]
+  cudaDataType_t y_type = CUDA_R_32F;
+  bool accumulate = false;  // y += ... (beta = 1)
+  GemmActivation activation = GemmActivation::none;
+};
+
+// Queues the product on `stream`. Errors (an unsupported combination, no
+// algorithm) are gpt2q::Error naming the shapes and types.
+void gemm(const GemmCall& call, cudaStream_t stream);
+
+}  // namespace gpt2q::cuda

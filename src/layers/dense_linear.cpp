@@ -1,0 +1,93 @@
+#include "layers/dense_linear.h"
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace gpt2q {
+
+namespace {
+
+bool is_16bit(DType t) { return t == DType::F16 || t == DType::BF16; }
+
+// A host copy of `t` in `dtype` (F32, F16 or BF16), converted exactly from
+// F32 or rounded to nearest even (as torch's .to()).
+Tensor convert_on_host(const Tensor& t, DType dtype) {
+  const Tensor src = to_device(t, Device::CPU);
+  Tensor out = Tensor::empty(src.shape(), dtype);
+  const int64_t n = src.numel();
+  auto read = [&](int64_t i) {
+    switch (src.dtype()) {
+      case DType::F32: return src.data<float>()[i];
+      case DType::F16: return half_to_float(src.data<uint16_t>()[i]);
+      default: return bf16_to_float(src.data<uint16_t>()[i]);
+    }
+  };
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = read(i);
+    if (dtype == DType::F32) out.data<float>()[i] = v;
+    else if (dtype == DType::F16) out.data<uint16_t>()[i] = float_to_half(v);
+    else out.data<uint16_t>()[i] = float_to_bf16(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor place_dense_weight(const Tensor& t, const Placement& placement) {
+  GPT2Q_CHECK(t.dtype() == DType::F32 || is_16bit(t.dtype()), "dense weight of {}", dtype_name(t.dtype()));
+  const bool convert = placement.device != Device::CPU && placement.compute != DType::F32 &&
+                       t.dtype() != placement.compute;
+  return to_device(convert ? convert_on_host(t, placement.compute) : t, placement.device);
+}
+
+Tensor activation_dtype_bias(const Tensor& bias, const Placement& placement) {
+  if (!bias.defined() || placement.activations() == DType::F32) return Tensor();
+  return to_device(convert_on_host(bias, placement.activations()), placement.device);
+}
+
+DenseLinear::DenseLinear(Tensor weight_in_out, Tensor bias, Placement placement)
+    : w_(std::move(weight_in_out)), b_(std::move(bias)), b_out_(activation_dtype_bias(b_, placement)),
+      placement_(placement) {
+  GPT2Q_CHECK(w_.defined() && w_.ndim() == 2 && (w_.dtype() == DType::F32 || is_16bit(w_.dtype())),
+              "dense linear: the weight must be a 2-D F32, F16 or BF16 tensor [in, out]");
+  GPT2Q_CHECK(w_.device() == placement_.device, "dense linear: weight on {}, placement on {}",
+              device_name(w_.device()), device_name(placement_.device));
+  GPT2Q_CHECK(!b_.defined() || (b_.dtype() == DType::F32 && b_.numel() == w_.dim(1)),
+              "dense linear: bias must be F32 [{}]", w_.dim(1));
+}
+
+void DenseLinear::forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue) const {
+  ops::linear(x, w_, b_out_.defined() && y.dtype() == b_out_.dtype() ? b_out_ : b_, y, epilogue);
+}
+
+size_t DenseLinear::bytes() const {
+  size_t n = w_.nbytes();
+  for (const Tensor* t : {&b_, &b_out_})
+    if (t->defined()) n += t->nbytes();
+  return n;
+}
+
+std::string DenseLinear::format() const {
+  switch (w_.dtype()) {
+    case DType::F16: return "f16";
+    case DType::BF16: return "bf16";
+    default: return "f32";
+  }
+}
+
+std::unique_ptr<DenseLinear> make_dense_linear(const Tensor& weight_in_out, const Tensor& bias,
+                                               const Placement& placement, const std::string& what) {
+  if (!weight_in_out.defined() || weight_in_out.ndim() != 2) fail("{}: weight must be 2-D [in, out]", what);
+  if (weight_in_out.dtype() != DType::F32 && !is_16bit(weight_in_out.dtype()))
+    fail("{}: weight must be F32, F16 or BF16, got {}", what, dtype_name(weight_in_out.dtype()));
+  Tensor b;
+  if (bias.defined()) {
+    if (bias.numel() != weight_in_out.dim(1))
+      fail("{}: bias {} does not match weight {}", what, shape_str(bias.shape()), shape_str(weight_in_out.shape()));
+    b = to_device(bias.dtype() == DType::F32 ? bias : convert_on_host(bias, DType::F32), placement.device);
+  }
+  return std::make_unique<DenseLinear>(place_dense_weight(weight_in_out, placement), std::move(b), placement);
+}
+
+}  // namespace gpt2q

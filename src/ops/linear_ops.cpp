@@ -1,0 +1,191 @@
+// The linear-layer ops (ops.h): dense and packed products with their
+// epilogues, and row gathers. The checks are written once per op, as
+// templates over a kernel family (kernel_sets.h); each op fills the
+// device-neutral arguments of backend/linear_args.h for the kernel set of
+// the tensors' device.
+#include <vector>
+
+#include "ops/kernel_sets.h"
+#include "ops/op_checks.h"
+#include "ops/ops.h"
+#include "ops/reference.h"
+
+namespace gpt2q::ops {
+
+namespace {
+
+using namespace detail;  // op_checks.h, kernel_sets.h
+
+bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+void require_float(const char* op, const char* what, const Tensor& t) {
+  if (!t.defined()) fail("{}: {} is undefined", op, what);
+  if (!is_float(t.dtype())) fail("{}: {} must be F32, F16 or BF16, got {}", op, what, dtype_name(t.dtype()));
+}
+
+void check_epilogue(const char* op, const Epilogue& e) {
+  if (e.accumulate && e.activation != Activation::none)
+    fail("{}: an accumulating product takes no activation", op);
+}
+
+// The activations of a product: x [..., in] -> y [..., out].
+int64_t check_rows(const char* op, const Tensor& x, const Tensor& y, int64_t in, int64_t out, const Shape& w_shape) {
+  require_float(op, "x", x);
+  require_float(op, "y", y);
+  const int64_t rows = rows_of(x);
+  if (last_dim(x) != in) fail("{}: x {} does not fit weight {}", op, shape_str(x.shape()), shape_str(w_shape));
+  if (rows_of(y) != rows || last_dim(y) != out)
+    fail("{}: output {} should be [{}, {}]", op, shape_str(y.shape()), rows, out);
+  return rows;
+}
+
+// The bias, when given: F32, F16 or BF16 [out] (the CPU kernels take F32).
+const void* bias_ptr(const char* op, const Tensor& b, int64_t out) {
+  if (!b.defined()) return nullptr;
+  require_float(op, "b", b);
+  if (b.numel() != out) fail("{}: bias {} should have {} values", op, shape_str(b.shape()), out);
+  return b.raw();
+}
+
+template <typename F>
+void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue e, bool w_out_in) {
+  const char* op = w_out_in ? "matmul_nt" : "linear";
+  require_float(op, "w", w);
+  same_device(op, {&x, &w, &b, &y});
+  check_epilogue(op, e);
+  if (w.ndim() != 2)
+    fail("{}: weight must be 2-D {}, got {}", op, w_out_in ? "[n, k]" : "[in, out]", shape_str(w.shape()));
+  const int64_t in = w_out_in ? w.dim(1) : w.dim(0), out = w_out_in ? w.dim(0) : w.dim(1);
+  backend::LinearArgs a;
+  a.rows = check_rows(op, x, y, in, out, w.shape());
+  a.x = x.raw();
+  a.x_dtype = x.dtype();
+  a.in = in;
+  a.out = out;
+  a.w = w.raw();
+  a.w_dtype = w.dtype();
+  a.w_out_in = w_out_in;
+  a.bias = bias_ptr(op, b, out);
+  a.bias_dtype = b.defined() ? b.dtype() : DType::F32;
+  a.y = y.raw();
+  a.y_dtype = y.dtype();
+  a.epilogue = e;
+  run_kernels<F>(op, x.device(), [&](auto k) { decltype(k)::linear_op(a); });
+}
+
+template <typename F>
+void quant_linear_impl(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Tensor& y,
+                       const QuantLinearOptions& o, Epilogue e) {
+  const char* op = "quant_linear";
+  if (!w.defined()) fail("{}: the weight is undefined", op);
+  same_device(op, {&x, &w.codes, &b, &y});
+  check_epilogue(op, e);
+  if (!(o.llm_int8_threshold >= 0.0f)) fail("{}: LLM.int8 threshold must be >= 0, got {}", op, o.llm_int8_threshold);
+  backend::QuantLinearArgs a;
+  a.rows = check_rows(op, x, y, w.in(), w.out(), {w.out(), w.in()});
+  a.x = x.raw();
+  a.x_dtype = x.dtype();
+  a.w = w.view();
+  a.bias = bias_ptr(op, b, w.out());
+  a.bias_dtype = b.defined() ? b.dtype() : DType::F32;
+  a.y = y.raw();
+  a.y_dtype = y.dtype();
+  a.epilogue = e;
+  a.compute = o.compute;
+  a.llm_int8_threshold = o.llm_int8_threshold;
+  a.llm_int8_fp32_epilogue = o.llm_int8_fp32_epilogue;
+  if (a.rows == 0) return;
+  run_kernels<F>(op, x.device(), [&](auto k) { decltype(k)::quant_linear_op(a); });
+}
+
+// Indices are checked on the host (copied down when on a device: a small
+// synchronising copy), then read where the table is.
+Tensor checked_indices(const char* op, const Tensor& idx, int64_t table_rows, Device device) {
+  if (idx.dtype() != DType::I64) fail("{}: indices must be I64, got {}", op, dtype_name(idx.dtype()));
+  const Tensor host = to_device(idx, Device::CPU);
+  const int64_t* p = host.data<int64_t>();
+  for (int64_t i = 0; i < host.numel(); ++i)
+    if (p[i] < 0 || p[i] >= table_rows) fail("{}: index {} is out of range for a table of {} rows", op, p[i], table_rows);
+  return to_device(idx, device);
+}
+
+void check_gather_out(const char* op, const Tensor& out, int64_t n, int64_t cols) {
+  require_f32(op, "out", out);
+  if (out.numel() != n * cols || last_dim(out) != cols)
+    fail("{}: output {} should be [{}, {}]", op, shape_str(out.shape()), n, cols);
+}
+
+template <typename F>
+void gather_impl(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  const char* op = "gather_rows";
+  require_float(op, "table", table);
+  same_device(op, {&table, &out});
+  if (table.ndim() != 2) fail("{}: table must be 2-D, got {}", op, shape_str(table.shape()));
+  check_gather_out(op, out, idx.numel(), table.dim(1));
+  const Tensor here = checked_indices(op, idx, table.dim(0), out.device());
+  backend::GatherArgs a;
+  a.table = table.raw();
+  a.table_dtype = table.dtype();
+  a.table_rows = table.dim(0);
+  a.cols = table.dim(1);
+  a.idx = device_data<int64_t>(here);
+  a.n = idx.numel();
+  a.out = device_data<float>(out);
+  a.accumulate = accumulate;
+  run_kernels<F>(op, out.device(), [&](auto k) { decltype(k)::gather_rows_op(a); });
+}
+
+template <typename F>
+void gather_packed_impl(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  const char* op = "gather_rows";
+  if (!table.defined()) fail("{}: the table is undefined", op);
+  same_device(op, {&table.codes, &out});
+  check_gather_out(op, out, idx.numel(), table.in());
+  const Tensor here = checked_indices(op, idx, table.out(), out.device());
+  const qformat::WeightView view = table.view();
+  backend::GatherArgs a;
+  a.packed = &view;
+  a.table_rows = table.out();
+  a.cols = table.in();
+  a.idx = device_data<int64_t>(here);
+  a.n = idx.numel();
+  a.out = device_data<float>(out);
+  a.accumulate = accumulate;
+  run_kernels<F>(op, out.device(), [&](auto k) { decltype(k)::gather_rows_op(a); });
+}
+
+}  // namespace
+
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue) {
+  linear_impl<Fast>(x, w, b, y, epilogue, false);
+}
+void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { linear_impl<Fast>(a, b, Tensor(), c, {}, true); }
+void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Tensor& y,
+                  const QuantLinearOptions& options, Epilogue epilogue) {
+  quant_linear_impl<Fast>(x, w, b, y, options, epilogue);
+}
+void gather_rows(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  gather_impl<Fast>(table, idx, out, accumulate);
+}
+void gather_rows(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  gather_packed_impl<Fast>(table, idx, out, accumulate);
+}
+
+namespace reference {
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue) {
+  linear_impl<Reference>(x, w, b, y, epilogue, false);
+}
+void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { linear_impl<Reference>(a, b, Tensor(), c, {}, true); }
+void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Tensor& y,
+                  const QuantLinearOptions& options, Epilogue epilogue) {
+  quant_linear_impl<Reference>(x, w, b, y, options, epilogue);
+}
+void gather_rows(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  gather_impl<Reference>(table, idx, out, accumulate);
+}
+void gather_rows(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  gather_packed_impl<Reference>(table, idx, out, accumulate);
+}
+}  // namespace reference
+
+}  // namespace gpt2q::ops
