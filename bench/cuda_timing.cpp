@@ -16,6 +16,7 @@
 
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/dequant.h"
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "ops/ops.h"
 #include "quant/blockwise4.h"
@@ -25,6 +26,9 @@
 using namespace gpt2q;
 
 namespace {
+
+// The thread's stream, which gpt2q's ops and copies use.
+cudaStream_t stream() { return static_cast<cudaStream_t>(gpt2q::cuda_stream()); }
 
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) fail("{}: {}", what, cudaGetErrorString(err));
@@ -53,9 +57,9 @@ struct Timer {
     cuda::synchronize();
     std::vector<double> ms;
     for (int i = 0; i < reps; ++i) {
-      check(cudaEventRecord(start), "cudaEventRecord");
+      check(cudaEventRecord(start, stream()), "cudaEventRecord");
       fn();
-      check(cudaEventRecord(stop), "cudaEventRecord");
+      check(cudaEventRecord(stop, stream()), "cudaEventRecord");
       check(cudaEventSynchronize(stop), "cudaEventSynchronize");
       float t = 0;
       check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
@@ -174,9 +178,9 @@ int main(int argc, char** argv) try {
     const double ms = timer.median_ms([&] {
       cuda::dequantize_nested_absmax(static_cast<const uint8_t*>(codes.raw()), static_cast<const float*>(state2.raw()),
                                      q.nested->offset, q.nested->n, q.nested->blocksize, map,
-                                     static_cast<float*>(absmax.raw()));
+                                     static_cast<float*>(absmax.raw()), stream());
       cuda::dequantize_4bit(static_cast<const uint8_t*>(packed.raw()), static_cast<const float*>(absmax.raw()), n, 64,
-                            table, static_cast<float*>(dst.raw()));
+                            table, static_cast<float*>(dst.raw()), stream());
     });
     row("dequant nf4-dq (bs 64)", fmt::format("{}x{}", out, in), ms, 0, (n * 4.5 + n / 64 * 5) * 1e-9);
     const quant::Int8Weight q8 =
@@ -184,7 +188,8 @@ int main(int argc, char** argv) try {
     const Tensor c8 = upload(q8.q), s8 = upload(q8.scale), z8 = upload(q8.zero_point);
     const double ms8 = timer.median_ms([&] {
       cuda::dequantize_int8(static_cast<const int8_t*>(c8.raw()), static_cast<const float*>(s8.raw()),
-                            static_cast<const int32_t*>(z8.raw()), out, in, true, static_cast<float*>(dst.raw()));
+                            static_cast<const int32_t*>(z8.raw()), out, in, true, static_cast<float*>(dst.raw()),
+                            stream());
     });
     row("dequant int8-channel", fmt::format("{}x{}", out, in), ms8, 0, n * 5.0 * 1e-9);
   }

@@ -110,7 +110,10 @@ TEST(CliQuantRun, ComputeDtypeOverridesTheCheckpoints) {
 
   auto r = run_gpt2q(base + " --compute-dtype fp16");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "gpt2q: error: --compute-dtype must be fp32 or bf16, got 'fp16'\n");
+  EXPECT_EQ(r.err, "gpt2q: error: --compute-dtype fp16 needs --device cuda (the CPU has fp32 and bf16)\n");
+  r = run_gpt2q(base + " --compute-dtype fp8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: --compute-dtype must be fp32, fp16 or bf16, got 'fp8'\n");
   const fs::path plain = write_small_checkpoint("qrun_cd_plain", gpt2_vocab_config(ModelKind::CausalLM),
                                                 ModelKind::CausalLM, 5);
   r = run_gpt2q("perplexity --model " + shell_quote(plain) + " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) +

@@ -16,6 +16,7 @@
 
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/dequant.h"
+#include "core/device_memory.h"
 #include "core/tensor.h"
 #include "quant/blockwise4.h"
 #include "quant/double_quant.h"
@@ -26,6 +27,9 @@ using namespace gpt2q;
 using namespace gpt2q::quant;
 
 namespace {
+
+// The thread's stream, which gpt2q's ops and copies use.
+cudaStream_t stream() { return static_cast<cudaStream_t>(gpt2q::cuda_stream()); }
 
 class CudaDequant : public ::testing::Test {
  protected:
@@ -114,7 +118,7 @@ TEST_F(CudaDequant, Blockwise4BitIdenticalToCpu) {
           std::copy(dynamic_map_signed().begin(), dynamic_map_signed().end(), map.value);
           const Tensor codes = upload(nested.q), state2 = upload(nested.state2);
           cuda::dequantize_nested_absmax(device_ptr<uint8_t>(codes), device_ptr<float>(state2), nested.offset,
-                                         nested.n, nested.blocksize, map, static_cast<float*>(absmax.raw()));
+                                         nested.n, nested.blocksize, map, static_cast<float*>(absmax.raw()), stream());
           EXPECT_EQ(count_bit_differences(absmax, absmax_cpu, what + " nested absmax"), 0u);
         } else {
           absmax = upload(q.absmax);
@@ -122,7 +126,7 @@ TEST_F(CudaDequant, Blockwise4BitIdenticalToCpu) {
         const Tensor packed = upload(q.packed);
         Tensor out = Tensor::empty({c.out, c.in}, DType::F32, Device::CUDA);
         cuda::dequantize_4bit(device_ptr<uint8_t>(packed), device_ptr<float>(absmax), n, q.blocksize,
-                              table_of(type), static_cast<float*>(out.raw()));
+                              table_of(type), static_cast<float*>(out.raw()), stream());
         EXPECT_EQ(count_bit_differences(out, want, what), 0u);
       }
     }
@@ -151,7 +155,7 @@ TEST_F(CudaDequant, Blockwise4AnyBlocksizeAndAlignment) {
       const Tensor packed = upload(w.packed), absmax = upload(w.absmax);
       Tensor buffer = Tensor::empty({w.numel() + shift}, DType::F32, Device::CUDA);
       cuda::dequantize_4bit(device_ptr<uint8_t>(packed), device_ptr<float>(absmax), w.numel(), blocksize,
-                            table_of(w.type), static_cast<float*>(buffer.raw()) + shift);
+                            table_of(w.type), static_cast<float*>(buffer.raw()) + shift, stream());
       EXPECT_EQ(count_bit_differences(buffer.slice_rows(shift, w.numel() + shift), want,
                                       fmt::format("{} blocksize {} output offset {}", w.format(), blocksize, shift)),
                 0u);
@@ -194,7 +198,7 @@ TEST_F(CudaDequant, Int8BitIdenticalToCpu) {
         Tensor dst = Tensor::empty({out, in}, DType::F32, Device::CUDA);
         cuda::dequantize_int8(device_ptr<int8_t>(codes), device_ptr<float>(scale),
                               zero_point.defined() ? device_ptr<int32_t>(zero_point) : nullptr, out, in,
-                              g == Int8Granularity::per_channel, static_cast<float*>(dst.raw()));
+                              g == Int8Granularity::per_channel, static_cast<float*>(dst.raw()), stream());
         EXPECT_EQ(count_bit_differences(dst, want, what), 0u);
         if (scheme == Int8Scheme::affine && g == Int8Granularity::per_channel && out > 1) {
           EXPECT_LT(q.zero_point[0], -128) << what << ": row 0 should need an int32 zero point";

@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include "eval/perplexity.h"
@@ -36,16 +37,28 @@ GPT2Config classifier_config() {
 struct Synthetic {
   Checkpoint ckpt;
   std::unique_ptr<GPT2Model> model;
-  explicit Synthetic(ModelKind kind)
+  Synthetic(ModelKind kind, Device device)
       : ckpt(make_synthetic_checkpoint(kind == ModelKind::SequenceClassification ? classifier_config() : GPT2Config{},
                                        kind, kSeed)),
-        model(GPT2Model::from_checkpoint(ckpt)) {}
+        model(GPT2Model::from_checkpoint(ckpt, Placement{device, DType::F32})) {}
 };
 
-const Synthetic& lm() {
-  static const Synthetic s(ModelKind::CausalLM);
-  return s;
+// The LM, once per device (500 MB of weights each).
+const Synthetic& lm(Device device) {
+  static std::map<Device, std::unique_ptr<Synthetic>> cache;
+  auto& s = cache[device];
+  if (!s) s = std::make_unique<Synthetic>(ModelKind::CausalLM, device);
+  return *s;
 }
+
+Tensor host(const Tensor& t) { return to_device(t, Device::CPU); }
+
+// The model tests run on the CPU and, where a GPU is, on CUDA (fp32).
+class Synthetic124MOn : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override { GPT2Q_SKIP_WITHOUT_DEVICE(GetParam()); }
+  const Synthetic& lm() const { return ::gpt2q::conformance::lm(GetParam()); }
+};
 
 TEST(Synthetic124M, WeightsAreBitExactWithTheNumpyReproduction) {
   const auto names = ref().info.at("sample_names").get<std::vector<std::string>>();
@@ -71,28 +84,28 @@ TEST(Synthetic124M, WeightsAreBitExactWithTheNumpyReproduction) {
 
 TEST(Synthetic124M, HasTheGpt2SmallParameterCount) {
   int64_t total = 0;
-  for (const auto& [name, t] : lm().ckpt.tensors) total += t.numel();
+  for (const auto& [name, t] : lm(Device::CPU).ckpt.tensors) total += t.numel();
   EXPECT_EQ(total, 124439808);  // REFERENCE.md: GPT-2 124M
 }
 
-TEST(Synthetic124M, PaddedBatchLogitsMatchTransformers) {
-  Tensor logits = lm().model->lm_logits(ref().batch());
+TEST_P(Synthetic124MOn, PaddedBatchLogitsMatchTransformers) {
+  const Tensor logits = host(lm().model->lm_logits(ref().batch()));
   ASSERT_EQ(logits.dim(2), 50257);
   expect_logits_match(ref(), "", rows_of(logits));
 }
 
-TEST(Synthetic124M, AllThousandTwentyFourPositionsMatchTransformers) {
+TEST_P(Synthetic124MOn, AllThousandTwentyFourPositionsMatchTransformers) {
   const auto long_ids = ref().ids32("long_ids");
   ASSERT_EQ(long_ids.size(), 1024u);
   const TokenBatch batch = TokenBatch::from_sequences({long_ids}, 50256);
-  Tensor hidden = lm().model->hidden_states(batch);
+  const Tensor hidden = host(lm().model->hidden_states(batch));
   const int64_t C = hidden.dim(2);
   // Only the stored positions go through the 50257-wide head.
   const auto pos = ref().i64("long_pos");
   Tensor rows = Tensor::empty({static_cast<int64_t>(pos.size() / 2), C}, DType::F32);
   for (size_t p = 0; p < pos.size() / 2; ++p)
     std::memcpy(rows.data<float>() + p * C, hidden.data<float>() + pos[2 * p + 1] * C, C * sizeof(float));
-  Tensor logits = lm().model->lm_logits_from_hidden(rows);
+  const Tensor logits = host(lm().model->lm_logits_from_hidden(rows));
   const int64_t V = logits.dim(1);
   expect_logits_match(ref(), "long_", [&](int64_t, int64_t t) {
     for (size_t p = 0; p < pos.size() / 2; ++p)
@@ -101,9 +114,9 @@ TEST(Synthetic124M, AllThousandTwentyFourPositionsMatchTransformers) {
   });
 }
 
-TEST(Synthetic124M, ClassifierLogitsMatchTransformers) {
-  Synthetic cls(ModelKind::SequenceClassification);
-  Tensor logits = cls.model->class_logits(ref().batch());
+TEST_P(Synthetic124MOn, ClassifierLogitsMatchTransformers) {
+  Synthetic cls(ModelKind::SequenceClassification, GetParam());
+  const Tensor logits = host(cls.model->class_logits(ref().batch()));
   const auto want = ref().f32("class_logits");
   const auto pred = ref().info.at("class_pred").get<std::vector<int64_t>>();
   const int64_t B = ref().dim("class_logits", 0), L = ref().dim("class_logits", 1);
@@ -115,7 +128,7 @@ TEST(Synthetic124M, ClassifierLogitsMatchTransformers) {
   }
 }
 
-TEST(Synthetic124M, GreedyGenerationMatchesTransformers) {
+TEST_P(Synthetic124MOn, GreedyGenerationMatchesTransformers) {
   for (const auto& g : ref().info.at("generate")) {
     GenerateOptions opts;
     opts.max_new_tokens = g.at("max_new_tokens").get<int64_t>();
@@ -126,7 +139,7 @@ TEST(Synthetic124M, GreedyGenerationMatchesTransformers) {
   }
 }
 
-TEST(Synthetic124M, SlidingWindowPerplexityMatchesTransformers) {
+TEST_P(Synthetic124MOn, SlidingWindowPerplexityMatchesTransformers) {
   const auto ids = ref().ids32("ppl_ids");
   for (const auto& run : ref().info.at("perplexity").at("runs")) {
     PerplexityOptions opts;
@@ -139,6 +152,9 @@ TEST(Synthetic124M, SlidingWindowPerplexityMatchesTransformers) {
     EXPECT_LE(rel_diff(r.ppl, run.at("ppl").get<double>()), kPplRelTol) << r.ppl;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, Synthetic124MOn, ::testing::ValuesIn(test_devices()),
+                         [](const ::testing::TestParamInfo<Device>& info) { return device_tag(info.param); });
 
 }  // namespace
 }  // namespace gpt2q::conformance

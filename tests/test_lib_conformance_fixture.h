@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/device_memory.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
 #include "model/gpt2.h"
@@ -30,6 +31,20 @@ inline constexpr double kPplRelTol = 1e-4;
 inline constexpr double kArgmaxGap = 2e-4;
 
 inline std::filesystem::path models_dir() { return test::fixtures_dir() / "models"; }
+
+// The devices the conformance tests run on: the CPU, and CUDA in a CUDA
+// build (fp32, the exactness path), whose instances skip where no GPU is.
+inline std::vector<Device> test_devices() {
+  if (cuda_built()) return {Device::CPU, Device::CUDA};
+  return {Device::CPU};
+}
+inline std::string device_tag(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+#define GPT2Q_SKIP_WITHOUT_DEVICE(device)                                                              \
+  do {                                                                                                 \
+    std::string why_;                                                                                  \
+    if ((device) == ::gpt2q::Device::CUDA && !::gpt2q::cuda_device_usable(&why_))                      \
+      GTEST_SKIP() << "no usable CUDA device (" << why_ << "): the CUDA instance of this test not run"; \
+  } while (0)
 
 struct Reference {
   std::string name;

@@ -3,6 +3,7 @@
 // GPT2Model::from_checkpoint must give transformers' hidden states and logits
 // within 1e-4, the same argmax, the same greedy ids, the same classifier
 // logits, and the same sliding-window perplexity (exact scored-token count).
+// Every test runs on the CPU and, in a CUDA build with a GPU, on CUDA (fp32).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -35,25 +36,32 @@ struct Loaded {
   std::unique_ptr<GPT2Model> model;
 };
 
-// Each fixture is loaded once per process.
-Loaded& loaded(const std::string& name) {
-  static std::map<std::string, std::unique_ptr<Loaded>> cache;
-  auto& slot = cache[name];
+// Each fixture is loaded once per process and device.
+Loaded& loaded(const std::string& name, Device device) {
+  static std::map<std::pair<std::string, Device>, std::unique_ptr<Loaded>> cache;
+  auto& slot = cache[{name, device}];
   if (!slot) {
     auto l = std::make_unique<Loaded>();
     l->ref = Reference::load(name);
     l->ckpt = Checkpoint::load(models_dir() / l->ref.info.at("dir").get<std::string>());
-    l->model = GPT2Model::from_checkpoint(l->ckpt);
+    l->model = GPT2Model::from_checkpoint(l->ckpt, Placement{device, DType::F32});
     slot = std::move(l);
   }
   return *slot;
 }
 
+Tensor host(const Tensor& t) { return to_device(t, Device::CPU); }
+
 std::string head_of(const Reference& ref) { return ref.info.at("head").get<std::string>(); }
 
-class Conformance : public ::testing::TestWithParam<std::string> {
+using Param = std::tuple<std::string, Device>;
+
+class Conformance : public ::testing::TestWithParam<Param> {
  protected:
-  Loaded& fx() { return loaded(GetParam()); }
+  void SetUp() override { GPT2Q_SKIP_WITHOUT_DEVICE(device()); }
+  Loaded& fx() { return loaded(name(), device()); }
+  const std::string& name() const { return std::get<0>(GetParam()); }
+  Device device() const { return std::get<1>(GetParam()); }
 };
 class LmConformance : public Conformance {};
 class ClassifierConformance : public Conformance {};
@@ -84,7 +92,7 @@ TEST_P(Conformance, CheckpointLayoutIsRecognised) {
     EXPECT_EQ(cfg.id2label, info.at("labels").get<std::vector<std::string>>());
     EXPECT_EQ(cfg.pad_token_id, info.at("pad_id").get<int64_t>());
   }
-  if (GetParam() == "small-vocab-lm") {
+  if (name() == "small-vocab-lm") {
     ASSERT_TRUE(cfg.n_inner.has_value());
     EXPECT_EQ(cfg.inner(), 72);
   }
@@ -92,13 +100,13 @@ TEST_P(Conformance, CheckpointLayoutIsRecognised) {
 
 TEST_P(Conformance, HiddenStatesMatchTransformers) {
   auto& f = fx();
-  Tensor hidden = f.model->hidden_states(f.ref.batch());
-  EXPECT_LE(max_hidden_diff(f.ref, hidden), kLogitTol) << GetParam();
+  const Tensor hidden = host(f.model->hidden_states(f.ref.batch()));
+  EXPECT_LE(max_hidden_diff(f.ref, hidden), kLogitTol) << name();
 }
 
 TEST_P(LmConformance, LmLogitsMatchTransformers) {
   auto& f = fx();
-  Tensor logits = f.model->lm_logits(f.ref.batch());
+  const Tensor logits = host(f.model->lm_logits(f.ref.batch()));
   ASSERT_EQ(logits.ndim(), 3);
   ASSERT_EQ(logits.dim(2), f.ref.info.at("vocab_size").get<int64_t>());
   expect_logits_match(f.ref, "", rows_of(logits));
@@ -110,14 +118,14 @@ TEST_P(LmConformance, LmLogitsFromHiddenRowsMatchTransformers) {
   Tensor hidden = f.model->hidden_states(batch);
   const int64_t C = hidden.dim(2);
   Tensor rows = hidden.view({batch.batch * batch.seq, C});
-  Tensor logits = f.model->lm_logits_from_hidden(rows);
+  const Tensor logits = host(f.model->lm_logits_from_hidden(rows));
   ASSERT_EQ(logits.ndim(), 2);
   expect_logits_match(f.ref, "", rows_of(logits.view({batch.batch, batch.seq, logits.dim(1)})));
 }
 
 TEST_P(ClassifierConformance, ClassifierLogitsMatchTransformers) {
   auto& f = fx();
-  Tensor logits = f.model->class_logits(f.ref.batch());
+  const Tensor logits = host(f.model->class_logits(f.ref.batch()));
   const auto want = f.ref.f32("class_logits");
   const auto pred = f.ref.info.at("class_pred").get<std::vector<int64_t>>();
   const int64_t B = f.ref.dim("class_logits", 0), L = f.ref.dim("class_logits", 1);
@@ -139,7 +147,7 @@ TEST_P(LmConformance, GreedyGenerationMatchesTransformers) {
     opts.greedy = true;
     opts.stop_at_eos = false;  // transformers ran with eos_token_id=None
     const auto ids = generate(*f.model, to_ids(g.at("prompt_ids")), opts);
-    EXPECT_EQ(ids, to_ids(g.at("ids"))) << GetParam() << " prompt " << g.at("prompt_ids").dump()
+    EXPECT_EQ(ids, to_ids(g.at("ids"))) << name() << " prompt " << g.at("prompt_ids").dump()
                                         << " (smallest top-2 gap " << g.at("min_gap").get<double>() << ")";
   }
 }
@@ -155,7 +163,7 @@ TEST_P(LmConformance, SlidingWindowPerplexityMatchesTransformers) {
     opts.stride = run.at("stride");
     opts.progress = false;
     const auto r = evaluate_perplexity(*f.model, ids, opts);
-    const std::string what = GetParam() + " max_length " + std::to_string(opts.max_length) + " stride " +
+    const std::string what = name() + " max_length " + std::to_string(opts.max_length) + " stride " +
                              std::to_string(opts.stride);
     EXPECT_EQ(r.tokens, run.at("tokens").get<int64_t>()) << what;
     EXPECT_EQ(r.windows, run.at("windows").get<int64_t>()) << what;
@@ -199,15 +207,24 @@ TEST_P(TextConformance, TokenizerReproducesFixtureIds) {
   EXPECT_EQ(tok.encode(text), f.ref.ids32("ppl_ids"));
 }
 
-std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string n = info.param;
+std::string test_name(const ::testing::TestParamInfo<Param>& info) {
+  std::string n = std::get<0>(info.param) + "_" + device_tag(std::get<1>(info.param));
   std::replace(n.begin(), n.end(), '-', '_');
   return n;
 }
-INSTANTIATE_TEST_SUITE_P(Fixtures, Conformance, ::testing::ValuesIn(kModels), test_name);
-INSTANTIATE_TEST_SUITE_P(Fixtures, LmConformance, ::testing::ValuesIn(kLmModels), test_name);
-INSTANTIATE_TEST_SUITE_P(Fixtures, ClassifierConformance, ::testing::ValuesIn(kClassifiers), test_name);
-INSTANTIATE_TEST_SUITE_P(Fixtures, TextConformance, ::testing::ValuesIn(kTextModels), test_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, Conformance,
+                         ::testing::Combine(::testing::ValuesIn(kModels), ::testing::ValuesIn(test_devices())),
+                         test_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, LmConformance,
+                         ::testing::Combine(::testing::ValuesIn(kLmModels), ::testing::ValuesIn(test_devices())),
+                         test_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, ClassifierConformance,
+                         ::testing::Combine(::testing::ValuesIn(kClassifiers), ::testing::ValuesIn(test_devices())),
+                         test_name);
+// The tokenizer has no device: the CPU instance only.
+INSTANTIATE_TEST_SUITE_P(Fixtures, TextConformance,
+                         ::testing::Combine(::testing::ValuesIn(kTextModels), ::testing::Values(Device::CPU)),
+                         test_name);
 
 // The lists above cover every fixture the script wrote (meta.json), each by
 // what it holds.

@@ -155,8 +155,8 @@ struct WeightView {
   const float* nested_scales = nullptr;   // blockwise4 nested: state2 [ceil(blocks / nested_blocksize)]
   const int32_t* row_sums = nullptr;      // llm_int8: Σ_k CB[j, k] [out] (the CPU's VNNI kernel)
 
-  const uint8_t* packed4() const { return static_cast<const uint8_t*>(codes); }
-  const int8_t* int8_codes() const { return static_cast<const int8_t*>(codes); }
+  GPT2Q_HOST_DEVICE const uint8_t* packed4() const { return static_cast<const uint8_t*>(codes); }
+  GPT2Q_HOST_DEVICE const int8_t* int8_codes() const { return static_cast<const int8_t*>(codes); }
 };
 
 }  // namespace gpt2q::qformat

@@ -67,7 +67,8 @@ inline void decode_once(const GPT2Model& model, int64_t prompt, int64_t new_toke
   for (int64_t produced = 0; produced < new_tokens; ++produced) {
     auto t0 = BenchClock::now();
     Tensor h = model.hidden_states(step, &cache);
-    Tensor logits = model.lm_logits_from_hidden(h.view({step.seq, C}).slice_rows(step.seq - 1, step.seq));
+    const Tensor logits =
+        to_device(model.lm_logits_from_hidden(h.view({step.seq, C}).slice_rows(step.seq - 1, step.seq)), Device::CPU);
     const int32_t next = argmax_first(logits.data<float>(), logits.dim(1));
     const double s = seconds_since(t0);
     if (out) (produced == 0 ? out->prefill : out->steps).push_back(s);

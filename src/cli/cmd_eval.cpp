@@ -20,7 +20,8 @@ namespace {
 
 struct EvalArgs {
   std::string model, data;
-  std::optional<std::string> format, predictions, tokenizer, compute_dtype;
+  std::optional<std::string> format, predictions, tokenizer;
+  gpt2q::cli::DeviceArgs device;
   std::optional<int64_t> max_length;  // default: min(128, n_positions)
   int64_t batch_size = 8;
   bool json = false;
@@ -35,7 +36,7 @@ void write_predictions(const std::string& path, const gpt2q::Dataset& data, cons
   gpt2q::write_file_atomic(path, out.str());
 }
 
-nlohmann::json result_json(const EvalArgs& a, const gpt2q::ClassifyOptions& opts, gpt2q::DataFormat format, const gpt2q::EvalResult& r,
+nlohmann::json result_json(const EvalArgs& a, const gpt2q::Placement& placement, const gpt2q::ClassifyOptions& opts, gpt2q::DataFormat format, const gpt2q::EvalResult& r,
                            const std::vector<std::string>& names) {
   nlohmann::json j = gpt2q::metrics_to_json(r.metrics, names);
   const auto& lat = r.run.latency;
@@ -51,10 +52,11 @@ nlohmann::json result_json(const EvalArgs& a, const gpt2q::ClassifyOptions& opts
   j["max_length"] = opts.max_length;
   j["batch_size"] = opts.batch_size;
   j["threads"] = gpt2q::num_threads();
+  j["device"] = gpt2q::cli::device_json(placement);
   return j;
 }
 
-void print_human(const EvalArgs& a, const gpt2q::ClassifyOptions& opts, const gpt2q::EvalResult& r, const std::vector<std::string>& names) {
+void print_human(const EvalArgs& a, const gpt2q::Placement& placement, const gpt2q::ClassifyOptions& opts, const gpt2q::EvalResult& r, const std::vector<std::string>& names) {
   const auto& m = r.metrics;
   const auto& lat = r.run.latency;
   fmt::print("model:     {}\n", a.model);
@@ -85,6 +87,7 @@ void print_human(const EvalArgs& a, const gpt2q::ClassifyOptions& opts, const gp
              lat.mean_ms, lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.samples_per_s);
   fmt::print("           batch size {}, max length {}, {} threads\n", opts.batch_size, opts.max_length,
              gpt2q::num_threads());
+  fmt::print("device:    {}\n", gpt2q::cli::device_line(placement));
 }
 
 void run(const EvalArgs& a) {
@@ -92,7 +95,7 @@ void run(const EvalArgs& a) {
   if (a.max_length && *a.max_length < 1) gpt2q::fail("--max-length {}: must be at least 1", *a.max_length);
   const auto format = a.format ? gpt2q::parse_data_format(*a.format) : gpt2q::guess_data_format(a.data);
 
-  auto model = gpt2q::cli::load_model(a.model, a.compute_dtype);
+  auto model = gpt2q::cli::load_model(a.model, a.device);
   gpt2q::require_classifier(*model, a.model);
   const int64_t n_positions = model->config().n_positions;
   if (a.max_length && *a.max_length > n_positions)
@@ -109,9 +112,9 @@ void run(const EvalArgs& a) {
 
   if (a.predictions) write_predictions(*a.predictions, data, result.run.predictions);
   if (a.json)
-    gpt2q::cli::print_json(result_json(a, opts, format, result, names));
+    gpt2q::cli::print_json(result_json(a, model->placement(), opts, format, result, names));
   else
-    print_human(a, opts, result, names);
+    print_human(a, model->placement(), opts, result, names);
 }
 
 }  // namespace
@@ -120,7 +123,7 @@ GPT2Q_COMMAND(eval) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Accuracy, macro/per-class P/R/F1, confusion matrix and latency of a classifier");
   cmd->add_option("--model", args->model, "GPT2ForSequenceClassification checkpoint dir")->required();
-  gpt2q::cli::add_compute_dtype_option(cmd, args->compute_dtype);
+  gpt2q::cli::add_device_options(cmd, args->device);
   cmd->add_option("--data", args->data, "labelled text: AG News CSV, CSV with text,label columns, or JSONL")
       ->required();
   cmd->add_option("--format", args->format, "agnews | csv | jsonl (default: guessed from the file)");

@@ -16,12 +16,11 @@
 namespace {
 
 using namespace gpt2q;
-using gpt2q::cli::add_compute_dtype_option;
 using gpt2q::cli::load_model;
 
 struct GenerateArgs {
   std::string model, prompt, tokenizer;
-  std::optional<std::string> compute_dtype;
+  cli::DeviceArgs device;
   int64_t max_new_tokens = 20;
   bool greedy = false, stop_at_eos = false, json = false;
   float temperature = 1.0f;
@@ -31,7 +30,7 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
-  auto model = load_model(a.model, a.compute_dtype);
+  auto model = load_model(a.model, a.device);
   const std::string tok_dir = a.tokenizer.empty() ? a.model : a.tokenizer;
   if (a.tokenizer.empty() && !Tokenizer::present(tok_dir))
     fail("{}: no tokenizer files (vocab.json + merges.txt, encoder.json + vocab.bpe, or tokenizer.json); pass "
@@ -69,7 +68,7 @@ GPT2Q_COMMAND(generate) {
   auto args = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a GPT-2 checkpoint (greedy or seeded sampling)");
   cmd->add_option("--model", args->model, "Checkpoint directory (config.json + model.safetensors)")->required();
-  add_compute_dtype_option(cmd, args->compute_dtype);
+  cli::add_device_options(cmd, args->device);
   cmd->add_option("--prompt", args->prompt, "Text to continue")->required();
   cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory (default: the model directory)");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "Tokens to add")->capture_default_str()->check(

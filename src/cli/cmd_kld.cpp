@@ -30,7 +30,8 @@ namespace {
 
 struct KldArgs {
   std::string reference, candidate;
-  std::optional<std::string> text, data, tokenizer, format, compute_dtype;
+  std::optional<std::string> text, data, tokenizer, format;
+  gpt2q::cli::DeviceArgs device;  // --compute-dtype applies to the candidate
   std::optional<int64_t> max_length, stride;
   int64_t batch_size = 8;
   bool json = false;
@@ -56,8 +57,9 @@ void run(const KldArgs& a) {
   if (a.stride && *a.stride < 1) gpt2q::fail("--stride {}: must be at least 1", *a.stride);
   if (a.stride && a.data) gpt2q::fail("--stride applies to --text only");
   if (a.batch_size < 1) gpt2q::fail("--batch-size {}: must be at least 1", a.batch_size);
-  const auto ref = gpt2q::GPT2Model::load(a.reference);
-  const auto cand = gpt2q::cli::load_model(a.candidate, a.compute_dtype);
+  // Both on the same device; the reference with its own (fp32) arithmetic.
+  const auto ref = gpt2q::cli::load_model(a.reference, gpt2q::cli::DeviceArgs{a.device.device, std::nullopt});
+  const auto cand = gpt2q::cli::load_model(a.candidate, a.device);
   check_same_shape(*ref, *cand, a);
   const int64_t n_positions = std::min(ref->config().n_positions, cand->config().n_positions);
   const auto tokenizer = gpt2q::cli::load_model_tokenizer(a.reference, a.tokenizer, ref->config());
@@ -147,8 +149,7 @@ GPT2Q_COMMAND(kld) {
   auto a = std::make_shared<KldArgs>();
   cmd->add_option("--reference", a->reference, "Reference checkpoint directory")->required();
   cmd->add_option("--candidate", a->candidate, "Candidate checkpoint directory (e.g. quantized)")->required();
-  cmd->add_option("--compute-dtype", a->compute_dtype,
-                  "Candidate (int8-tensor/nf4/fp4): fp32 or bf16 arithmetic from 16 rows (default: its config)");
+  gpt2q::cli::add_device_options(cmd, a->device);
   cmd->add_option("--text", a->text, "Text file: next-token distributions of two GPT2LMHeadModels");
   cmd->add_option("--data", a->data, "Labelled data (AG News CSV, text/label CSV, JSONL): class distributions");
   cmd->add_option("--format", a->format, "--data format: agnews, csv or jsonl (default: from the file)");

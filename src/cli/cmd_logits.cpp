@@ -10,6 +10,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "cli/device_args.h"
 #include "eval/tokenizer_lookup.h"
 #include "model/gpt2.h"
 
@@ -19,12 +20,13 @@ struct LogitsArgs {
   std::string model;
   std::vector<std::string> texts;
   std::optional<std::string> tokenizer;
+  gpt2q::cli::DeviceArgs device;
   bool json = false;
 };
 
 void run(const LogitsArgs& a) {
   using namespace gpt2q;
-  auto model = GPT2Model::load(a.model);
+  auto model = cli::load_model(a.model, a.device);
   auto tok = load_tokenizer_for(a.model, a.tokenizer ? std::optional<std::filesystem::path>(*a.tokenizer) : std::nullopt);
   const auto& cfg = model->config();
   const auto pad = static_cast<int32_t>(cfg.pad_token_id.value_or(cfg.eos_token_id.value_or(0)));
@@ -38,9 +40,9 @@ void run(const LogitsArgs& a) {
     const TokenBatch batch = TokenBatch::from_sequences({seq}, pad);
     Tensor out;
     if (model->is_classifier()) {
-      out = model->class_logits(batch);
+      out = to_device(model->class_logits(batch), Device::CPU);
     } else {
-      const Tensor all = model->lm_logits(batch);
+      const Tensor all = to_device(model->lm_logits(batch), Device::CPU);
       out = all.view({batch.seq, cfg.vocab_size}).slice_rows(batch.seq - 1, batch.seq);
     }
     ids.push_back(seq);
@@ -71,6 +73,7 @@ GPT2Q_COMMAND(logits) {
   cmd->add_option("--model", a->model, "checkpoint dir")->required();
   cmd->add_option("--text", a->texts, "a text (repeatable)")->required();
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer dir, used when the model dir has none");
+  gpt2q::cli::add_device_options(cmd, a->device);
   cmd->add_flag("--json", a->json, "print one JSON object with all logits");
   cmd->callback([a] { run(*a); });
 }

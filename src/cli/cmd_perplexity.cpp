@@ -15,7 +15,8 @@ namespace {
 
 struct PerplexityArgs {
   std::string model, text;
-  std::optional<std::string> tokenizer, compute_dtype;
+  std::optional<std::string> tokenizer;
+  gpt2q::cli::DeviceArgs device;
   std::optional<int64_t> max_length, stride;  // defaults: n_positions, max length / 2
   bool json = false;
 };
@@ -24,7 +25,7 @@ struct PerplexityArgs {
 void run(const PerplexityArgs& a) {
   if (a.max_length && *a.max_length < 1) gpt2q::fail("--max-length {}: must be at least 1", *a.max_length);
   if (a.stride && *a.stride < 1) gpt2q::fail("--stride {}: must be at least 1", *a.stride);
-  auto model = gpt2q::cli::load_model(a.model, a.compute_dtype);
+  auto model = gpt2q::cli::load_model(a.model, a.device);
   if (model->is_classifier())
     gpt2q::fail("{} is a GPT2ForSequenceClassification; perplexity needs a GPT2LMHeadModel", a.model);
   const int64_t n_positions = model->config().n_positions;
@@ -55,7 +56,8 @@ void run(const PerplexityArgs& a) {
                             {"max_length", r.max_length},
                             {"stride", r.stride},
                             {"seconds", r.seconds},
-                            {"threads", gpt2q::num_threads()}});
+                            {"threads", gpt2q::num_threads()},
+                            {"device", gpt2q::cli::device_json(model->placement())}});
     return;
   }
   fmt::print("model:      {}\n", a.model);
@@ -65,6 +67,7 @@ void run(const PerplexityArgs& a) {
   fmt::print("mean NLL:   {:.6f} nats/token\n", r.nll);
   fmt::print("time:       {:.2f} s ({:.0f} tokens/s, {} threads)\n", r.seconds,
              r.seconds > 0 ? r.tokens / r.seconds : 0.0, gpt2q::num_threads());
+  fmt::print("device:     {}\n", gpt2q::cli::device_line(model->placement()));
   fmt::print("Final estimate: PPL = {:.4f}\n", r.ppl);
 }
 
@@ -74,7 +77,7 @@ GPT2Q_COMMAND(perplexity) {
   auto args = std::make_shared<PerplexityArgs>();
   auto* cmd = app.add_subcommand("perplexity", "Sliding-window perplexity of a language model on a text file");
   cmd->add_option("--model", args->model, "GPT2LMHeadModel checkpoint dir")->required();
-  gpt2q::cli::add_compute_dtype_option(cmd, args->compute_dtype);
+  gpt2q::cli::add_device_options(cmd, args->device);
   cmd->add_option("--text", args->text, "UTF-8 text file, tokenized as one string")->required();
   cmd->add_option("--max-length", args->max_length, "window length in tokens (default: n_positions)");
   cmd->add_option("--stride", args->stride, "tokens between window starts (default: max length / 2)");

@@ -13,6 +13,7 @@
 #include "eval/tokenizer_lookup.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "cli/device_args.h"
 #include "model/gpt2.h"
 #include "quant/checkpoint_quantizer.h"
 #include "quant/quantized_checkpoint.h"
@@ -30,23 +31,6 @@ inline Tokenizer load_model_tokenizer(const std::string& model_dir, const std::o
     fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", model_dir, tok.vocab_size(),
          config.vocab_size);
   return tok;
-}
-
-// --compute-dtype on the commands that run a checkpoint: overrides the
-// arithmetic a quantized int8-tensor / nf4 / fp4 checkpoint asks for.
-inline void add_compute_dtype_option(CLI::App* cmd, std::optional<std::string>& value) {
-  cmd->add_option("--compute-dtype", value,
-                  "Quantized int8-tensor/nf4/fp4 model: fp32 or bf16 arithmetic from 16 rows (default: the "
-                  "checkpoint's quantization_config)");
-}
-
-// GPT2Model::load(dir), with the compute dtype overridden when given.
-inline std::unique_ptr<GPT2Model> load_model(const std::string& dir, const std::optional<std::string>& compute_dtype) {
-  if (!compute_dtype) return GPT2Model::load(dir);
-  const DType compute = quant::parse_compute_dtype_option(*compute_dtype);
-  Checkpoint ck = Checkpoint::load(dir);
-  quant::set_compute_dtype(ck, compute);
-  return GPT2Model::from_checkpoint(ck);
 }
 
 }  // namespace gpt2q::cli

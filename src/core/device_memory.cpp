@@ -61,7 +61,10 @@ cudaStream_t thread_stream() {
   // everything with the process).
   thread_local cudaStream_t stream = [] {
     cudaStream_t s = nullptr;
-    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate", 0);
+    if (const cudaError_t err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking); err != cudaSuccess) {
+      cudaGetLastError();
+      fail("CUDA: no usable device: {} ({})", cudaGetErrorString(err), cudaGetErrorName(err));
+    }
     // Keep freed blocks in the pool instead of returning them to the driver
     // at each synchronisation (the default threshold is 0).
     uint64_t threshold = UINT64_MAX;
@@ -82,6 +85,21 @@ cudaMemcpyKind copy_kind(Device dst, Device src) {
 bool cuda_built() { return true; }
 
 void* cuda_stream() { return thread_stream(); }
+
+bool cuda_device_usable(std::string* why) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // not sticky: leave no error behind for later calls
+    if (why) *why = fmt::format("{} ({})", cudaGetErrorString(err), cudaGetErrorName(err));
+    return false;
+  }
+  if (count == 0) {
+    if (why) *why = "no CUDA device";
+    return false;
+  }
+  return true;
+}
 
 void* device_allocate(size_t bytes, Device device, bool zero_fill) {
   GPT2Q_CHECK(device == Device::CUDA, "device_allocate on {}", device_name(device));
@@ -196,6 +214,11 @@ void release_cached_device_memory(Device device) {
 #else  // CPU-only build
 
 bool cuda_built() { return false; }
+
+bool cuda_device_usable(std::string* why) {
+  if (why) *why = "this build has no CUDA backend";
+  return false;
+}
 
 void* device_allocate(size_t bytes, Device device, bool) {
   (void)bytes;

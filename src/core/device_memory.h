@@ -30,6 +30,10 @@ namespace gpt2q {
 // GPU is present at run time.
 bool cuda_built();
 
+// True when a CUDA device can be used (a CUDA build, a driver, a device);
+// otherwise `why` (if given) says why. Never throws.
+bool cuda_device_usable(std::string* why = nullptr);
+
 // `bytes` on `device` (not Device::CPU: host memory is Storage's own aligned
 // heap), zero-filled when asked. Throws Error when the device is missing or
 // full ("out of memory: N bytes requested, F of T free").

@@ -17,10 +17,10 @@ int64_t shape_numel(const Shape& s) {
 
 std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device, bool zero_fill) {
   auto s = std::shared_ptr<Storage>(new Storage());
   if (device != Device::CPU) {
-    s->data_ = device_allocate_zeroed(bytes, device);
+    s->data_ = device_allocate(bytes, device, zero_fill);
     s->size_ = bytes;
     s->device_ = device;
     s->owned_ = true;

@@ -22,9 +22,10 @@ std::string shape_str(const Shape& s);  // "[2, 3]"
 
 class Storage {
  public:
-  // Zero-filled. Host memory is 64-byte aligned; CUDA memory comes from
-  // cudaMalloc (core/device_memory.h; an Error in a CPU-only build).
-  static std::shared_ptr<Storage> allocate(size_t bytes, Device device = Device::CPU);
+  // Zero-filled unless asked not to (device memory only; host memory is
+  // always zeroed). Host memory is 64-byte aligned; CUDA memory comes from
+  // the caching pool (core/device_memory.h; an Error in a CPU-only build).
+  static std::shared_ptr<Storage> allocate(size_t bytes, Device device = Device::CPU, bool zero_fill = true);
   // Borrow `bytes` at `data`; `owner` keeps the memory (e.g. a mapping) alive.
   static std::shared_ptr<Storage> borrow(void* data, size_t bytes, std::shared_ptr<const void> owner,
                                          Device device = Device::CPU);

@@ -113,7 +113,7 @@ ClassifyResult classify_tokens(const GPT2Model& model, const std::vector<std::ve
   for (size_t b = 0; b < n; b += bs) {
     const size_t e = std::min(b + bs, n);
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor logits = run_batch(model, sequences, b, e, pad_id);
+    const Tensor logits = to_device(run_batch(model, sequences, b, e, pad_id), Device::CPU);
     batch_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     batch_sizes.push_back(static_cast<int64_t>(e - b));
     GPT2Q_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(e - b) &&

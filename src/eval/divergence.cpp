@@ -62,9 +62,9 @@ std::vector<Divergence> text_divergences(const GPT2Model& ref, const GPT2Model& 
     tb.batch = 1;
     tb.seq = w.end - w.begin;
     tb.ids.assign(ids.begin() + w.begin, ids.begin() + w.end);
-    const Tensor lr = ref.lm_logits(tb);
+    const Tensor lr = to_device(ref.lm_logits(tb), Device::CPU);
     const auto t0 = std::chrono::steady_clock::now();
-    const Tensor lc = cand.lm_logits(tb);
+    const Tensor lc = to_device(cand.lm_logits(tb), Device::CPU);
     if (cand_seconds)
       cand_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     const size_t first = out.size();

@@ -90,7 +90,7 @@ double window_nll_sum(const GPT2Model& model, std::span<const int32_t> ids, cons
   std::vector<double> row_nll(static_cast<size_t>(last_row - first_row));
   for (int64_t r0 = first_row; r0 < last_row; r0 += kLogitRowsPerChunk) {
     const int64_t r1 = std::min(r0 + kLogitRowsPerChunk, last_row);
-    Tensor logits = model.lm_logits_from_hidden(hidden.slice_rows(r0, r1));
+    const Tensor logits = to_device(model.lm_logits_from_hidden(hidden.slice_rows(r0, r1)), Device::CPU);
     GPT2Q_CHECK(logits.ndim() == 2 && logits.dim(0) == r1 - r0 && logits.dim(1) == V,
                 "lm_logits_from_hidden gave {}", shape_str(logits.shape()));
     const float* lp = logits.data<float>();

@@ -30,7 +30,7 @@ std::vector<int32_t> generate(const GPT2Model& model, const std::vector<int32_t>
   for (int64_t produced = 0; produced < opts.max_new_tokens; ++produced) {
     Tensor h = model.hidden_states(step, &cache);
     Tensor last = h.view({step.seq, C}).slice_rows(step.seq - 1, step.seq);
-    Tensor logits = model.lm_logits_from_hidden(last);
+    const Tensor logits = to_device(model.lm_logits_from_hidden(last), Device::CPU);
     const int64_t vocab = logits.dim(1);
     const int32_t next = opts.greedy ? argmax_first(logits.data<float>(), vocab)
                                      : sampler.sample(logits.data<float>(), vocab, opts.temperature, opts.top_k);

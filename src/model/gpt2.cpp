@@ -78,8 +78,9 @@ int64_t row_length(const TokenBatch& tb, int64_t b) { return tb.lengths.empty() 
 
 }  // namespace
 
-std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck) {
+std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck, const Placement& placement) {
   auto m = std::make_unique<GPT2Model>();
+  m->placement_ = placement;
   const GPT2Config& cfg = ck.config;
   const std::string src = (ck.dir / "config.json").string();
   if (cfg.n_embd <= 0 || cfg.n_head <= 0 || cfg.n_embd % cfg.n_head != 0)
@@ -95,29 +96,39 @@ std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck) {
   m->config_ = cfg;
   m->kind_ = ck.kind;
   const int64_t C = cfg.n_embd, V = cfg.vocab_size;
-  m->wte_ = make_embedding_table(ck, "wte.weight", V, C);
-  m->wpe_ = make_embedding_table(ck, "wpe.weight", cfg.n_positions, C);
+  // LayerNorm parameters are fp32 on every device.
+  auto ln = [&](const std::string& name) { return to_device(weight_f32(ck, name, {C}), placement.device); };
+  m->wte_ = make_embedding_table(ck, "wte.weight", V, C, placement);
+  m->wpe_ = make_embedding_table(ck, "wpe.weight", cfg.n_positions, C, placement);
   for (int64_t l = 0; l < cfg.n_layer; ++l) {
     const std::string p = fmt::format("h.{}.", l);
     BlockWeights bw;
-    bw.ln_1_w = weight_f32(ck, p + "ln_1.weight", {C});
-    bw.ln_1_b = weight_f32(ck, p + "ln_1.bias", {C});
-    bw.ln_2_w = weight_f32(ck, p + "ln_2.weight", {C});
-    bw.ln_2_b = weight_f32(ck, p + "ln_2.bias", {C});
-    bw.c_attn = make_linear(ck, p + "attn.c_attn");
-    bw.attn_c_proj = make_linear(ck, p + "attn.c_proj");
-    bw.c_fc = make_linear(ck, p + "mlp.c_fc");
-    bw.mlp_c_proj = make_linear(ck, p + "mlp.c_proj");
+    bw.ln_1_w = ln(p + "ln_1.weight");
+    bw.ln_1_b = ln(p + "ln_1.bias");
+    bw.ln_2_w = ln(p + "ln_2.weight");
+    bw.ln_2_b = ln(p + "ln_2.bias");
+    bw.c_attn = make_linear(ck, p + "attn.c_attn", placement);
+    bw.attn_c_proj = make_linear(ck, p + "attn.c_proj", placement);
+    bw.c_fc = make_linear(ck, p + "mlp.c_fc", placement);
+    bw.mlp_c_proj = make_linear(ck, p + "mlp.c_proj", placement);
     m->blocks_.push_back(std::move(bw));
   }
-  m->ln_f_w_ = weight_f32(ck, "ln_f.weight", {C});
-  m->ln_f_b_ = weight_f32(ck, "ln_f.bias", {C});
-  if (ck.has("lm_head.weight")) m->lm_head_ = make_embedding_table(ck, "lm_head.weight", V, C);
+  m->ln_f_w_ = ln("ln_f.weight");
+  m->ln_f_b_ = ln("ln_f.bias");
+  if (ck.has("lm_head.weight")) m->lm_head_ = make_embedding_table(ck, "lm_head.weight", V, C, placement);
   if (ck.kind == ModelKind::SequenceClassification) {
     if (cfg.num_labels() <= 0) fail("{}: a sequence classifier needs id2label / num_labels", src);
-    m->score_ = make_embedding_table(ck, "score.weight", cfg.num_labels(), C);
+    m->score_ = make_embedding_table(ck, "score.weight", cfg.num_labels(), C, placement);
   }
   return m;
+}
+
+Tensor GPT2Model::as_activations(const Tensor& x) const {
+  const DType act = placement_.activations();
+  if (x.dtype() == act) return x;
+  Tensor y = ops::scratch(x.shape(), act, x.device());
+  ops::cast(x, y);
+  return y;
 }
 
 int64_t GPT2Model::num_labels() const { return score_ ? score_->rows() : 0; }
@@ -129,9 +140,10 @@ KVCache GPT2Model::new_cache(int64_t batch, int64_t capacity) const {
   KVCache c;
   c.batch = batch;
   c.capacity = capacity;
+  const Shape shape{batch, config_.n_head, capacity, config_.head_dim()};
   for (int64_t l = 0; l < config_.n_layer; ++l) {
-    c.k.push_back(Tensor::empty({batch, config_.n_head, capacity, config_.head_dim()}, DType::F32));
-    c.v.push_back(Tensor::empty({batch, config_.n_head, capacity, config_.head_dim()}, DType::F32));
+    c.k.push_back(Tensor::empty(shape, placement_.activations(), placement_.device));
+    c.v.push_back(Tensor::empty(shape, placement_.activations(), placement_.device));
   }
   c.key_valid = Tensor::empty({batch, capacity}, DType::U8);
   return c;
@@ -151,10 +163,14 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
   if (past + T > config_.n_positions)
     fail("sequence of {} positions exceeds the model's n_positions = {}", past + T, config_.n_positions);
 
+  // Ids, positions and the mask are made and checked on the host, then
+  // uploaded once (ops::embedding checks host ids before any kernel runs).
+  const Device dev = placement_.device;
+  const DType act = placement_.activations();
   Tensor ids = Tensor::from_vector(tb.ids, {rows});
   Tensor positions = Tensor::empty({rows}, DType::I64);
   for (int64_t r = 0; r < rows; ++r) positions.data<int64_t>()[r] = past + r % T;
-  Tensor x = ops::scratch({B, T, C});
+  Tensor x = ops::scratch({B, T, C}, DType::F32, dev);  // the residual stream, fp32 on every device
   embed_tokens(*wte_, *wpe_, ids, positions, x);
 
   // Which keys may be attended: right padding masks positions >= length.
@@ -165,18 +181,21 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
     uint8_t* valid = cache->key_valid.data<uint8_t>();
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < T; ++t) valid[b * cache->capacity + past + t] = t < row_length(tb, b) ? 1 : 0;
-    key_mask = cache->key_valid;
+    key_mask = to_device(cache->key_valid, dev);
   } else if (padded) {
     key_mask = Tensor::empty({B, T}, DType::U8);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < row_length(tb, b); ++t) key_mask.data<uint8_t>()[b * T + t] = 1;
+    key_mask = to_device(key_mask, dev);
   }
 
-  // Every buffer below is written in full before it is read.
-  Tensor normed = ops::scratch({B, T, C});
-  Tensor qkv = ops::scratch({B, T, 3 * C});
-  Tensor attended = ops::scratch({B, T, C});
-  Tensor inner = ops::scratch({B, T, config_.inner()});
+  // Every buffer below is written in full before it is read. The linears
+  // read and write the placement's activation dtype; the residual adds go
+  // into x (fp32) inside the projections' products.
+  Tensor normed = ops::scratch({B, T, C}, act, dev);
+  Tensor qkv = ops::scratch({B, T, 3 * C}, act, dev);
+  Tensor attended = ops::scratch({B, T, C}, act, dev);
+  Tensor inner = ops::scratch({B, T, config_.inner()}, act, dev);
   const float eps = static_cast<float>(config_.layer_norm_epsilon);
   for (int64_t l = 0; l < config_.n_layer; ++l) {
     const BlockWeights& bw = blocks_[l];
@@ -205,8 +224,8 @@ Tensor GPT2Model::lm_logits_from_hidden(const Tensor& hidden_rows) const {
   if (hidden_rows.ndim() < 1 || hidden_rows.dim(-1) != C)
     fail("lm logits: hidden rows {} do not have n_embd = {} features", shape_str(hidden_rows.shape()), C);
   const int64_t rows = hidden_rows.numel() / C;
-  Tensor logits = ops::scratch({rows, head.rows()});
-  head.matmul_nt(hidden_rows.view({rows, C}), logits);
+  Tensor logits = ops::scratch({rows, head.rows()}, DType::F32, placement_.device);
+  head.matmul_nt(as_activations(to_device(hidden_rows, placement_.device).view({rows, C})), logits);
   return logits;
 }
 
@@ -243,11 +262,13 @@ Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
   const std::vector<int64_t> pos = pooled_positions(tb);
   Tensor h = hidden_states(tb);
   const int64_t C = config_.n_embd;
-  Tensor pooled = Tensor::empty({tb.batch, C}, DType::F32);
-  for (int64_t b = 0; b < tb.batch; ++b)
-    std::copy_n(h.data<float>() + (b * tb.seq + pos[b]) * C, C, pooled.data<float>() + b * C);
-  Tensor logits = Tensor::empty({tb.batch, num_labels()}, DType::F32);
-  score_->matmul_nt(pooled, logits);
+  // The pooled rows, gathered where the hidden states are.
+  std::vector<int64_t> rows(static_cast<size_t>(tb.batch));
+  for (int64_t b = 0; b < tb.batch; ++b) rows[b] = b * tb.seq + pos[b];
+  Tensor pooled = ops::scratch({tb.batch, C}, DType::F32, placement_.device);
+  ops::gather_rows(h.view({tb.batch * tb.seq, C}), Tensor::from_vector(rows, {tb.batch}), pooled);
+  Tensor logits = ops::scratch({tb.batch, num_labels()}, DType::F32, placement_.device);
+  score_->matmul_nt(as_activations(pooled), logits);
   return logits;
 }
 

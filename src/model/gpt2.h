@@ -12,6 +12,7 @@
 #include "io/config.h"
 #include "layers/embedding_table.h"
 #include "layers/linear.h"
+#include "layers/placement.h"
 
 namespace gpt2q {
 
@@ -30,10 +31,12 @@ struct TokenBatch {
 // Positions continue from `length` (HF: position_ids = past + arange), and a
 // padded key stays masked in later steps (HF: the attention mask of all
 // calls, concatenated).
+// The cache lives where the model does (k and v in its activation dtype);
+// key_valid is kept on the host and uploaded with each step's batch.
 struct KVCache {
   int64_t batch = 0, capacity = 0, length = 0;  // positions filled so far
   std::vector<Tensor> k, v;                     // per layer [batch, n_head, capacity, head_dim]
-  Tensor key_valid;                             // U8 [batch, capacity]: 1 = real token
+  Tensor key_valid;                             // U8 [batch, capacity] on the host: 1 = real token
 };
 
 struct BlockWeights {
@@ -50,8 +53,15 @@ class GPT2Model {
   // packed (layers/linear_factory.h) and, like its 16-bit ones, copied so that
   // the model holds no view of its file. Biases and LayerNorm parameters are
   // held in fp32 (16-bit ones converted once).
-  static std::unique_ptr<GPT2Model> from_checkpoint(const Checkpoint& ckpt);
-  static std::unique_ptr<GPT2Model> load(const std::filesystem::path& dir);
+  //
+  // `placement` chooses the device and the compute dtype once: every weight
+  // moves there (converted to the compute dtype where the placement asks),
+  // and every forward runs there. Outputs (hidden states, logits) are
+  // tensors on that device; move them with to_device to read them.
+  static std::unique_ptr<GPT2Model> from_checkpoint(const Checkpoint& ckpt, const Placement& placement = {});
+  static std::unique_ptr<GPT2Model> load(const std::filesystem::path& dir, const Placement& placement = {});
+
+  const Placement& placement() const { return placement_; }
 
   const GPT2Config& config() const { return config_; }
   ModelKind kind() const { return kind_; }
@@ -87,12 +97,15 @@ class GPT2Model {
  private:
   GPT2Config config_;
   ModelKind kind_ = ModelKind::CausalLM;
+  Placement placement_;
   Tensor ln_f_w_, ln_f_b_;
   // Kept as the checkpoint stores them (fp32, 16-bit or quantized); lm_head_
   // is null when tied to wte, score_ null unless a classifier.
   std::unique_ptr<EmbeddingTable> wte_, wpe_, lm_head_, score_;
   std::vector<BlockWeights> blocks_;
   bool gelu_exact_ = false;  // activation_function "gelu" (erf) instead of the tanh form
+  // x (fp32 rows) in the placement's activation dtype, for the heads.
+  Tensor as_activations(const Tensor& x) const;
 };
 
 struct GenerateOptions {

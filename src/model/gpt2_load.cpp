@@ -4,10 +4,10 @@
 
 namespace gpt2q {
 
-std::unique_ptr<GPT2Model> GPT2Model::load(const std::filesystem::path& dir) {
+std::unique_ptr<GPT2Model> GPT2Model::load(const std::filesystem::path& dir, const Placement& placement) {
   // The fp32 weights stay views of the mapping; their storages keep it alive
   // after the Checkpoint itself is gone.
-  return from_checkpoint(Checkpoint::load(dir));
+  return from_checkpoint(Checkpoint::load(dir), placement);
 }
 
 }  // namespace gpt2q

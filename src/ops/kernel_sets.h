@@ -7,8 +7,10 @@
 #include <utility>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/half_gemm.h"
 #include "backend/cpu/linear_ops.h"
 #include "backend/cpu/reference_ops.h"
+#include "core/device_memory.h"
 #include "ops/op_checks.h"
 
 #ifdef GPT2Q_CUDA
@@ -17,55 +19,100 @@
 
 namespace gpt2q::ops::detail {
 
-struct FastCpu {
-  static constexpr auto linear = cpu::linear;
-  static void matmul_nt(const float* a, const float* b, int64_t m, int64_t k, int64_t n, float* c) {
-    cpu::sgemm_nt(m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
-  }
-  static constexpr auto layer_norm = cpu::layer_norm;
-  static constexpr auto gelu_new = cpu::gelu_new;
-  static constexpr auto gelu_erf = cpu::gelu_erf;
-  static constexpr auto softmax_rows = cpu::softmax_rows;
-  static constexpr auto add_inplace = cpu::add_inplace;
-  static constexpr auto embedding = cpu::embedding;
-  static constexpr auto causal_attention = cpu::causal_attention;
-  static constexpr auto store_kv = cpu::store_kv;
-  static constexpr auto linear_op = cpu::linear_op;
-  static constexpr auto quant_linear_op = cpu::quant_linear_op;
-  static constexpr auto gather_rows_op = cpu::gather_rows_op;
-};
+// The CPU computes with F32 activations; a set's 16-bit entry points say so.
+inline void require_f32_on_cpu(const char* op, DType dtype) {
+  if (dtype != DType::F32) fail("{}: the CPU computes in F32, got {}", op, dtype_name(dtype));
+}
 
-struct ReferenceCpu {
-  static constexpr auto linear = cpu::reference::linear;
-  static constexpr auto matmul_nt = cpu::reference::matmul_nt;
-  static constexpr auto layer_norm = cpu::reference::layer_norm;
-  static constexpr auto gelu_new = cpu::reference::gelu_new;
-  static constexpr auto gelu_erf = cpu::reference::gelu_erf;
-  static constexpr auto softmax_rows = cpu::reference::softmax_rows;
-  static constexpr auto add_inplace = cpu::reference::add_inplace;
-  static constexpr auto embedding = cpu::reference::embedding;
-  static constexpr auto causal_attention = cpu::reference::causal_attention;
-  static constexpr auto store_kv = cpu::store_kv;  // a copy: the fast one is exact
-  static constexpr auto linear_op = cpu::reference::linear_op;
-  static constexpr auto quant_linear_op = cpu::reference::quant_linear_op;
-  static constexpr auto gather_rows_op = cpu::reference::gather_rows_op;
+template <bool kReference>
+struct CpuSet {
+  static void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps,
+                         void* y, DType y_dtype) {
+    require_f32_on_cpu("layer_norm", y_dtype);
+    if constexpr (kReference) cpu::reference::layer_norm(x, rows, cols, w, b, eps, static_cast<float*>(y));
+    else cpu::layer_norm(x, rows, cols, w, b, eps, static_cast<float*>(y));
+  }
+  static void gelu_new(void* x, DType dtype, int64_t n) {
+    require_f32_on_cpu("gelu_new", dtype);
+    if constexpr (kReference) cpu::reference::gelu_new(static_cast<float*>(x), n);
+    else cpu::gelu_new(static_cast<float*>(x), n);
+  }
+  static void gelu_erf(void* x, DType dtype, int64_t n) {
+    require_f32_on_cpu("gelu", dtype);
+    if constexpr (kReference) cpu::reference::gelu_erf(static_cast<float*>(x), n);
+    else cpu::gelu_erf(static_cast<float*>(x), n);
+  }
+  static void softmax_rows(float* x, int64_t rows, int64_t cols) {
+    if constexpr (kReference) cpu::reference::softmax_rows(x, rows, cols);
+    else cpu::softmax_rows(x, rows, cols);
+  }
+  static void cast(const void* x, DType x_dtype, void* y, DType y_dtype, int64_t n) {
+    cpu::convert_dtype(x, x_dtype, y, y_dtype, n);  // exact conversions: one version
+  }
+  static void add_inplace(float* x, const float* y, int64_t n) {
+    if constexpr (kReference) cpu::reference::add_inplace(x, y, n);
+    else cpu::add_inplace(x, y, n);
+  }
+  static void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte,
+                        const float* wpe, int64_t cols, float* out) {
+    if constexpr (kReference) cpu::reference::embedding(ids, positions, rows, wte, wpe, cols, out);
+    else cpu::embedding(ids, positions, rows, wte, wpe, cols, out);
+  }
+  static void causal_attention(const backend::AttentionArgs& a) {
+    require_f32_on_cpu("attention", a.dtype);
+    if constexpr (kReference) cpu::reference::causal_attention(a);
+    else cpu::causal_attention(a);
+  }
+  // A copy: the fast one is exact, so the reference uses it too.
+  static void store_kv(const void* qkv, DType dtype, int64_t batch, int64_t seq, int64_t n_head, int64_t head_dim,
+                       void* cache_k, void* cache_v, int64_t capacity, int64_t past) {
+    require_f32_on_cpu("KV cache", dtype);
+    cpu::store_kv(static_cast<const float*>(qkv), batch, seq, n_head, head_dim, static_cast<float*>(cache_k),
+                  static_cast<float*>(cache_v), capacity, past);
+  }
+  static void linear_op(const backend::LinearArgs& a) {
+    if constexpr (kReference) cpu::reference::linear_op(a);
+    else cpu::linear_op(a);
+  }
+  static void quant_linear_op(const backend::QuantLinearArgs& a) {
+    if constexpr (kReference) cpu::reference::quant_linear_op(a);
+    else cpu::quant_linear_op(a);
+  }
+  static void gather_rows_op(const backend::GatherArgs& a) {
+    if constexpr (kReference) cpu::reference::gather_rows_op(a);
+    else cpu::gather_rows_op(a);
+  }
 };
+using FastCpu = CpuSet<false>;
+using ReferenceCpu = CpuSet<true>;
 
 #ifdef GPT2Q_CUDA
+// The CUDA kernels on the calling thread's stream (core/device_memory.h).
 struct FastCuda {
-  static constexpr auto linear = cuda::linear;
-  static constexpr auto matmul_nt = cuda::matmul_nt;
-  static constexpr auto layer_norm = cuda::layer_norm;
-  static constexpr auto gelu_new = cuda::gelu_new;
-  static constexpr auto gelu_erf = cuda::gelu_erf;
-  static constexpr auto softmax_rows = cuda::softmax_rows;
-  static constexpr auto add_inplace = cuda::add_inplace;
-  static constexpr auto embedding = cuda::embedding;
-  static constexpr auto causal_attention = cuda::causal_attention;
-  static constexpr auto store_kv = cuda::store_kv;
-  static constexpr auto linear_op = cuda::linear_op;
-  static constexpr auto quant_linear_op = cuda::quant_linear_op;
-  static constexpr auto gather_rows_op = cuda::gather_rows_op;
+  static cudaStream_t stream() { return static_cast<cudaStream_t>(cuda_stream()); }
+  static void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps,
+                         void* y, DType y_dtype) {
+    cuda::layer_norm(x, rows, cols, w, b, eps, y, y_dtype, stream());
+  }
+  static void gelu_new(void* x, DType dtype, int64_t n) { cuda::gelu_new(x, dtype, n, stream()); }
+  static void gelu_erf(void* x, DType dtype, int64_t n) { cuda::gelu_erf(x, dtype, n, stream()); }
+  static void softmax_rows(float* x, int64_t rows, int64_t cols) { cuda::softmax_rows(x, rows, cols, stream()); }
+  static void add_inplace(float* x, const float* y, int64_t n) { cuda::add_inplace(x, y, n, stream()); }
+  static void cast(const void* x, DType x_dtype, void* y, DType y_dtype, int64_t n) {
+    cuda::convert(x, x_dtype, y, y_dtype, n, stream());
+  }
+  static void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte,
+                        const float* wpe, int64_t cols, float* out) {
+    cuda::embedding(ids, positions, rows, wte, wpe, cols, out, stream());
+  }
+  static void causal_attention(const backend::AttentionArgs& a) { cuda::causal_attention(a, stream()); }
+  static void store_kv(const void* qkv, DType dtype, int64_t batch, int64_t seq, int64_t n_head, int64_t head_dim,
+                       void* cache_k, void* cache_v, int64_t capacity, int64_t past) {
+    cuda::store_kv(qkv, dtype, batch, seq, n_head, head_dim, cache_k, cache_v, capacity, past, stream());
+  }
+  static void linear_op(const backend::LinearArgs& a) { cuda::linear_op(a, stream()); }
+  static void quant_linear_op(const backend::QuantLinearArgs& a) { cuda::quant_linear_op(a, stream()); }
+  static void gather_rows_op(const backend::GatherArgs& a) { cuda::gather_rows_op(a, stream()); }
 };
 #endif
 

@@ -62,6 +62,13 @@ inline void require_f32(const char* op, const char* what, const Tensor& t) {
   if (t.dtype() != DType::F32) fail("{}: {} must be F32, got {}", op, what, dtype_name(t.dtype()));
 }
 
+// F32, F16 or BF16 (what the CUDA kernels take; the CPU ones check for F32).
+inline void require_float_type(const char* op, const char* what, const Tensor& t) {
+  if (!t.defined()) fail("{}: {} is undefined", op, what);
+  if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16)
+    fail("{}: {} must be F32, F16 or BF16, got {}", op, what, dtype_name(t.dtype()));
+}
+
 inline void same_device(const char* op, std::initializer_list<const Tensor*> ts) {
   Device d = (*ts.begin())->device();
   for (const Tensor* t : ts)

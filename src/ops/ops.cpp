@@ -23,7 +23,7 @@ void layer_norm_impl(const Tensor& x, const Tensor& w, const Tensor& b, float ep
   require_f32(op, "x", x);
   require_f32(op, "weight", w);
   require_f32(op, "bias", b);
-  require_f32(op, "y", y);
+  require_float_type(op, "y", y);
   same_device(op, {&x, &w, &b, &y});
   const int64_t cols = last_dim(x);
   if (w.numel() != cols || b.numel() != cols)
@@ -32,15 +32,15 @@ void layer_norm_impl(const Tensor& x, const Tensor& w, const Tensor& b, float ep
     fail("{}: output {} does not match input {}", op, shape_str(y.shape()), shape_str(x.shape()));
   run_kernels<F>(op, x.device(), [&](auto k) {
     decltype(k)::layer_norm(device_data<float>(x), rows_of(x), cols, device_data<float>(w), device_data<float>(b),
-                            eps, device_data<float>(y));
+                            eps, y.raw(), y.dtype());
   });
 }
 
 // `apply(kernels, x, n)` runs one in-place elementwise kernel of the set.
 template <typename F, typename Apply>
 void unary_impl(const char* op, Tensor& x, Apply apply) {
-  require_f32(op, "x", x);
-  run_kernels<F>(op, x.device(), [&](auto k) { apply(k, device_data<float>(x), x.numel()); });
+  require_float_type(op, "x", x);
+  run_kernels<F>(op, x.device(), [&](auto k) { apply(k, x.raw(), x.dtype(), x.numel()); });
 }
 
 template <typename F>
@@ -48,6 +48,16 @@ void softmax_impl(Tensor& x) {
   require_f32("softmax", "x", x);
   run_kernels<F>("softmax", x.device(),
                  [&](auto k) { decltype(k)::softmax_rows(device_data<float>(x), rows_of(x), last_dim(x)); });
+}
+
+template <typename F>
+void cast_impl(const Tensor& x, Tensor& y) {
+  const char* op = "cast";
+  require_float_type(op, "x", x);
+  require_float_type(op, "y", y);
+  same_device(op, {&x, &y});
+  if (x.numel() != y.numel()) fail("{}: {} values into {}", op, x.numel(), y.numel());
+  run_kernels<F>(op, x.device(), [&](auto k) { decltype(k)::cast(x.raw(), x.dtype(), y.raw(), y.dtype(), x.numel()); });
 }
 
 template <typename F>
@@ -91,8 +101,8 @@ struct AttentionDims {
 
 AttentionDims check_attention(const char* op, const Tensor& qkv, const Tensor& key_mask, int64_t n_head,
                               const Tensor& out, int64_t mask_min_cols) {
-  require_f32(op, "qkv", qkv);
-  require_f32(op, "out", out);
+  require_float_type(op, "qkv", qkv);
+  if (out.dtype() != qkv.dtype()) fail("{}: out is {} but qkv {}", op, dtype_name(out.dtype()), dtype_name(qkv.dtype()));
   same_device(op, {&qkv, &key_mask, &out});
   const QkvDims q = check_qkv(op, qkv, n_head);
   const AttentionDims d{q.batch, q.seq, q.embd, n_head, q.head_dim};
@@ -113,17 +123,24 @@ void attention_impl(const Tensor& qkv, const Tensor& key_mask, int64_t n_head, f
   const char* op = "causal_self_attention";
   AttentionDims d = check_attention(op, qkv, key_mask, n_head, out, qkv.ndim() == 3 ? qkv.dim(1) : 0);
   run_kernels<F>(op, qkv.device(), [&](auto k) {
-    float* base = device_data<float>(qkv);
+    // Pointers as float* in element strides (attention_args.h): offsets are
+    // taken on the element type's bytes.
+    float* base = static_cast<float*>(qkv.raw());
+    const size_t es = dtype_size(qkv.dtype());
+    auto at = [&](float* p, int64_t elements) {
+      return reinterpret_cast<float*>(reinterpret_cast<char*>(p) + elements * static_cast<int64_t>(es));
+    };
     backend::AttentionArgs a;
+    a.dtype = qkv.dtype();
     a.batch = d.B;
     a.n_head = d.H;
     a.head_dim = d.hd;
     a.q_len = a.kv_len = d.T;
     a.scale = scale;
     a.q = {base, d.T * 3 * d.C, d.hd, 3 * d.C};
-    a.k = {base + d.C, d.T * 3 * d.C, d.hd, 3 * d.C};
-    a.v = {base + 2 * d.C, d.T * 3 * d.C, d.hd, 3 * d.C};
-    a.out = {device_data<float>(out), d.T * d.C, d.hd, d.C};
+    a.k = {at(base, d.C), d.T * 3 * d.C, d.hd, 3 * d.C};
+    a.v = {at(base, 2 * d.C), d.T * 3 * d.C, d.hd, 3 * d.C};
+    a.out = {static_cast<float*>(out.raw()), d.T * d.C, d.hd, d.C};
     set_key_mask(a, key_mask);
     decltype(k)::causal_attention(a);
   });
@@ -133,8 +150,9 @@ template <typename F>
 void attention_cached_impl(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, int64_t past, const Tensor& key_mask,
                            int64_t n_head, float scale, Tensor& out) {
   const char* op = "causal_self_attention_cached";
-  require_f32(op, "cache_k", cache_k);
-  require_f32(op, "cache_v", cache_v);
+  if (cache_k.dtype() != qkv.dtype() || cache_v.dtype() != qkv.dtype())
+    fail("{}: caches {} / {} do not match qkv {}", op, dtype_name(cache_k.dtype()), dtype_name(cache_v.dtype()),
+         dtype_name(qkv.dtype()));
   same_device(op, {&qkv, &cache_k, &cache_v});
   const int64_t capacity = cache_k.ndim() == 4 ? cache_k.dim(2) : 0;
   AttentionDims d = check_attention(op, qkv, key_mask, n_head, out, capacity);
@@ -146,44 +164,39 @@ void attention_cached_impl(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, 
     fail("{}: {} cached + {} new positions exceed the cache capacity {}", op, past, d.T, capacity);
   run_kernels<F>(op, qkv.device(), [&](auto k) {
     using K = decltype(k);
-    float* ck = device_data<float>(cache_k);
-    float* cv = device_data<float>(cache_v);
-    K::store_kv(device_data<float>(qkv), d.B, d.T, d.H, d.hd, ck, cv, capacity, past);
+    float* ck = static_cast<float*>(cache_k.raw());
+    float* cv = static_cast<float*>(cache_v.raw());
+    K::store_kv(qkv.raw(), qkv.dtype(), d.B, d.T, d.H, d.hd, ck, cv, capacity, past);
     backend::AttentionArgs a;
+    a.dtype = qkv.dtype();
     a.batch = d.B;
     a.n_head = d.H;
     a.head_dim = d.hd;
     a.q_len = d.T;
     a.kv_len = past + d.T;
     a.scale = scale;
-    a.q = {device_data<float>(qkv), d.T * 3 * d.C, d.hd, 3 * d.C};
+    a.q = {static_cast<float*>(qkv.raw()), d.T * 3 * d.C, d.hd, 3 * d.C};
     a.k = {ck, d.H * capacity * d.hd, capacity * d.hd, d.hd};
     a.v = {cv, d.H * capacity * d.hd, capacity * d.hd, d.hd};
-    a.out = {device_data<float>(out), d.T * d.C, d.hd, d.C};
+    a.out = {static_cast<float*>(out.raw()), d.T * d.C, d.hd, d.C};
     set_key_mask(a, key_mask);
     K::causal_attention(a);
   });
 }
 
 // Each in-place elementwise op as a call on a kernel set.
-constexpr auto kGeluNew = [](auto k, float* x, int64_t n) { decltype(k)::gelu_new(x, n); };
-constexpr auto kGeluErf = [](auto k, float* x, int64_t n) { decltype(k)::gelu_erf(x, n); };
+constexpr auto kGeluNew = [](auto k, void* x, DType dtype, int64_t n) { decltype(k)::gelu_new(x, dtype, n); };
+constexpr auto kGeluErf = [](auto k, void* x, DType dtype, int64_t n) { decltype(k)::gelu_erf(x, dtype, n); };
 
 }  // namespace
 
 Tensor scratch(const Shape& shape, DType dtype, Device device) {
-  Tensor t;
-  switch (device) {
-    case Device::CPU:
-      t = cpu::scratch_tensor(shape, dtype);
-      break;
-    default:
-      // Device memory: a plain zero-filled allocation (no caching allocator
-      // yet), or an Error where this build has no such device.
-      t = Tensor::empty(shape, dtype, device);
-      break;
-  }
-  return t;
+  if (device == Device::CPU) return cpu::scratch_tensor(shape, dtype);
+  // Device memory from the caching pool, not zero-filled (an Error where
+  // this build has no such device).
+  for (int64_t d : shape) GPT2Q_CHECK(d >= 0, "negative dimension in {}", shape_str(shape));
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  return Tensor::from_storage(Storage::allocate(bytes, device, false), 0, shape, dtype);
 }
 
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
@@ -192,6 +205,7 @@ void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Te
 void gelu_new(Tensor& x) { unary_impl<Fast>("gelu_new", x, kGeluNew); }
 void gelu_erf(Tensor& x) { unary_impl<Fast>("gelu", x, kGeluErf); }
 void softmax_lastdim(Tensor& x) { softmax_impl<Fast>(x); }
+void cast(const Tensor& x, Tensor& y) { cast_impl<Fast>(x, y); }
 void add_inplace(Tensor& x, const Tensor& y) { add_impl<Fast>(x, y); }
 void embedding(const Tensor& ids, const Tensor& positions, const Tensor& wte, const Tensor& wpe, Tensor& out) {
   embedding_impl<Fast>(ids, positions, wte, wpe, out);

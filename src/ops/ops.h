@@ -52,6 +52,9 @@ void gelu_new(Tensor& x);
 void gelu_erf(Tensor& x);
 // Softmax over the last dimension, in place.
 void softmax_lastdim(Tensor& x);
+// y = x converted (same shape; F32, F16 or BF16 either way, rounding to
+// nearest even; the CPU converts as core/half.h).
+void cast(const Tensor& x, Tensor& y);
 // x += y (same shape): the residual connection.
 void add_inplace(Tensor& x, const Tensor& y);
 // out[r] = wte[ids[r]] + wpe[positions[r]]; ids I32 [rows], positions I64

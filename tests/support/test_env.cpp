@@ -20,8 +20,16 @@ std::filesystem::path data_dir() {
   return GPT2Q_DATA_DEFAULT;
 }
 
-std::filesystem::path fixtures_dir() { return GPT2Q_FIXTURES_DIR; }
-std::filesystem::path gpt2q_binary() { return GPT2Q_BINARY; }
+// $GPT2Q_FIXTURES and $GPT2Q_BINARY move both, for test binaries run away
+// from their build tree (a bundle on a GPU machine: docs/cuda.md).
+std::filesystem::path fixtures_dir() {
+  if (const char* env = std::getenv("GPT2Q_FIXTURES"); env && *env) return env;
+  return GPT2Q_FIXTURES_DIR;
+}
+std::filesystem::path gpt2q_binary() {
+  if (const char* env = std::getenv("GPT2Q_BINARY"); env && *env) return env;
+  return GPT2Q_BINARY;
+}
 
 std::filesystem::path temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};

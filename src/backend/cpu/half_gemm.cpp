@@ -7,6 +7,7 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/dequant_gemm.h"
 #include "backend/cpu/half_simd.h"
+#include "core/error.h"
 
 namespace gpt2q::cpu {
 
@@ -158,6 +159,25 @@ void gather_rows_16bit(const uint16_t* table, bool bf16, int64_t cols, const int
       const float v = to_float_16bit(row[k], bf16);
       o[k] = accumulate ? o[k] + v : v;
     }
+  }
+}
+
+void convert_dtype(const void* in, DType in_dtype, void* out, DType out_dtype, int64_t n) {
+  auto read = [&](int64_t i) -> float {
+    switch (in_dtype) {
+      case DType::F32: return static_cast<const float*>(in)[i];
+      case DType::F16: return half_to_float(static_cast<const uint16_t*>(in)[i]);
+      case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(in)[i]);
+      default: fail("convert: unsupported dtype {}", dtype_name(in_dtype));
+    }
+  };
+  if (out_dtype != DType::F32 && out_dtype != DType::F16 && out_dtype != DType::BF16)
+    fail("convert: unsupported dtype {}", dtype_name(out_dtype));
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = read(i);
+    if (out_dtype == DType::F32) static_cast<float*>(out)[i] = v;
+    else if (out_dtype == DType::F16) static_cast<uint16_t*>(out)[i] = float_to_half(v);
+    else static_cast<uint16_t*>(out)[i] = float_to_bf16(v);
   }
 }
 

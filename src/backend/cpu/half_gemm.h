@@ -10,6 +10,8 @@
 //                        calling thread, one sgemm each
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace gpt2q::cpu {
 
 // Up to this many rows, the fused kernels.
@@ -25,6 +27,9 @@ void matmul_nt_16bit(const float* a, int64_t m, int64_t k, const uint16_t* b, bo
 // out[i, :] = table[idx[i], :] (or += with accumulate), converted to fp32.
 void gather_rows_16bit(const uint16_t* table, bool bf16, int64_t cols, const int64_t* idx, int64_t n, float* out,
                        bool accumulate);
+// out[i] = in[i] converted between F32, F16 and BF16 (exact widening,
+// narrowing to nearest even).
+void convert_dtype(const void* in, DType in_dtype, void* out, DType out_dtype, int64_t n);
 // The same for an fp32 table.
 void gather_rows_f32(const float* table, int64_t cols, const int64_t* idx, int64_t n, float* out, bool accumulate);
 

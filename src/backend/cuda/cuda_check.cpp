@@ -1,18 +1,12 @@
 #include "backend/cuda/cuda_check.h"
 
 
-#include "backend/cuda/cublas_library.h"
 #include "core/error.h"
 
 namespace gpt2q::cuda {
 
 void fail_cuda(cudaError_t err, const char* what) {
   fail("CUDA: {} failed: {} ({})", what, cudaGetErrorString(err), cudaGetErrorName(err));
-}
-
-void fail_cublas(int status, const char* what) {
-  const auto s = static_cast<cublasStatus_t>(status);
-  fail("cuBLAS: {} failed: {} ({})", what, cublas().status_string(s), cublas().status_name(s));
 }
 
 void fail_too_large(const char* what, int64_t value, int64_t limit) {

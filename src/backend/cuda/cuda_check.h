@@ -1,5 +1,5 @@
 #pragma once
-// Turning CUDA runtime and cuBLAS status codes into gpt2q::Error. Kept free
+// Turning CUDA runtime status codes into gpt2q::Error. Kept free
 // of fmt and the Tensor headers so that .cu files can include it.
 #include <cuda_runtime_api.h>
 
@@ -9,7 +9,6 @@ namespace gpt2q::cuda {
 
 // Throws Error("CUDA: <what> failed: <message> (<name>)").
 [[noreturn]] void fail_cuda(cudaError_t err, const char* what);
-[[noreturn]] void fail_cublas(int status, const char* what);
 // Throws Error("CUDA: <what> <value> exceeds the kernel's limit of <limit>").
 [[noreturn]] void fail_too_large(const char* what, int64_t value, int64_t limit);
 // Throws Error("CUDA: <what>, got <value>") for a bad argument.

@@ -1,0 +1,334 @@
+// Every op the model runs, on CUDA against the CPU (ggml's test-backend-ops):
+// the same inputs through ops:: on CUDA tensors and on CPU tensors, in every
+// dtype the GPU path uses. The tolerances, and why:
+//   - exact (bit for bit): gathers, casts, decodes, LLM.int8() (every step
+//     but the exact int32 sums is the CPU's operation sequence)
+//   - fp32 products: 1e-5 of |want| + mean |want| (the CPU kernels' own
+//     tolerance: only the summation order differs)
+//   - 16-bit operands: the CPU runs fp32 on the same 16-bit-rounded values,
+//     so the difference is the output's rounding plus fp32 summation order:
+//     4 ulp of the output type relative to |want| + mean |want| (f16 2^-9,
+//     bf16 2^-6)
+// Without a GPU every test skips and says why.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/device_memory.h"
+#include "core/half.h"
+#include "ops/ops.h"
+#include "ops/reference.h"
+#include "quant/quantized_checkpoint.h"
+#include "support/test_env.h"
+
+using namespace gpt2q;
+
+namespace {
+
+class CudaBackendOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!cuda_device_usable(&why)) GTEST_SKIP() << "no usable CUDA device (" << why << "): CUDA tests not run";
+  }
+};
+
+Tensor gpu(const Tensor& t) { return to_device(t, Device::CUDA); }
+Tensor host(const Tensor& t) { return to_device(t, Device::CPU); }
+
+Tensor normal(Shape shape, float sd, uint32_t seed) {
+  const int64_t n = shape_numel(shape);
+  return Tensor::from_vector(test::normal_values(n, sd, seed), std::move(shape));
+}
+
+// t (F32, host) as `dtype`, rounded to nearest even.
+Tensor as(const Tensor& t, DType dtype) {
+  Tensor out = Tensor::empty(t.shape(), dtype);
+  ops::cast(t, out);
+  return out;
+}
+// A host fp32 copy of any float tensor (exact widening).
+Tensor f32(const Tensor& t) { return as(host(t), DType::F32); }
+
+// A device output poisoned with NaN (every element must be written).
+Tensor poisoned(const Shape& shape, DType dtype) {
+  Tensor t = Tensor::empty(shape, DType::F32);
+  for (float& v : t.span<float>()) v = NAN;
+  return gpu(as(t, dtype));
+}
+
+double ulp_tolerance(DType dtype) {
+  switch (dtype) {
+    case DType::F16: return 4 * std::ldexp(1.0, -11);
+    case DType::BF16: return 4 * std::ldexp(1.0, -8);
+    default: return 1e-5;
+  }
+}
+
+void expect_close(const Tensor& got, const Tensor& want, DType dtype, const std::string& what) {
+  const double worst = test::expect_close(f32(got), f32(want), ulp_tolerance(dtype), what);
+  std::printf("  %-58s worst rel. error %.3g\n", what.c_str(), worst);
+}
+
+void expect_same_bits(const Tensor& got_any, const Tensor& want, const std::string& what) {
+  const Tensor got = host(got_any);
+  ASSERT_EQ(got.nbytes(), want.nbytes()) << what;
+  size_t diff = 0;
+  for (size_t i = 0; i < want.nbytes(); ++i)
+    diff += static_cast<const uint8_t*>(got.raw())[i] != static_cast<const uint8_t*>(want.raw())[i];
+  EXPECT_EQ(diff, 0u) << what << ": " << diff << " bytes differ";
+}
+
+const char* name(DType t) { return dtype_name(t).data(); }
+
+}  // namespace
+
+// Dense products in every dtype the GPU runs, with each epilogue.
+TEST_F(CudaBackendOps, LinearEveryDtypeAndEpilogue) {
+  struct Shape3 {
+    int64_t rows, in, out;
+  };
+  for (const Shape3 s : {Shape3{1, 768, 2304}, {51, 768, 3072}, {7, 33, 17}, {130, 3072, 768}})
+    for (DType dt : {DType::F32, DType::F16, DType::BF16})
+      for (int epi = 0; epi < 4; ++epi) {
+        // 0 plain + bias, 1 gelu_new, 2 gelu_erf, 3 accumulate into an F32 y
+        ops::Epilogue e;
+        if (epi == 1) e.activation = ops::Activation::gelu_new;
+        if (epi == 2) e.activation = ops::Activation::gelu_erf;
+        if (epi == 3) e.accumulate = true;
+        const DType ydt = epi == 3 ? DType::F32 : dt;
+        const Tensor x = as(normal({s.rows, s.in}, 1.0f, 1), dt), w = as(normal({s.in, s.out}, 0.05f, 2), dt);
+        const Tensor b = as(normal({s.out}, 0.1f, 3), dt == DType::F32 ? DType::F32 : dt);
+        const Tensor y0 = normal({s.rows, s.out}, 1.0f, 4);
+        // CPU: fp32 on the same (rounded) values.
+        Tensor want = y0.clone();
+        ops::linear(f32(x), f32(w), f32(b), want, e);
+        Tensor got = epi == 3 ? gpu(y0) : poisoned({s.rows, s.out}, ydt);
+        ops::linear(gpu(x), gpu(w), gpu(b), got, e);
+        expect_close(got, want, ydt, fmt::format("linear {} {}x{}x{} epilogue {}", name(dt), s.rows, s.in, s.out, epi));
+      }
+}
+
+TEST_F(CudaBackendOps, MatmulNtWith16BitTables) {
+  for (DType dt : {DType::F32, DType::F16, DType::BF16})
+    for (auto [m, k, n] : {std::tuple{1, 768, 50257}, {33, 64, 301}, {4, 768, 4}}) {
+      const Tensor a = as(normal({m, k}, 1.0f, 5), dt), t = as(normal({n, k}, 0.05f, 6), dt);
+      Tensor want = Tensor::empty({m, n}, DType::F32);
+      ops::matmul_nt(f32(a), f32(t), want);
+      Tensor got = poisoned({m, n}, DType::F32);
+      ops::matmul_nt(gpu(a), gpu(t), got);
+      expect_close(got, want, dt == DType::F32 ? DType::F32 : DType::F16,
+                   fmt::format("matmul_nt {} {}x{}x{} -> f32", name(dt), m, k, n));
+    }
+}
+
+// fp32 activations with a 16-bit weight (the fp32 placement of a 16-bit
+// checkpoint): the weight is converted exactly, then fp32 products.
+TEST_F(CudaBackendOps, Fp32ActivationsWithSixteenBitWeights) {
+  for (DType wdt : {DType::F16, DType::BF16}) {
+    const Tensor x = normal({9, 200}, 1.0f, 7), w = as(normal({200, 77}, 0.05f, 8), wdt), b = normal({77}, 0.1f, 9);
+    Tensor want = Tensor::empty({9, 77}, DType::F32), got = poisoned({9, 77}, DType::F32);
+    ops::linear(x, w, b, want);
+    ops::linear(gpu(x), gpu(w), gpu(b), got);
+    expect_close(got, want, DType::F32, fmt::format("linear f32 x, {} weight", name(wdt)));
+  }
+}
+
+namespace {
+
+struct QuantCase {
+  std::string name;
+  quant::QuantizedWeight (*make)(const std::vector<float>& w, int64_t out, int64_t in);
+};
+
+const std::vector<QuantCase>& quant_cases() {
+  static const std::vector<QuantCase> cases = {
+      {"int8-tensor", [](const std::vector<float>& w, int64_t o, int64_t i) -> quant::QuantizedWeight {
+         return quant::quantize_int8(w.data(), o, i, quant::Int8Scheme::affine, quant::Int8Granularity::per_tensor);
+       }},
+      {"int8-channel-sym", [](const std::vector<float>& w, int64_t o, int64_t i) -> quant::QuantizedWeight {
+         return quant::quantize_int8(w.data(), o, i, quant::Int8Scheme::symmetric,
+                                     quant::Int8Granularity::per_channel);
+       }},
+      {"nf4", [](const std::vector<float>& w, int64_t o, int64_t i) -> quant::QuantizedWeight {
+         return quant::quantize_4bit(w.data(), o, i, {quant::Code4::nf4, 64, false});
+       }},
+      {"fp4-dq", [](const std::vector<float>& w, int64_t o, int64_t i) -> quant::QuantizedWeight {
+         return quant::quantize_4bit(w.data(), o, i, {quant::Code4::fp4, 64, true});
+       }},
+      {"nf4-dq bs 128", [](const std::vector<float>& w, int64_t o, int64_t i) -> quant::QuantizedWeight {
+         return quant::quantize_4bit(w.data(), o, i, {quant::Code4::nf4, 128, true});
+       }},
+      {"llm-int8", [](const std::vector<float>& w, int64_t o, int64_t i) -> quant::QuantizedWeight {
+         return quant::quantize_llm_int8(w.data(), o, i);
+       }},
+  };
+  return cases;
+}
+
+}  // namespace
+
+// Packed products, fp32 activations: the GPU decodes every weight to the
+// CPU's bits; LLM.int8 is the CPU's result bit for bit.
+TEST_F(CudaBackendOps, QuantLinearFp32MatchesTheCpu) {
+  for (const QuantCase& qc : quant_cases())
+    for (auto [rows, in, out] : {std::tuple{1, 768, 2304}, {5, 256, 96}, {17, 768, 768}, {64, 3072, 768}}) {
+      const std::vector<float> wv = test::normal_values(out * in, 0.05f, 10);
+      const QuantizedTensor w = quant::to_quantized_tensor(qc.make(wv, out, in));
+      Tensor x = normal({rows, in}, 1.0f, 11);
+      // Outlier columns for LLM.int8 (|x| >= 6 in some rows).
+      for (int64_t k = 3; k < in; k += 97) x.data<float>()[(k % rows) * in + k] = 7.5f;
+      const Tensor b = normal({out}, 0.1f, 12);
+      for (float threshold : {6.0f, 0.0f}) {
+        if (threshold == 0.0f && qc.name != "llm-int8") continue;
+        ops::QuantLinearOptions o;
+        o.llm_int8_threshold = threshold;
+        for (bool accumulate : {false, true}) {
+          const Tensor y0 = normal({rows, out}, 1.0f, 13);
+          Tensor want = y0.clone();
+          ops::quant_linear(x, w, b, want, o, {.accumulate = accumulate});
+          Tensor got = accumulate ? gpu(y0) : poisoned({rows, out}, DType::F32);
+          ops::quant_linear(gpu(x), to_device(w, Device::CUDA), gpu(b), got, o, {.accumulate = accumulate});
+          const std::string what = fmt::format("{} {}x{}x{}{}{}", qc.name, rows, in, out,
+                                               qc.name == "llm-int8" ? fmt::format(" t{}", threshold) : "",
+                                               accumulate ? " +=" : "");
+          if (qc.name == "llm-int8") {
+            expect_same_bits(got, want, what);
+          } else {
+            expect_close(got, want, DType::F32, what);
+          }
+        }
+      }
+    }
+}
+
+// 16-bit activations: the weight decoded into the activations' dtype, as
+// bitsandbytes dequantizes into its compute dtype; the CPU reference runs
+// fp32 on the same rounded values.
+TEST_F(CudaBackendOps, QuantLinearSixteenBit) {
+  for (const QuantCase& qc : quant_cases())
+    for (DType dt : {DType::F16, DType::BF16}) {
+      const int64_t rows = 19, in = 256, out = 320;
+      const std::vector<float> wv = test::normal_values(out * in, 0.05f, 14);
+      const QuantizedTensor w = quant::to_quantized_tensor(qc.make(wv, out, in));
+      // The CPU's reference weight: decoded in fp32, then rounded to dt.
+      Tensor wd = Tensor::empty({out, in}, DType::F32);
+      {
+        Tensor eye = Tensor::empty({out}, DType::I64);
+        for (int64_t j = 0; j < out; ++j) eye.data<int64_t>()[j] = j;
+        ops::gather_rows(w, eye, wd);
+      }
+      const Tensor x = as(normal({rows, in}, 1.0f, 15), dt), b = as(normal({out}, 0.1f, 16), dt);
+      Tensor want = Tensor::empty({rows, out}, DType::F32);
+      Tensor got = poisoned({rows, out}, dt);
+      ops::QuantLinearOptions o;
+      o.compute = dt;
+      ops::quant_linear(gpu(x), to_device(w, Device::CUDA), gpu(b), got, o);
+      if (qc.name == "llm-int8") {
+        // Its own arithmetic (int8 codes of the fp16 activations): the CPU's
+        // LLM.int8 on the same values, rounded to dt.
+        ops::quant_linear(f32(x), w, f32(b), want);
+      } else {
+        ops::matmul_nt(f32(x), f32(as(wd, dt)), want);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < out; ++j) want.data<float>()[i * out + j] += f32(b).data<float>()[j];
+      }
+      expect_close(got, want, dt, fmt::format("quant_linear {} {} {}x{}x{}", qc.name, name(dt), rows, in, out));
+    }
+}
+
+TEST_F(CudaBackendOps, GathersAreExact) {
+  const int64_t rows = 301, cols = 96;
+  Tensor idx = Tensor::from_vector<int64_t>({0, 300, 17, 17, 150, 2}, {6});
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    const Tensor t = as(normal({rows, cols}, 1.0f, 17), dt);
+    for (bool acc : {false, true}) {
+      const Tensor base = normal({6, cols}, 1.0f, 18);
+      Tensor want = base.clone(), got = acc ? gpu(base) : poisoned({6, cols}, DType::F32);
+      ops::gather_rows(t, idx, want, acc);
+      ops::gather_rows(gpu(t), idx, got, acc);
+      expect_same_bits(got, want, fmt::format("gather {} {}", name(dt), acc ? "+=" : "="));
+    }
+  }
+  for (const QuantCase& qc : quant_cases()) {
+    const QuantizedTensor w =
+        quant::to_quantized_tensor(qc.make(test::normal_values(rows * cols, 0.05f, 19), rows, cols));
+    Tensor want = Tensor::empty({6, cols}, DType::F32), got = poisoned({6, cols}, DType::F32);
+    ops::gather_rows(w, idx, want);
+    ops::gather_rows(to_device(w, Device::CUDA), idx, got);
+    expect_same_bits(got, want, "gather " + qc.name);
+  }
+  // An index outside the table is an Error before any kernel runs.
+  Tensor out = Tensor::empty({1, 8}, DType::F32, Device::CUDA);
+  EXPECT_THROW(ops::gather_rows(gpu(normal({4, 8}, 1.0f, 1)), Tensor::from_vector<int64_t>({4}, {1}), out), Error);
+}
+
+TEST_F(CudaBackendOps, CastsAndLayerNormOutputs) {
+  const Tensor x = normal({37, 771}, 3.0f, 20);
+  for (DType dt : {DType::F16, DType::BF16}) {
+    Tensor got = poisoned({37, 771}, dt);
+    ops::cast(gpu(x), got);
+    expect_same_bits(got, as(x, dt), fmt::format("cast f32 -> {}", name(dt)));
+    Tensor back = poisoned({37, 771}, DType::F32);
+    ops::cast(got, back);
+    expect_same_bits(back, f32(as(x, dt)), fmt::format("cast {} -> f32", name(dt)));
+  }
+  const Tensor w = normal({771}, 1.0f, 21), b = normal({771}, 0.5f, 22);
+  Tensor ref = Tensor::empty({37, 771}, DType::F32);
+  ops::layer_norm(x, w, b, 1e-5f, ref);
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    Tensor got = poisoned({37, 771}, dt);
+    ops::layer_norm(gpu(x), gpu(w), gpu(b), 1e-5f, got);
+    expect_close(got, ref, dt, fmt::format("layer_norm -> {}", name(dt)));
+  }
+}
+
+TEST_F(CudaBackendOps, AttentionSixteenBit) {
+  for (DType dt : {DType::F16, DType::BF16})
+    for (auto [B, T, H, hd] : {std::tuple{2, 37, 4, 16}, {1, 130, 12, 64}, {3, 5, 2, 8}}) {
+      const int64_t C = H * hd;
+      const Tensor qkv = as(normal({B, T, 3 * C}, 1.0f, 23), dt);
+      Tensor mask = Tensor::empty({B, T}, DType::U8);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T - b * (T / 4); ++t) mask.data<uint8_t>()[b * T + t] = 1;
+      Tensor want = Tensor::empty({B, T, C}, DType::F32);
+      ops::causal_self_attention(f32(qkv), mask, H, 0.125f, want);
+      Tensor got = poisoned({B, T, C}, dt);
+      ops::causal_self_attention(gpu(qkv), gpu(mask), H, 0.125f, got);
+      expect_close(got, want, dt, fmt::format("attention {} B{} T{} H{} hd{}", name(dt), B, T, H, hd));
+
+      // The same through a KV cache, prefill then single steps.
+      const int64_t cap = T + 3;
+      Tensor ck = Tensor::empty({B, H, cap, hd}, dt, Device::CUDA), cv = Tensor::empty({B, H, cap, hd}, dt, Device::CUDA);
+      Tensor ck32 = Tensor::empty({B, H, cap, hd}, DType::F32), cv32 = Tensor::empty({B, H, cap, hd}, DType::F32);
+      Tensor full_mask = Tensor::empty({B, cap}, DType::U8);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < cap; ++t) full_mask.data<uint8_t>()[b * cap + t] = 1;
+      const Tensor qkv2 = as(normal({B, 1, 3 * C}, 1.0f, 24), dt);
+      Tensor w1 = Tensor::empty({B, T, C}, DType::F32), w2 = Tensor::empty({B, 1, C}, DType::F32);
+      ops::causal_self_attention_cached(f32(qkv), ck32, cv32, 0, full_mask, H, 0.125f, w1);
+      ops::causal_self_attention_cached(f32(qkv2), ck32, cv32, T, full_mask, H, 0.125f, w2);
+      Tensor g1 = poisoned({B, T, C}, dt), g2 = poisoned({B, 1, C}, dt);
+      const Tensor dmask = gpu(full_mask);
+      ops::causal_self_attention_cached(gpu(qkv), ck, cv, 0, dmask, H, 0.125f, g1);
+      ops::causal_self_attention_cached(gpu(qkv2), ck, cv, T, dmask, H, 0.125f, g2);
+      expect_close(g1, w1, dt, fmt::format("cached attention prefill {} B{} T{} H{}", name(dt), B, T, H));
+      expect_close(g2, w2, dt, fmt::format("cached attention step {} B{} T{} H{}", name(dt), B, T, H));
+    }
+}
+
+TEST_F(CudaBackendOps, GeluOnSixteenBit) {
+  const Tensor x = normal({5000}, 3.0f, 25);
+  for (DType dt : {DType::F16, DType::BF16}) {
+    Tensor want = f32(as(x, dt));
+    ops::gelu_new(want);
+    Tensor got = gpu(as(x, dt));
+    ops::gelu_new(got);
+    expect_close(got, want, dt, fmt::format("gelu_new {}", name(dt)));
+  }
+}

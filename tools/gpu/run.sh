@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# One GPU run, on the device machine, in the repository root: what
+# tools/gpu/make_bundle.sh packed (.device/, .devdata/) is unpacked and the
+# stages asked for run in order, each logging to $OUT (at most 8 files come
+# back: tests.log, sanitizer.log, cli.log, devcuda.log, bench.json,
+# peers.json, peers.log, summary.txt). docs/cuda.md records every run.
+#   bash tools/gpu/run.sh tests sanitize cli devcuda bench peers
+# Stages:
+#   tests     the GPU test binaries (test_cuda_*, conformance on CUDA)
+#   sanitize  compute-sanitizer memcheck and racecheck over the GPU tests
+#   cli       gpt2q on the GPU against itself on the CPU (eval predictions
+#             of every variant, perplexity, generation)
+#   devcuda   the dev/cuda kernel harness (validation under memcheck, then
+#             the benchmarks)
+#   bench     gpt2q bench --device cuda --method all --json
+#   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
+set -u
+cd "$(dirname "$0")/../.."
+repo=$PWD
+OUT=${OUT:-/tmp/gpt2q_gpu_out}
+mkdir -p "$OUT"
+work=/tmp/gpt2q_gpu
+mkdir -p "$work"
+summary=$OUT/summary.txt
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+tar -C "$work" -xJf .device/bundle.tar.xz
+B=$work/bundle
+export LD_LIBRARY_PATH=$B/lib:/usr/local/cuda/lib64
+export GPT2Q_DATA=$repo/.devdata GPT2Q_FIXTURES=$repo/tests/fixtures GPT2Q_BINARY=$B/gpt2q
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-16} OMP_WAIT_POLICY=passive
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+G=$B/gpt2q
+TOK=$repo/.devdata/gpt2-tokenizer
+AG=$repo/.devdata/ag_news/test.csv
+WIKI=$repo/.devdata/wikitext-2-raw/wiki.test.raw
+note "commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'); $("$G" --version | head -1)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$summary"
+
+# stage NAME CMD...: runs CMD with its output in $OUT/NAME.log (appended),
+# and notes the time and exit status.
+stage() {
+  local log=$OUT/$1.log t0=$SECONDS rc
+  shift
+  echo "===== $*" >>"$log"
+  "$@" >>"$log" 2>&1
+  rc=$?
+  echo "===== exit $rc, $((SECONDS - t0)) s" >>"$log"
+  note "$(printf '%-8s rc %3d %4ds  %s' "$(basename "$log" .log)" $rc $((SECONDS - t0)) "$*" | cut -c1-200)"
+  return 0
+}
+
+models() {
+  [ -d "$work/cls124m" ] || "$G" init --geometry 124m --task classify --out "$work/cls124m" >/dev/null
+  [ -d "$work/lm124m" ] || "$G" init --geometry 124m --task lm --out "$work/lm124m" >/dev/null
+}
+
+run_tests() {
+  for t in test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_lib_conformance_models \
+           test_lib_conformance_124m; do
+    # The conformance binaries hold CPU instances too: the CPU ran them already.
+    local filter=()
+    case $t in test_lib_*) filter=(--gtest_filter='*cuda*') ;; esac
+    [ -x "$B/$t" ] && stage tests "$B/$t" "${filter[@]}"
+  done
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/tests.log" | sort | uniq -c | tee -a "$summary"
+}
+
+run_sanitize() {
+  local SAN="timeout ${SANITIZE_TIMEOUT:-240} $SAN"
+  stage sanitizer $SAN --tool memcheck --leak-check full --error-exitcode 9 "$B/test_cuda_ops"
+  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_backend_ops"
+  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_dequant"
+  [ -x "$B/test_cuda_model" ] && stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_model"
+  stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_ops" \
+    --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'
+  stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_backend_ops" \
+    --gtest_filter='*Attention*:*QuantLinearFp32*:*LayerNorm*'
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT/sanitizer.log" | tee -a "$summary"
+}
+
+# Predictions of each variant on CPU and GPU (fp32), and the 16-bit ones.
+run_cli() {
+  models
+  head -n 512 "$AG" >"$work/ag512.csv"
+  local eval=(eval --data "$work/ag512.csv" --tokenizer "$TOK" --batch-size 64 --json)
+  for m in f32 int8-tensor llm-int8 nf4 fp4; do
+    local dir=$work/cls124m
+    if [ $m != f32 ]; then
+      dir=$work/q_$m
+      local qargs=(--method $m)
+      [ $m = nf4 ] && qargs+=(--double-quant)
+      [ -d "$dir" ] || "$G" quantize --model "$work/cls124m" "${qargs[@]}" --out "$dir" >/dev/null
+    fi
+    stage cli "$G" "${eval[@]}" --model "$dir" --predictions "$work/p_${m}_cpu.csv"
+    stage cli "$G" "${eval[@]}" --model "$dir" --device cuda --predictions "$work/p_${m}_cuda.csv"
+    for dt in fp16 bf16; do
+      stage cli "$G" "${eval[@]}" --model "$dir" --device cuda --compute-dtype $dt --predictions "$work/p_${m}_$dt.csv"
+    done
+    for v in cuda fp16 bf16; do
+      note "$(printf 'agree %-12s %-5s vs cpu: %s of 512' $m $v \
+        "$(paste -d, "$work/p_${m}_cpu.csv" "$work/p_${m}_$v.csv" | awk -F, 'NR>1 && $3==$6' | wc -l)")"
+    done
+  done
+  stage cli "$G" perplexity --model "$work/lm124m" --text "$WIKI" --tokenizer "$TOK" --device cuda --compute-dtype fp16 --json
+  stage cli "$G" perplexity --model "$work/lm124m" --text "$WIKI" --tokenizer "$TOK" --device cuda --json
+  stage cli "$G" generate --model "$work/lm124m" --tokenizer "$TOK" --prompt "The study of quantization" \
+    --max-new-tokens 32 --greedy --device cuda --json
+  stage cli "$G" generate --model "$work/lm124m" --tokenizer "$TOK" --prompt "The study of quantization" \
+    --max-new-tokens 32 --greedy --json
+  stage cli "$G" eval --model "$work/cls124m" --data "$work/ag512.csv" --tokenizer "$TOK" --device cuda:7
+  stage cli env CUDA_VISIBLE_DEVICES= "$G" eval --model "$work/cls124m" --data "$work/ag512.csv" --tokenizer "$TOK" \
+    --device cuda
+}
+
+run_devcuda() {
+  mkdir -p "$work/devcuda" "$work/devcuda_logs"
+  tar -C "$work/devcuda" -xJf .device/devcuda.tar.xz
+  OUT=$work/devcuda_logs RACECHECK=${RACECHECK:-0} bash "$work/devcuda/run_all.sh" >"$work/devcuda_logs/run_all.txt" 2>&1
+  note "devcuda run_all exit $?"
+  cat "$work/devcuda_logs/run_all.txt" "$work"/devcuda_logs/devcuda_*.log >"$OUT/devcuda.log"
+  grep -E "^BENCH|FAIL|SUMMARY" "$work/devcuda_logs/run_all.txt" | tail -80 >>"$summary"
+}
+
+run_bench() {
+  models
+  "$G" bench --device cuda --method all --json --tokenizer "$TOK" --data "$AG" >"$OUT/bench.json" 2>"$work/bench.err"
+  note "bench exit $?; $(tail -3 "$work/bench.err")"
+}
+
+run_peers() {
+  models
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/slim/*.whl && export PYTHONPATH=/tmp/site
+  PYTHONUNBUFFERED=1 python3 tools/bench_peers.py --model "$work/cls124m" --lm-model "$work/lm124m" --tokenizer "$TOK" \
+    --agnews "$AG" --wikitext "$WIKI" --commit "$(git rev-parse --short HEAD 2>/dev/null)" ${PEERS_ARGS:-} \
+    --out "$OUT/peers.json" >"$OUT/peers.log" 2>&1
+  note "peers exit $?"
+}
+
+for s in "$@"; do
+  case $s in
+    tests) run_tests ;;
+    sanitize) run_sanitize ;;
+    cli) run_cli ;;
+    devcuda) run_devcuda ;;
+    bench) run_bench ;;
+    peers) run_peers ;;
+    *) note "unknown stage $s" ;;
+  esac
+done
+note "done in ${SECONDS}s"
