@@ -12,6 +12,7 @@
 // Without a GPU every test skips and says why.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -330,5 +331,54 @@ TEST_F(CudaBackendOps, GeluOnSixteenBit) {
     Tensor got = gpu(as(x, dt));
     ops::gelu_new(got);
     expect_close(got, want, dt, fmt::format("gelu_new {}", name(dt)));
+  }
+}
+
+// The tensor-core flash kernel (sequence layouts) and the split-K decode
+// kernels (a cache with device state) against the CPU's fp32 attention on
+// the same 16-bit values.
+TEST_F(CudaBackendOps, FlashAndDecodeAttention) {
+  const int64_t H = 12, hd = 64, C = H * hd;
+  const std::vector<int64_t> lengths{51, 1, 130, 7};
+  int64_t total = 0, T = 0;
+  for (int64_t n : lengths) total += n, T = std::max(T, n);
+  for (DType dt : {DType::F16, DType::BF16}) {
+    // Packed.
+    const Tensor qkv = as(normal({total, 3 * C}, 1.0f, 26), dt);
+    Tensor want = Tensor::empty({total, C}, DType::F32);
+    ops::causal_self_attention(f32(qkv), ops::SequenceLayout::packed(lengths, Device::CPU), H, 0.125f, want);
+    Tensor got = poisoned({total, C}, dt);
+    ops::causal_self_attention(gpu(qkv), ops::SequenceLayout::packed(lengths, Device::CUDA), H, 0.125f, got);
+    expect_close(got, want, dt, fmt::format("flash attention packed {}", name(dt)));
+    // Padded [B, T]: padding queries attend the valid keys.
+    const int64_t B = static_cast<int64_t>(lengths.size());
+    const Tensor pq = as(normal({B * T, 3 * C}, 1.0f, 27), dt);
+    Tensor pw = Tensor::empty({B * T, C}, DType::F32);
+    ops::causal_self_attention(f32(pq), ops::SequenceLayout::padded(lengths, T, Device::CPU), H, 0.125f, pw);
+    Tensor pg = poisoned({B * T, C}, dt);
+    ops::causal_self_attention(gpu(pq), ops::SequenceLayout::padded(lengths, T, Device::CUDA), H, 0.125f, pg);
+    expect_close(pg, pw, dt, fmt::format("flash attention padded {}", name(dt)));
+
+    // Decode: prefill 37 positions, then steps of 1 and 3 new queries, with
+    // a masked hole, through the device-state kernels.
+    const int64_t DB = 2, cap = 64;
+    Tensor ck = Tensor::empty({DB, H, cap, hd}, dt, Device::CUDA), cv = Tensor::empty({DB, H, cap, hd}, dt, Device::CUDA);
+    Tensor ck32 = Tensor::empty({DB, H, cap, hd}, DType::F32), cv32 = Tensor::empty({DB, H, cap, hd}, DType::F32);
+    Tensor mask = Tensor::empty({DB, cap}, DType::U8);
+    for (int64_t t = 0; t < cap; ++t) mask.data<uint8_t>()[t] = mask.data<uint8_t>()[cap + t] = t != 5 ? 1 : 0;
+    const ops::CacheKernelState state = ops::make_cache_kernel_state(DB, H, hd, cap, dt, Device::CUDA);
+    ASSERT_TRUE(state.past.defined());
+    int64_t past = 0;
+    for (int64_t step : {int64_t{37}, int64_t{1}, int64_t{3}, int64_t{1}}) {
+      const Tensor q = as(normal({DB, step, 3 * C}, 1.0f, 28 + static_cast<uint32_t>(past)), dt);
+      Tensor w = Tensor::empty({DB, step, C}, DType::F32);
+      ops::causal_self_attention_cached(f32(q), ck32, cv32, past, mask, H, 0.125f, w);
+      const auto p = static_cast<int32_t>(past);
+      copy_bytes(state.past.raw(), Device::CUDA, &p, Device::CPU, sizeof(p));
+      Tensor g = poisoned({DB, step, C}, dt);
+      ops::causal_self_attention_cached(gpu(q), ck, cv, past, gpu(mask), H, 0.125f, g, state);
+      expect_close(g, w, dt, fmt::format("decode attention {} past {} +{}", name(dt), past, step));
+      past += step;
+    }
   }
 }

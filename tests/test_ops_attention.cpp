@@ -83,9 +83,12 @@ TEST(OpsAttention, CachedEqualsUncached) {
   Tensor full_mask = padding_mask(lengths, T);
   Tensor cache_mask = padding_mask(lengths, cap);
   for (bool use_reference : {false, true}) {
-    auto attend = use_reference ? ops::reference::causal_self_attention : ops::causal_self_attention;
-    auto attend_cached =
-        use_reference ? ops::reference::causal_self_attention_cached : ops::causal_self_attention_cached;
+    using Attend = void (*)(const Tensor&, const Tensor&, int64_t, float, Tensor&);
+    using AttendCached = void (*)(const Tensor&, Tensor&, Tensor&, int64_t, const Tensor&, int64_t, float, Tensor&);
+    const Attend attend =
+        use_reference ? Attend(ops::reference::causal_self_attention) : Attend(ops::causal_self_attention);
+    const AttendCached attend_cached = use_reference ? AttendCached(ops::reference::causal_self_attention_cached)
+                                                     : AttendCached(ops::causal_self_attention_cached);
     Tensor want = Tensor::empty({B, T, C}, DType::F32);
     attend(qkv, full_mask, H, 0.3f, want);
 
@@ -115,4 +118,47 @@ TEST(OpsAttention, CacheOverflowIsAnError) {
   EXPECT_NO_THROW(ops::causal_self_attention_cached(qkv, ck, cv, 1, Tensor(), 2, 1.0f, out));
   EXPECT_THROW(ops::causal_self_attention_cached(qkv, ck, cv, 2, Tensor(), 2, 1.0f, out), Error);
   EXPECT_THROW(ops::causal_self_attention(qkv, Tensor(), 3, 1.0f, out), Error);  // 3 does not divide 8
+}
+
+// The sequence-layout form on the CPU: a padded layout is the masked batch,
+// and a packed layout (no padding rows at all) gives each text's rows as if
+// it ran alone.
+TEST(OpsAttention, SequenceLayoutsMatchTheMaskedBatch) {
+  const int64_t B = 3, T = 21, C = 32, H = 4;
+  const std::vector<int64_t> lengths{21, 9, 1};
+  Tensor qkv = random_tensor({B, T, 3 * C}, 31, 1.5f);
+  Tensor want = Tensor::empty({B, T, C}, DType::F32);
+  ops::causal_self_attention(qkv, padding_mask(lengths, T), H, 0.25f, want);
+
+  const ops::SequenceLayout padded = ops::SequenceLayout::padded(lengths, T, Device::CPU);
+  EXPECT_EQ(padded.total_rows, B * T);
+  EXPECT_EQ(padded.max_rows, T);
+  Tensor got = Tensor::empty({B * T, C}, DType::F32);
+  ops::causal_self_attention(qkv.view({B * T, 3 * C}), padded, H, 0.25f, got);
+  expect_close(got.view({B, T, C}), want, 1e-6, "padded layout");
+
+  // Packed: each text's rows end to end.
+  int64_t total = 0;
+  for (int64_t n : lengths) total += n;
+  Tensor packed_qkv = Tensor::empty({total, 3 * C}, DType::F32);
+  int64_t at = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < lengths[b]; ++t, ++at)
+      std::copy_n(qkv.data<float>() + (b * T + t) * 3 * C, 3 * C, packed_qkv.data<float>() + at * 3 * C);
+  const ops::SequenceLayout packed = ops::SequenceLayout::packed(lengths, Device::CPU);
+  EXPECT_EQ(packed.total_rows, total);
+  Tensor out = Tensor::empty({total, C}, DType::F32);
+  ops::causal_self_attention(packed_qkv, packed, H, 0.25f, out);
+  at = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < lengths[b]; ++t, ++at)
+      for (int64_t c = 0; c < C; ++c)
+        ASSERT_NEAR(out.data<float>()[at * C + c], want.data<float>()[(b * T + t) * C + c],
+                    1e-6 * (1 + std::fabs(want.data<float>()[(b * T + t) * C + c])))
+            << b << "," << t << "," << c;
+
+  // A layout that does not fit the rows is an error; a length of 0 too.
+  Tensor small = Tensor::empty({5, 3 * C}, DType::F32), small_out = Tensor::empty({5, C}, DType::F32);
+  EXPECT_THROW(ops::causal_self_attention(small, packed, H, 0.25f, small_out), Error);
+  EXPECT_THROW(ops::SequenceLayout::packed({3, 0}, Device::CPU), Error);
 }

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/device_args.h"
 #include "report/compare_runner.h"
 #include "report/number_format.h"
 #include "report/variant_spec.h"
@@ -14,6 +15,7 @@ struct CompareArgs {
   gpt2q::report::CompareOptions opt;
   std::string model, out;
   std::optional<std::string> data, text, tokenizer;
+  gpt2q::cli::DeviceArgs device;
   bool json = false;
 };
 
@@ -25,6 +27,12 @@ void run(CompareArgs a) {
   if (a.text) o.text = *a.text;
   if (a.tokenizer) o.tokenizer = *a.tokenizer;
   o.command_line = gpt2q::cli::exact_command_line("gpt2q compare");
+  const gpt2q::cli::DeviceChoice d = gpt2q::cli::resolve_device(a.device);
+  o.device = d.device;
+  o.compute = d.compute;
+  o.device_description = d.description;
+  if (o.device == gpt2q::Device::CPU && o.compute)
+    gpt2q::fail("--compute-dtype applies to compare with --device cuda (on the CPU use the :bf16-compute variants)");
   const auto r = gpt2q::report::run_compare(o);
   if (a.json) {
     gpt2q::cli::print_json(gpt2q::report::results_to_json(r));
@@ -60,6 +68,7 @@ GPT2Q_COMMAND(compare) {
   cmd->add_option("--limit", a->opt.limit, "Use only the first N samples (LM: tokens); 0 = all")->default_val(0);
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer dir when the model dir has none");
   cmd->add_option("--out", a->out, "Report directory (created; finished variants in it are reused)")->required();
+  gpt2q::cli::add_device_options(cmd, a->device);
   cmd->add_flag("--force", a->opt.force, "Run every variant again, ignoring finished ones in --out");
   cmd->add_flag("--json", a->json, "Print results.json on stdout as one line");
   cmd->callback([a] { run(*a); });

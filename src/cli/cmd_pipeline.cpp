@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/device_args.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "pipeline/pipeline.h"
@@ -13,6 +14,7 @@
 namespace {
 
 struct PipelineArgs {
+  gpt2q::cli::DeviceArgs device;  // the comparison stage's device
   gpt2q::pipeline::PipelineOptions opt;
   std::string data = "../shared/data/ag_news/test.csv", tokenizer = "../shared/data/gpt2-tokenizer",
               out = "out/pipeline";
@@ -78,6 +80,12 @@ void run(PipelineArgs& a) {
   gpt2q::Progress::set_enabled(!a.quiet);
   o.finetune.progress = !a.quiet;
   o.command_line = gpt2q::cli::exact_command_line("gpt2q pipeline");
+  const gpt2q::cli::DeviceChoice d = gpt2q::cli::resolve_device(a.device);
+  o.compare_device = d.device;
+  o.compare_compute = d.compute;
+  o.compare_device_description = d.description;
+  if (o.compare_device == gpt2q::Device::CPU && o.compare_compute)
+    gpt2q::fail("--compute-dtype applies with --device cuda (on the CPU use the :bf16-compute variants)");
   const auto r = gpt2q::pipeline::run_pipeline(o);
   if (a.json) {
     gpt2q::cli::print_json(r.summary);
@@ -137,6 +145,7 @@ GPT2Q_COMMAND(pipeline) {
       ->default_str(std::string(gpt2q::pipeline::kPipelineVariants));
   cmd->add_option("--compare-batch-size", o.compare_batch_size, "batch size of the comparison runs")
       ->capture_default_str();
+  gpt2q::cli::add_device_options(cmd, a->device);
   cmd->add_flag("--force", o.force, "start over instead of reusing finished stages");
   cmd->add_flag("--quiet", a->quiet, "no progress output");
   cmd->add_flag("--json", a->json, "print the summary as one JSON object");

@@ -74,6 +74,20 @@ Placement resolve_placement(const DeviceArgs& a, const Checkpoint& ck) {
   return p;
 }
 
+DeviceChoice resolve_device(const DeviceArgs& a) {
+  DeviceChoice c;
+  if (a.device == "cpu") {
+    if (a.compute_dtype) c.compute = parse_compute(*a.compute_dtype, Device::CPU);
+    return c;
+  }
+  Checkpoint none;  // no quantization_config: the default compute is fp32
+  const Placement p = resolve_placement(a, none);
+  c.device = p.device;
+  if (a.compute_dtype) c.compute = p.compute;
+  c.description = device_line(Placement{p.device, c.compute.value_or(DType::F32)});
+  return c;
+}
+
 std::unique_ptr<GPT2Model> load_model(const std::string& dir, const DeviceArgs& a) {
   Checkpoint ck = Checkpoint::load(dir);
   const Placement p = resolve_placement(a, ck);

@@ -32,6 +32,16 @@ void add_device_options(CLI::App* cmd, DeviceArgs& args);
 // --device and why.
 Placement resolve_placement(const DeviceArgs& args, const Checkpoint& ck);
 
+// The device alone (checked and selected as resolve_placement does) and the
+// compute dtype when --compute-dtype was given: for commands that place
+// several checkpoints (compare, pipeline).
+struct DeviceChoice {
+  Device device = Device::CPU;
+  std::optional<DType> compute;
+  std::string description = "CPU";  // the device line of reports
+};
+DeviceChoice resolve_device(const DeviceArgs& args);
+
 // Loads `dir` on the placement the arguments ask for (a CPU --compute-dtype
 // is written into the checkpoint's quantization_config first, as before).
 std::unique_ptr<GPT2Model> load_model(const std::string& dir, const DeviceArgs& args);

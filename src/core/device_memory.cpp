@@ -18,6 +18,7 @@ namespace gpt2q {
 
 std::string format_bytes(size_t bytes) {
   const double b = static_cast<double>(bytes);
+  if (b >= double(1ull << 40)) return fmt::format("{:.2f} TiB", b / double(1ull << 40));
   if (b >= double(1ull << 30)) return fmt::format("{:.2f} GiB", b / double(1ull << 30));
   if (b >= double(1ull << 20)) return fmt::format("{:.1f} MiB", b / double(1ull << 20));
   if (b >= 1024.0) return fmt::format("{:.1f} KiB", b / 1024.0);

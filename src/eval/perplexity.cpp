@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "core/utf8.h"
 #include "model/gpt2.h"
+#include "ops/ops.h"
 
 namespace gpt2q {
 
@@ -105,6 +106,50 @@ double window_nll_sum(const GPT2Model& model, std::span<const int32_t> ids, cons
   for (double v : row_nll) sum += v;
   return sum;
 }
+// On a GPU: windows in batches (one forward for several windows, the last
+// one padded), the scored rows gathered on the device, their logits in
+// large chunks and each row's loss computed there (ops::token_nll): only
+// one double per scored token crosses to the host. Same windows, same
+// scored tokens, same sum order (window by window, row by row).
+constexpr int64_t kDeviceWindowsPerBatch = 8;
+constexpr int64_t kDeviceLogitRowsPerChunk = 2048;
+
+double device_nll_sum(const GPT2Model& model, std::span<const int32_t> ids, const std::vector<PerplexityWindow>& ws,
+                      Progress* progress) {
+  const int64_t C = model.config().n_embd;
+  double sum = 0;
+  for (size_t w0 = 0; w0 < ws.size(); w0 += kDeviceWindowsPerBatch) {
+    const size_t w1 = std::min(ws.size(), w0 + static_cast<size_t>(kDeviceWindowsPerBatch));
+    std::vector<std::vector<int32_t>> seqs;
+    for (size_t w = w0; w < w1; ++w) seqs.emplace_back(ids.begin() + ws[w].begin, ids.begin() + ws[w].end);
+    const TokenBatch tb = TokenBatch::from_sequences(seqs, seqs.front().front());
+    const Tensor hidden = model.hidden_states(tb).view({tb.batch * tb.seq, C});
+    // Rows that predict a scored token, in window order, and their targets.
+    std::vector<int64_t> rows, targets;
+    for (size_t w = w0; w < w1; ++w) {
+      const PerplexityWindow& win = ws[w];
+      const int64_t b = static_cast<int64_t>(w - w0);
+      for (int64_t p = win.score_begin; p < win.end; ++p) {
+        rows.push_back(b * tb.seq + (p - 1 - win.begin));
+        targets.push_back(ids[p]);
+      }
+    }
+    for (size_t r0 = 0; r0 < rows.size(); r0 += kDeviceLogitRowsPerChunk) {
+      const auto n = static_cast<int64_t>(std::min(rows.size() - r0, static_cast<size_t>(kDeviceLogitRowsPerChunk)));
+      Tensor picked = ops::scratch({n, C}, DType::F32, hidden.device());
+      ops::gather_rows(hidden, Tensor::from_vector(std::vector<int64_t>(rows.begin() + r0, rows.begin() + r0 + n), {n}),
+                       picked);
+      const Tensor logits = model.lm_logits_from_hidden(picked);
+      Tensor nll = Tensor::empty({n}, DType::F64);
+      ops::token_nll(logits, Tensor::from_vector(std::vector<int64_t>(targets.begin() + r0, targets.begin() + r0 + n), {n}),
+                     nll);
+      for (int64_t r = 0; r < n; ++r) sum += nll.data<double>()[r];
+    }
+    if (progress) progress->advance(static_cast<int64_t>(w1 - w0));
+  }
+  return sum;
+}
+
 }  // namespace
 
 PerplexityResult evaluate_perplexity(const GPT2Model& model, std::span<const int32_t> ids,
@@ -134,9 +179,17 @@ PerplexityResult evaluate_perplexity(const GPT2Model& model, std::span<const int
   {
     std::optional<Progress> progress;
     if (opts.progress) progress.emplace("perplexity", res.windows, "windows");
-    for (const auto& w : windows) {
-      if (w.scored() > 0) nll_sum += window_nll_sum(model, ids, w);
-      if (progress) progress->advance();
+    if (model.placement().device != Device::CPU) {
+      std::vector<PerplexityWindow> scored;
+      for (const auto& w : windows)
+        if (w.scored() > 0) scored.push_back(w);
+      if (progress && scored.size() < windows.size()) progress->advance(static_cast<int64_t>(windows.size() - scored.size()));
+      nll_sum = device_nll_sum(model, ids, scored, progress ? &*progress : nullptr);
+    } else {
+      for (const auto& w : windows) {
+        if (w.scored() > 0) nll_sum += window_nll_sum(model, ids, w);
+        if (progress) progress->advance();
+      }
     }
   }
   if (!std::isfinite(nll_sum)) fail("perplexity: the loss is not finite (the model produced NaN or infinite logits)");

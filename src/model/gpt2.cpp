@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/device_memory.h"
 #include "core/half.h"
 #include "layers/linear_factory.h"
 #include "ops/ops.h"
@@ -78,7 +79,47 @@ int64_t row_length(const TokenBatch& tb, int64_t b) { return tb.lengths.empty() 
 
 }  // namespace
 
+namespace {
+
+// About what the weights of `ck` take on `placement`'s device: each stored
+// tensor's bytes, dense float ones in a 16-bit compute dtype at 2 bytes.
+size_t placed_bytes(const Checkpoint& ck, const Placement& placement) {
+  size_t n = 0;
+  for (const auto& [name, t] : ck.tensors) {
+    const bool dense = t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16;
+    const bool halved = dense && placement.compute != DType::F32 && t.ndim() == 2;
+    n += halved ? static_cast<size_t>(t.numel()) * 2 : t.nbytes();
+  }
+  return n;
+}
+
+}  // namespace
+
 std::unique_ptr<GPT2Model> GPT2Model::from_checkpoint(const Checkpoint& ck, const Placement& placement) {
+  if (placement.device != Device::CPU) {
+    // A model that does not fit is one error before anything is allocated.
+    const size_t need = placed_bytes(ck, placement);
+    const DeviceMemoryStats st = device_memory_stats(placement.device);
+    if (need > st.free)
+      fail("{}: the model needs about {} on {}, {} of {} free", ck.dir.string(), format_bytes(need),
+           device_name(placement.device), format_bytes(st.free), format_bytes(st.total));
+    try {
+      return build(ck, placement);
+    } catch (...) {
+      // Whatever was placed before the failure is freed by now; give the
+      // pool's cache back too, so that nothing stays allocated.
+      try {
+        release_cached_device_memory(placement.device);
+      } catch (...) {
+        // A faulted device: the original error is the one to report.
+      }
+      throw;
+    }
+  }
+  return build(ck, placement);
+}
+
+std::unique_ptr<GPT2Model> GPT2Model::build(const Checkpoint& ck, const Placement& placement) {
   auto m = std::make_unique<GPT2Model>();
   m->placement_ = placement;
   const GPT2Config& cfg = ck.config;
@@ -146,7 +187,49 @@ KVCache GPT2Model::new_cache(int64_t batch, int64_t capacity) const {
     c.v.push_back(Tensor::empty(shape, placement_.activations(), placement_.device));
   }
   c.key_valid = Tensor::empty({batch, capacity}, DType::U8);
+  c.kernel_state = ops::make_cache_kernel_state(batch, config_.n_head, config_.head_dim(), capacity,
+                                                placement_.activations(), placement_.device);
   return c;
+}
+
+Tensor GPT2Model::run_blocks(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions,
+                             const AttentionFn& attend) const {
+  const int64_t rows = static_cast<int64_t>(ids.size()), C = config_.n_embd;
+  const Device dev = placement_.device;
+  const DType act = placement_.activations();
+  // Ids and positions are checked on the host, then uploaded once
+  // (ops::embedding checks host ids before any kernel runs).
+  Tensor x = ops::scratch({rows, C}, DType::F32, dev);  // the residual stream, fp32 on every device
+  embed_tokens(*wte_, *wpe_, Tensor::from_vector(ids, {rows}), Tensor::from_vector(positions, {rows}), x);
+
+  // Every buffer below is written in full before it is read. The linears
+  // read and write the placement's activation dtype; the residual adds go
+  // into x (fp32) inside the projections' products.
+  Tensor normed = ops::scratch({rows, C}, act, dev);
+  Tensor qkv = ops::scratch({rows, 3 * C}, act, dev);
+  Tensor attended = ops::scratch({rows, C}, act, dev);
+  Tensor inner = ops::scratch({rows, config_.inner()}, act, dev);
+  const float eps = static_cast<float>(config_.layer_norm_epsilon);
+  for (int64_t l = 0; l < config_.n_layer; ++l) {
+    const BlockWeights& bw = blocks_[l];
+    ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, normed);
+    bw.c_attn->forward(normed, qkv);
+    attend(l, qkv, attended);
+    bw.attn_c_proj->forward(attended, x, {.accumulate = true});
+
+    ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, normed);
+    bw.c_fc->forward(normed, inner, {.activation = gelu_exact_ ? ops::Activation::gelu_erf : ops::Activation::gelu_new});
+    bw.mlp_c_proj->forward(inner, x, {.accumulate = true});
+  }
+  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
+  return x;
+}
+
+bool GPT2Model::packs_sequences() const {
+  // On a GPU with 16-bit activations the attention runs per sequence on
+  // tensor cores, so a batch need not be padded: its texts are packed end
+  // to end and every row is a real token. Elsewhere batches stay padded.
+  return placement_.device == Device::CUDA && placement_.activations() != DType::F32;
 }
 
 Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
@@ -162,60 +245,50 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
   }
   if (past + T > config_.n_positions)
     fail("sequence of {} positions exceeds the model's n_positions = {}", past + T, config_.n_positions);
-
-  // Ids, positions and the mask are made and checked on the host, then
-  // uploaded once (ops::embedding checks host ids before any kernel runs).
   const Device dev = placement_.device;
-  const DType act = placement_.activations();
-  Tensor ids = Tensor::from_vector(tb.ids, {rows});
-  Tensor positions = Tensor::empty({rows}, DType::I64);
-  for (int64_t r = 0; r < rows; ++r) positions.data<int64_t>()[r] = past + r % T;
-  Tensor x = ops::scratch({B, T, C}, DType::F32, dev);  // the residual stream, fp32 on every device
-  embed_tokens(*wte_, *wpe_, ids, positions, x);
+  std::vector<int64_t> positions(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) positions[r] = past + r % T;
+  std::vector<int64_t> lengths(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) lengths[b] = row_length(tb, b);
 
-  // Which keys may be attended: right padding masks positions >= length.
-  Tensor key_mask;
-  bool padded = false;
-  for (int64_t b = 0; b < B; ++b) padded |= row_length(tb, b) < T;
+  Tensor x;
   if (cache) {
+    // Which keys may be attended: a padded key stays masked in later steps.
     uint8_t* valid = cache->key_valid.data<uint8_t>();
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t) valid[b * cache->capacity + past + t] = t < row_length(tb, b) ? 1 : 0;
-    key_mask = to_device(cache->key_valid, dev);
-  } else if (padded) {
-    key_mask = Tensor::empty({B, T}, DType::U8);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < row_length(tb, b); ++t) key_mask.data<uint8_t>()[b * T + t] = 1;
-    key_mask = to_device(key_mask, dev);
-  }
-
-  // Every buffer below is written in full before it is read. The linears
-  // read and write the placement's activation dtype; the residual adds go
-  // into x (fp32) inside the projections' products.
-  Tensor normed = ops::scratch({B, T, C}, act, dev);
-  Tensor qkv = ops::scratch({B, T, 3 * C}, act, dev);
-  Tensor attended = ops::scratch({B, T, C}, act, dev);
-  Tensor inner = ops::scratch({B, T, config_.inner()}, act, dev);
-  const float eps = static_cast<float>(config_.layer_norm_epsilon);
-  for (int64_t l = 0; l < config_.n_layer; ++l) {
-    const BlockWeights& bw = blocks_[l];
-    ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, normed);
-    bw.c_attn->forward(normed, qkv);
-    if (cache) {
-      ops::causal_self_attention_cached(qkv, cache->k[l], cache->v[l], past, key_mask, H, config_.attention_scale(l),
-                                        attended);
-    } else {
-      ops::causal_self_attention(qkv, key_mask, H, config_.attention_scale(l), attended);
+      for (int64_t t = 0; t < T; ++t) valid[b * cache->capacity + past + t] = t < lengths[b] ? 1 : 0;
+    const Tensor key_mask = to_device(cache->key_valid, dev);
+    if (cache->kernel_state.past.defined()) {
+      const auto p = static_cast<int32_t>(past);
+      copy_bytes(cache->kernel_state.past.raw(), dev, &p, Device::CPU, sizeof(p));
     }
-    bw.attn_c_proj->forward(attended, x, {.accumulate = true});
-
-    ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, normed);
-    bw.c_fc->forward(normed, inner, {.activation = gelu_exact_ ? ops::Activation::gelu_erf : ops::Activation::gelu_new});
-    bw.mlp_c_proj->forward(inner, x, {.accumulate = true});
+    x = run_blocks(tb.ids, positions, [&](int64_t l, const Tensor& qkv, Tensor& attended) {
+      Tensor out = attended.view({B, T, C});
+      ops::causal_self_attention_cached(qkv.view({B, T, 3 * C}), cache->k[l], cache->v[l], past, key_mask, H,
+                                        config_.attention_scale(l), out, cache->kernel_state);
+    });
+    cache->length += T;
+  } else if (dev != Device::CPU) {
+    const ops::SequenceLayout layout = ops::SequenceLayout::padded(lengths, T, dev);
+    x = run_blocks(tb.ids, positions, [&](int64_t l, const Tensor& qkv, Tensor& attended) {
+      ops::causal_self_attention(qkv, layout, H, config_.attention_scale(l), attended);
+    });
+  } else {
+    // Right padding masks positions >= length.
+    Tensor key_mask;
+    bool padded = false;
+    for (int64_t b = 0; b < B; ++b) padded |= lengths[b] < T;
+    if (padded) {
+      key_mask = Tensor::empty({B, T}, DType::U8);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < lengths[b]; ++t) key_mask.data<uint8_t>()[b * T + t] = 1;
+    }
+    x = run_blocks(tb.ids, positions, [&](int64_t l, const Tensor& qkv, Tensor& attended) {
+      Tensor out = attended.view({B, T, C});
+      ops::causal_self_attention(qkv.view({B, T, 3 * C}), key_mask, H, config_.attention_scale(l), out);
+    });
   }
-  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
-  if (cache) cache->length += T;
-  return x;
+  return x.view({B, T, C});
 }
 
 Tensor GPT2Model::lm_logits_from_hidden(const Tensor& hidden_rows) const {
@@ -260,13 +333,35 @@ std::vector<int64_t> GPT2Model::pooled_positions(const TokenBatch& tb) const {
 Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
   if (!is_classifier()) fail("class logits: the model is not a GPT2ForSequenceClassification checkpoint");
   const std::vector<int64_t> pos = pooled_positions(tb);
-  Tensor h = hidden_states(tb);
   const int64_t C = config_.n_embd;
-  // The pooled rows, gathered where the hidden states are.
+  Tensor h;
   std::vector<int64_t> rows(static_cast<size_t>(tb.batch));
-  for (int64_t b = 0; b < tb.batch; ++b) rows[b] = b * tb.seq + pos[b];
+  if (packs_sequences()) {
+    // Each text's real tokens only, end to end; the classifier reads the
+    // pooled position of each (HF's: the last non-pad token, so never a pad).
+    std::vector<int32_t> ids;
+    std::vector<int64_t> positions, lengths;
+    for (int64_t b = 0; b < tb.batch; ++b) {
+      const int64_t n = row_length(tb, b);
+      if (pos[b] >= n) fail("class logits: row {} pools position {} beyond its {} tokens", b, pos[b], n);
+      rows[b] = static_cast<int64_t>(ids.size()) + pos[b];
+      ids.insert(ids.end(), tb.ids.begin() + b * tb.seq, tb.ids.begin() + b * tb.seq + n);
+      for (int64_t t = 0; t < n; ++t) positions.push_back(t);
+      lengths.push_back(n);
+    }
+    check_batch(tb);
+    const ops::SequenceLayout layout = ops::SequenceLayout::packed(lengths, placement_.device);
+    const int64_t H = config_.n_head;
+    h = run_blocks(ids, positions, [&](int64_t l, const Tensor& qkv, Tensor& attended) {
+      ops::causal_self_attention(qkv, layout, H, config_.attention_scale(l), attended);
+    });
+  } else {
+    h = hidden_states(tb).view({tb.batch * tb.seq, C});
+    for (int64_t b = 0; b < tb.batch; ++b) rows[b] = b * tb.seq + pos[b];
+  }
+  // The pooled rows, gathered where the hidden states are.
   Tensor pooled = ops::scratch({tb.batch, C}, DType::F32, placement_.device);
-  ops::gather_rows(h.view({tb.batch * tb.seq, C}), Tensor::from_vector(rows, {tb.batch}), pooled);
+  ops::gather_rows(h, Tensor::from_vector(rows, {tb.batch}), pooled);
   Tensor logits = ops::scratch({tb.batch, num_labels()}, DType::F32, placement_.device);
   score_->matmul_nt(as_activations(pooled), logits);
   return logits;

@@ -4,6 +4,7 @@
 // tied LM head, and GPT2ForSequenceClassification's score head.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "layers/embedding_table.h"
 #include "layers/linear.h"
 #include "layers/placement.h"
+#include "ops/ops.h"
 
 namespace gpt2q {
 
@@ -37,6 +39,7 @@ struct KVCache {
   int64_t batch = 0, capacity = 0, length = 0;  // positions filled so far
   std::vector<Tensor> k, v;                     // per layer [batch, n_head, capacity, head_dim]
   Tensor key_valid;                             // U8 [batch, capacity] on the host: 1 = real token
+  ops::CacheKernelState kernel_state;           // CUDA: the decode kernels' device state (ops.h)
 };
 
 struct BlockWeights {
@@ -104,8 +107,17 @@ class GPT2Model {
   std::unique_ptr<EmbeddingTable> wte_, wpe_, lm_head_, score_;
   std::vector<BlockWeights> blocks_;
   bool gelu_exact_ = false;  // activation_function "gelu" (erf) instead of the tanh form
+  static std::unique_ptr<GPT2Model> build(const Checkpoint& ck, const Placement& placement);
   // x (fp32 rows) in the placement's activation dtype, for the heads.
   Tensor as_activations(const Tensor& x) const;
+  // The blocks and ln_f over token rows (ids and positions on the host)
+  // -> x [rows, C] fp32; `attend(layer, qkv [rows, 3C], attended [rows, C])`
+  // runs the attention of each layer over the batch's layout.
+  using AttentionFn = std::function<void(int64_t layer, const Tensor& qkv, Tensor& attended)>;
+  Tensor run_blocks(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions,
+                    const AttentionFn& attend) const;
+  // Whether a classification batch runs packed (no padding rows).
+  bool packs_sequences() const;
 };
 
 struct GenerateOptions {

@@ -49,6 +49,10 @@ struct CpuSet {
   static void cast(const void* x, DType x_dtype, void* y, DType y_dtype, int64_t n) {
     cpu::convert_dtype(x, x_dtype, y, y_dtype, n);  // exact conversions: one version
   }
+  // The scalar loop serves both families (the loss is summed in double).
+  static void token_nll(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll) {
+    cpu::reference::token_nll(logits, rows, V, target, nll);
+  }
   static void add_inplace(float* x, const float* y, int64_t n) {
     if constexpr (kReference) cpu::reference::add_inplace(x, y, n);
     else cpu::add_inplace(x, y, n);
@@ -98,6 +102,9 @@ struct FastCuda {
   static void gelu_erf(void* x, DType dtype, int64_t n) { cuda::gelu_erf(x, dtype, n, stream()); }
   static void softmax_rows(float* x, int64_t rows, int64_t cols) { cuda::softmax_rows(x, rows, cols, stream()); }
   static void add_inplace(float* x, const float* y, int64_t n) { cuda::add_inplace(x, y, n, stream()); }
+  static void token_nll(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll) {
+    cuda::token_nll(logits, rows, V, target, nll, stream());
+  }
   static void cast(const void* x, DType x_dtype, void* y, DType y_dtype, int64_t n) {
     cuda::convert(x, x_dtype, y, y_dtype, n, stream());
   }

@@ -206,6 +206,27 @@ void gelu_new(Tensor& x) { unary_impl<Fast>("gelu_new", x, kGeluNew); }
 void gelu_erf(Tensor& x) { unary_impl<Fast>("gelu", x, kGeluErf); }
 void softmax_lastdim(Tensor& x) { softmax_impl<Fast>(x); }
 void cast(const Tensor& x, Tensor& y) { cast_impl<Fast>(x, y); }
+
+void token_nll(const Tensor& logits, const Tensor& targets, Tensor& nll) {
+  const char* op = "token_nll";
+  require_f32(op, "logits", logits);
+  if (logits.ndim() != 2) fail("{}: logits must be [rows, vocab], got {}", op, shape_str(logits.shape()));
+  const int64_t rows = logits.dim(0), V = logits.dim(1);
+  if (targets.dtype() != DType::I64 || targets.numel() != rows || targets.device() != Device::CPU)
+    fail("{}: targets must be I64 [{}] on the host", op, rows);
+  if (nll.dtype() != DType::F64 || nll.numel() != rows || nll.device() != Device::CPU)
+    fail("{}: nll must be F64 [{}] on the host", op, rows);
+  for (int64_t r = 0; r < rows; ++r)
+    if (targets.data<int64_t>()[r] < 0 || targets.data<int64_t>()[r] >= V)
+      fail("{}: target {} is outside the vocabulary [0, {})", op, targets.data<int64_t>()[r], V);
+  const Tensor t_here = to_device(targets, logits.device());
+  Tensor out = ops::scratch({rows}, DType::F64, logits.device());
+  run_kernels<Fast>(op, logits.device(), [&](auto k) {
+    decltype(k)::token_nll(device_data<float>(logits), rows, V, device_data<int64_t>(t_here),
+                           static_cast<double*>(out.raw()));
+  });
+  copy_bytes(nll.raw(), Device::CPU, out.raw(), out.device(), nll.nbytes());
+}
 void add_inplace(Tensor& x, const Tensor& y) { add_impl<Fast>(x, y); }
 void embedding(const Tensor& ids, const Tensor& positions, const Tensor& wte, const Tensor& wpe, Tensor& out) {
   embedding_impl<Fast>(ids, positions, wte, wpe, out);

@@ -6,6 +6,7 @@
 // nothing. Same signatures in ops/reference.h run the scalar reference
 // kernels, which tests compare against.
 #include <cstdint>
+#include <vector>
 
 #include "backend/linear_args.h"
 #include "core/tensor.h"
@@ -61,6 +62,12 @@ void add_inplace(Tensor& x, const Tensor& y);
 // [rows], out [rows, C]. Ids or positions outside the tables are an Error.
 void embedding(const Tensor& ids, const Tensor& positions, const Tensor& wte, const Tensor& wpe, Tensor& out);
 
+// nll[r] = logsumexp(logits[r, :]) - logits[r, target[r]] in double: the
+// next-token loss of each row. logits F32 [rows, V] on any device, targets
+// I64 [rows] on the host (checked against V), nll F64 [rows] on the host.
+// The max is taken in fp32, exp(x - max) summed in double.
+void token_nll(const Tensor& logits, const Tensor& targets, Tensor& nll);
+
 // Causal self-attention over qkv [B, T, 3C] (c_attn's output: q | k | v, each
 // split into n_head heads of C / n_head) -> out [B, T, C]. key_mask: U8
 // [B, M], M >= T, 1 where a key may be attended (padding -> 0), or undefined.
@@ -73,5 +80,43 @@ void causal_self_attention(const Tensor& qkv, const Tensor& key_mask, int64_t n_
 // [B, capacity] covering old and new positions, or undefined.
 void causal_self_attention_cached(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, int64_t past,
                                   const Tensor& key_mask, int64_t n_head, float scale, Tensor& out);
+
+// What a KV cache on CUDA keeps for the decode kernels
+// (backend/cuda/decode_attention.h): the number of cached positions in
+// device memory (I32 [1], equal to `past` when the op runs: the caller
+// uploads it once per step, or a CUDA graph's kernels advance it) and the
+// split-K scratch (zero-filled when made). With it, 1..4 new F16 / BF16
+// queries take the split-K kernels; everything else takes the path above.
+struct CacheKernelState {
+  Tensor past;
+  Tensor scratch;
+};
+void causal_self_attention_cached(const Tensor& qkv, Tensor& cache_k, Tensor& cache_v, int64_t past,
+                                  const Tensor& key_mask, int64_t n_head, float scale, Tensor& out,
+                                  const CacheKernelState& state);
+// The scratch a cache of `capacity` positions needs on `device` (undefined
+// on the CPU or where the decode kernels do not apply).
+CacheKernelState make_cache_kernel_state(int64_t batch, int64_t n_head, int64_t head_dim, int64_t capacity,
+                                         DType dtype, Device device);
+
+// The sequences of a batch of rows. Sequence b occupies rows [offset[b],
+// offset[b] + rows[b]) of the activations, and its first valid[b] rows are
+// real tokens (right padding after them; valid >= 1): a padded [B, T] batch
+// (offset b·T, rows T) or a packed one (offsets the prefix sums, rows =
+// valid = length, no padding at all). Made once per batch: host values,
+// and on CUDA their device copies (one upload).
+struct SequenceLayout {
+  int64_t batch = 0, max_rows = 0, total_rows = 0;
+  std::vector<int32_t> offset, rows, valid;
+  Tensor offset_d, rows_d, valid_d;  // I32 [batch] on the device; undefined on the CPU
+  Tensor mask_d;                     // U8 [batch, max_rows] on the device when some valid < rows
+  static SequenceLayout padded(const std::vector<int64_t>& lengths, int64_t seq, Device device);
+  static SequenceLayout packed(const std::vector<int64_t>& lengths, Device device);
+};
+// Causal self-attention of every sequence of `layout` over qkv [total_rows,
+// 3C] -> out [total_rows, C] (padding rows attend the valid keys, as HF).
+// F16 / BF16 on CUDA with head_dim 32, 64 or 128 run the tensor-core flash
+// kernel (backend/cuda/flash_attention.h); the rest the generic kernels.
+void causal_self_attention(const Tensor& qkv, const SequenceLayout& layout, int64_t n_head, float scale, Tensor& out);
 
 }  // namespace gpt2q::ops

@@ -234,6 +234,9 @@ PipelineResult run_pipeline(const PipelineOptions& o) {
   c.max_length = o.finetune.max_length;
   c.out = o.out / "report";
   c.command_line = o.command_line;
+  c.device = o.compare_device;
+  c.compute = o.compare_compute;
+  c.device_description = o.compare_device_description;
   if (o.progress) fmt::print(stderr, "== pipeline: comparing the variants on {}\n", heldout.string());
   const auto r = report::run_compare(c);
   result.report_dir = c.out;

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
 #include "train/finetune.h"
 
 namespace gpt2q::pipeline {
@@ -51,6 +52,11 @@ struct PipelineOptions {
   std::filesystem::path out = "out/pipeline";
   bool force = false, progress = true;
   std::string command_line;
+  // Where the comparison runs (report::CompareOptions: device, compute dtype
+  // and the device line of the report). Fine-tuning runs on the CPU.
+  Device compare_device = Device::CPU;
+  std::optional<DType> compare_compute;
+  std::string compare_device_description = "CPU";
 };
 
 inline constexpr std::string_view kPipelineVariants =

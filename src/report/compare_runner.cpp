@@ -237,25 +237,36 @@ Inputs load_inputs(const CompareOptions& o) {
   ri.cpu = cpu_model_name();
   ri.cpu_features = cpu_features_str();
   ri.threads = num_threads();
+  ri.device = o.device_description;
   return in;
 }
 
 // The model of one variant, and how long it took to get it.
-std::unique_ptr<GPT2Model> build_model(const PreparedSpec& p, const Checkpoint& source, std::string& description,
-                                       double& seconds) {
+// Where a variant runs: the CPU, or the GPU with the compute dtype the
+// options name, else the variant's own (bf16 for :bf16-compute).
+Placement placement_of(const CompareOptions& o, const PreparedSpec& p) {
+  Placement pl;
+  pl.device = o.device;
+  if (o.device != Device::CPU) pl.compute = o.compute.value_or(p.spec.options.compute_dtype);
+  return pl;
+}
+
+std::unique_ptr<GPT2Model> build_model(const PreparedSpec& p, const Checkpoint& source, const Placement& placement,
+                                       std::string& description, double& seconds) {
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<GPT2Model> model;
   if (p.ready) {
-    model = GPT2Model::from_checkpoint(*p.ready);
+    model = GPT2Model::from_checkpoint(*p.ready, placement);
     description = describe(p, *p.ready);
   } else if (p.spec.is_identity()) {
-    model = GPT2Model::from_checkpoint(source);
+    model = GPT2Model::from_checkpoint(source, placement);
     description = describe(p, source);
   } else {
     const auto q = quant::quantize_checkpoint(source, p.spec.options);
-    model = GPT2Model::from_checkpoint(q.checkpoint);
+    model = GPT2Model::from_checkpoint(q.checkpoint, placement);
     description = describe(p, q.checkpoint);
   }
+  if (placement.device != Device::CPU) description += fmt::format("; run on {}", placement.describe());
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return model;
 }
@@ -316,6 +327,7 @@ CompareResults run_compare(const CompareOptions& o) {
     const fs::path cache = cache_dir / (p.spec.file_name() + ".json");
     json fp = in.fingerprint;
     fp["variant"] = p.spec.name;
+    fp["placement"] = placement_of(o, p).describe();
     fp["ready_dir"] = p.spec.ready_dir ? fs::absolute(*p.spec.ready_dir).lexically_normal().string() : "";
     if (!o.force && fs::exists(cache)) {
       try {
@@ -336,11 +348,11 @@ CompareResults run_compare(const CompareOptions& o) {
                p.ready ? "loading" : p.spec.is_identity() ? "loading" : "quantizing");
     std::string description;
     double seconds = 0;
-    auto model = build_model(p, in.source, description, seconds);
+    auto model = build_model(p, in.source, placement_of(o, p), description, seconds);
     if (in.task == Task::LanguageModeling && i > 0 && !baseline) {
       std::string d;
       double s = 0;
-      baseline = build_model(in.specs.front(), in.source, d, s);
+      baseline = build_model(in.specs.front(), in.source, placement_of(o, in.specs.front()), d, s);
     }
     VariantMeasurement m = measure(in, *model, i == 0 ? nullptr : baseline.get(), i);
     m.name = p.spec.name;

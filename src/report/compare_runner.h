@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "report/compare_results.h"
 #include "report/variant_spec.h"
 
@@ -35,6 +36,13 @@ struct CompareOptions {
   int64_t limit = 0;                  // first N samples; 0 = all
   bool force = false;
   std::string command_line;  // recorded in the report
+  // Where the variants run (layers/placement.h); the compute dtype of each
+  // variant on a GPU is `compute` when given, else the variant's own
+  // (bf16 for :bf16-compute, fp32 otherwise). device_description names the
+  // device in the report ("CPU" on the CPU).
+  Device device = Device::CPU;
+  std::optional<DType> compute;
+  std::string device_description = "CPU";
 };
 
 CompareResults run_compare(const CompareOptions& opts);

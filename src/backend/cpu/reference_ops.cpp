@@ -1,5 +1,6 @@
 #include "backend/cpu/reference_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -115,6 +116,17 @@ void causal_attention(const AttentionArgs& a) {
         }
       }
     }
+  }
+}
+
+void token_nll(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = logits + r * V;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < V; ++j) m = std::max(m, x[j]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(x[j]) - static_cast<double>(m));
+    nll[r] = static_cast<double>(m) + std::log(sum) - static_cast<double>(x[target[r]]);
   }
 }
 

@@ -21,5 +21,8 @@ void softmax_rows(float* x, int64_t rows, int64_t cols);
 void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte, const float* wpe,
                int64_t cols, float* out);
 void causal_attention(const AttentionArgs& args);
+// nll[r] = max + log Σ exp(x - max) - x[target[r]] over row r of logits
+// [rows, V]: the max in fp32, the sum in double.
+void token_nll(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll);
 
 }  // namespace gpt2q::cpu::reference

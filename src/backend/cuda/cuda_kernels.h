@@ -64,6 +64,9 @@ void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);
 void convert(const void* in, DType in_dtype, void* out, DType out_dtype, int64_t n, cudaStream_t stream);
 // Softmax over each row of x[rows, cols], in place; -inf entries get 0.
 void softmax_rows(float* x, int64_t rows, int64_t cols, cudaStream_t stream);
+// nll[r] = max + log Σ exp(x - max) - x[target[r]] for each row of logits
+// [rows, V] (max in fp32, sum in double), as the CPU's reference.
+void token_nll(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll, cudaStream_t stream);
 // out[r, :] = wte[ids[r], :] + wpe[positions[r], :]. ids and positions are
 // device buffers whose values the caller has checked against the tables.
 void embedding(const int32_t* ids, const int64_t* positions, int64_t rows, const float* wte, const float* wpe,

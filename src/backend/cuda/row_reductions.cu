@@ -62,7 +62,29 @@ __global__ void softmax_kernel(float* x, int64_t rows, int64_t cols) {
   }
 }
 
+// One block per row: the max, then exp(x - max) summed in double.
+__global__ void token_nll_kernel(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll) {
+  __shared__ float max_scratch[32];
+  __shared__ double sum_scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* x = logits + r * V;
+    float m = -INFINITY;
+    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) m = fmaxf(m, x[c]);
+    m = block_max(m, max_scratch, -INFINITY);
+    double sum = 0.0;
+    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) sum += exp(static_cast<double>(x[c]) - m);
+    sum = block_sum(sum, sum_scratch);
+    if (threadIdx.x == 0) nll[r] = static_cast<double>(m) + log(sum) - static_cast<double>(x[target[r]]);
+  }
+}
+
 }  // namespace
+
+void token_nll(const float* logits, int64_t rows, int64_t V, const int64_t* target, double* nll, cudaStream_t stream) {
+  if (rows <= 0) return;
+  token_nll_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(logits, rows, V, target, nll);
+  check_launch("token_nll kernel");
+}
 
 void layer_norm(const float* x, int64_t rows, int64_t cols, const float* w, const float* b, float eps, void* y,
                 DType y_dtype, cudaStream_t stream) {
