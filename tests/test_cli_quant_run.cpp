@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/device_memory.h"
 #include "eval/classify.h"
 #include "io/dataset.h"
 #include "test_lib_quant_support.h"
@@ -205,6 +206,45 @@ TEST(CliQuantRun, BenchArgumentErrorsAreOneLine) {
   r = run_gpt2q("bench --model " + shell_quote(lm_nf4()) + " --method nf4 --seq 8 --iters 1");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("already quantized"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+// `bench --device cuda` (bench_gpu.cpp) without a usable GPU: one error line
+// from resolve_placement before any work (no model built, no data read), and
+// nothing on stdout. On a machine with a GPU this test skips.
+TEST(CliQuantRun, BenchOnCudaWithoutAGpuIsOneErrorLine) {
+  std::string why;
+  if (cuda_device_usable(&why)) GTEST_SKIP() << "a CUDA device is present: the GPU benchmark would run";
+  for (const std::string device : {"cuda", "cuda:0"}) {
+    SCOPED_TRACE(device);
+    const auto r = run_gpt2q("bench --device " + device + " --method all --data no-such.csv --text no-such.raw --json");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err.rfind("gpt2q: error: --device " + device + ": ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(cuda_built() ? "no usable CUDA device" : "built without the CUDA backend"), std::string::npos)
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+// Options of the CPU run and of the GPU run are refused on the other path
+// (before the device is looked at), so that nothing is ignored silently.
+TEST(CliQuantRun, BenchOptionsOfOneDeviceAreRefusedOnTheOther) {
+  auto r = run_gpt2q("bench --device cuda --seq 8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: bench --device cuda: --seq applies to the CPU run only\n");
+  r = run_gpt2q("bench --device cuda --method nf4 --compute-dtype bf16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: bench --device cuda: --compute-dtype applies to the CPU run only\n");
+  r = run_gpt2q("bench --data test.csv");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: bench: --data applies to --device cuda only\n");
+  r = run_gpt2q("bench --device cpu --method all --skip ppl");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: bench: --skip applies to --device cuda only\n");
+  r = run_gpt2q("bench --device gpu");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: --device must be cpu, cuda or cuda:N, got 'gpu'\n");
   EXPECT_EQ(r.out, "");
 }
 

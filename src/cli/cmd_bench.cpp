@@ -4,7 +4,8 @@
 // layers and LM head, with the same weights, timed alone. Their ratio says
 // how much the rest (attention, LayerNorm, GELU, residuals) costs.
 // With --method or --model it times each weight format instead
-// (bench_quant.cpp).
+// (bench_quant.cpp); with --device cuda, gpt2q's side of the GPU benchmark
+// against PyTorch and bitsandbytes (bench_gpu.cpp).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,9 +17,11 @@
 #include <fmt/format.h>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "cli/bench_gpu.h"
 #include "cli/bench_quant.h"
 #include "cli/bench_timing.h"
 #include "cli/command.h"
+#include "cli/device_args.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/file_util.h"
@@ -47,8 +50,10 @@ struct BenchArgs {
   int tokenizer_repeats = 3;
   // Per-method run (bench_quant.cpp) when --method or --model is given.
   std::string method, model, keep_dtype = "fp16";
-  std::optional<std::string> compute_dtype;
+  DeviceArgs device;  // --device; --compute-dtype: the per-method run's (CPU)
   quant::QuantizeOptions quant;
+  // --device cuda (bench_gpu.h); the other GPU-only options go into `gpu`.
+  GpuBenchArgs gpu;
 };
 
 // The sgemm calls of one forward over `rows` token rows: the four linears of
@@ -242,8 +247,8 @@ void run_methods(const BenchArgs& a) {
   m.method = a.method;
   m.opt = a.quant;
   m.opt.keep_dtype = quant::parse_keep_dtype(a.keep_dtype);
-  if (a.compute_dtype) {
-    m.opt.compute_dtype = quant::parse_compute_dtype_option(*a.compute_dtype);
+  if (a.device.compute_dtype) {
+    m.opt.compute_dtype = quant::parse_compute_dtype_option(*a.device.compute_dtype);
     m.compute_dtype_given = true;
   }
   m.seq = a.seq;
@@ -253,6 +258,29 @@ void run_methods(const BenchArgs& a) {
   m.throughput_iters = a.throughput_iters;
   m.json = a.json;
   run_method_bench(m);
+}
+
+// Options that only one of the two paths reads: given to the other, an Error
+// (nothing is ignored silently).
+const std::vector<std::string> kCpuOnly = {
+    "--batch", "--seq", "--throughput-batch", "--iters", "--throughput-iters", "--decode-tokens",
+    "--tokenizer-repeats", "--symmetric", "--per-channel", "--threshold", "--block-size", "--double-quant",
+    "--include", "--exclude", "--all-tensors", "--keep-dtype", "--compute-dtype"};
+const std::vector<std::string> kGpuOnly = {"--data", "--lm-model", "--skip", "--n1",
+                                           "--n256", "--ppl-windows", "--decode-runs", "--out"};
+
+void run_gpu(const CLI::App& cmd, const BenchArgs& a) {
+  for (const auto& name : kCpuOnly)
+    if (cmd.count(name)) fail("bench --device {}: {} applies to the CPU run only", a.device.device, name);
+  GpuBenchArgs g = a.gpu;
+  g.device = a.device.device;
+  g.geometry = a.geometry;
+  g.method = a.method;
+  g.model = a.model;
+  g.text = a.text;
+  g.tokenizer = a.tokenizer;
+  g.json = a.json;
+  run_gpu_bench(g);
 }
 
 }  // namespace
@@ -271,8 +299,11 @@ GPT2Q_COMMAND(bench) {
   cmd->add_option("--throughput-iters", args->throughput_iters, "Timed throughput runs")->capture_default_str();
   cmd->add_option("--decode-tokens", args->decode_tokens, "Greedy tokens to generate after a --seq prompt (0: skip)")
       ->capture_default_str();
-  cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer dir: also measure tokenizer MB/s on --text");
-  cmd->add_option("--text", args->text, "Text file for the tokenizer benchmark (e.g. wiki.test.raw)");
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "Tokenizer dir: also measure tokenizer MB/s on --text (CPU); --device cuda: the texts' tokenizer");
+  cmd->add_option("--text", args->text,
+                  "Text file for the tokenizer benchmark (e.g. wiki.test.raw); --device cuda: WikiText-2 test for "
+                  "the perplexity pass");
   cmd->add_option("--tokenizer-repeats", args->tokenizer_repeats, "Timed tokenizer passes")->capture_default_str();
   cmd->add_flag("--json", args->json, "One JSON object on stdout instead of text");
   const std::string per_method = "Per-method run";
@@ -296,11 +327,37 @@ GPT2Q_COMMAND(bench) {
   cmd->add_option("--keep-dtype", args->keep_dtype, "dtype of unquantized tensors: fp16 or fp32")
       ->default_val("fp16")
       ->group(per_method);
-  cmd->add_option("--compute-dtype", args->compute_dtype,
-                  "int8-tensor/nf4/fp4: fp32 (default) or bf16 (bf16 activations and weights, fp32 sums; "
-                  ">= 16 rows); with --model alone: overrides the checkpoint's")
+  add_device_options(cmd, args->device);
+  cmd->get_option("--device")->description("cpu (default), or cuda / cuda:N: gpt2q's side of the GPU benchmark");
+  cmd->get_option("--compute-dtype")
+      ->description("int8-tensor/nf4/fp4: fp32 (default) or bf16 (bf16 activations and weights, fp32 sums; "
+                    ">= 16 rows); with --model alone: overrides the checkpoint's")
       ->group(per_method);
-  cmd->callback([args] {
+  const std::string gpu = "GPU run (--device cuda)";
+  GpuBenchArgs& g = args->gpu;
+  cmd->add_option("--data", g.data, "AG News test.csv: classify at batch 1 and 256 (--method: all or a comma list of " +
+                                        std::string(gpu_bench_variant_names()) + "; --model: the classifier)")
+      ->group(gpu);
+  cmd->add_option("--lm-model", g.lm_model, "LM checkpoint for perplexity and decode (default: gpt2q init's 124M)")
+      ->group(gpu);
+  cmd->add_option("--skip", g.skip, "Comma list of phases to leave out: batch1, batch256, ppl, decode, classify, lm")
+      ->group(gpu);
+  cmd->add_option("--n1", g.n1, "Texts classified at batch 1")->capture_default_str()->group(gpu);
+  cmd->add_option("--n256", g.n256, "Texts classified in batches of 256")->capture_default_str()->group(gpu);
+  cmd->add_option("--ppl-windows", g.ppl_windows, "Perplexity windows (0: the whole text)")
+      ->capture_default_str()
+      ->group(gpu);
+  cmd->add_option("--decode-runs", g.decode_runs, "Timed greedy decodes (the median is reported)")
+      ->capture_default_str()
+      ->group(gpu);
+  cmd->add_option("--out", g.out, "Also write the JSON here, after every measurement")->group(gpu);
+  cmd->callback([cmd, args] {
+    if (args->device.device != "cpu") {
+      run_gpu(*cmd, *args);
+      return;
+    }
+    for (const auto& name : kGpuOnly)
+      if (cmd->count(name)) fail("bench: {} applies to --device cuda only", name);
     if (args->method.empty() && args->model.empty()) {
       run_bench(*args);
     } else {

@@ -12,7 +12,8 @@
 #             of every variant, perplexity, generation)
 #   devcuda   the dev/cuda kernel harness (validation under memcheck, then
 #             the benchmarks)
-#   bench     gpt2q bench --device cuda --method all --json
+#   bench     gpt2q bench --device cuda --method all (bench.json: the
+#             interchange format of tools/gpu_bench_report.py)
 #   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
 set -u
 cd "$(dirname "$0")/../.."
@@ -123,10 +124,17 @@ run_devcuda() {
   grep -E "^BENCH|FAIL|SUMMARY" "$work/devcuda_logs/run_all.txt" | tail -80 >>"$summary"
 }
 
+# gpt2q's side of the peers' table (src/cli/bench_gpu.cpp): the same
+# checkpoints, texts and settings as the peers stage. bench.json is rewritten
+# after every measurement (--out), so a run cut short keeps what it finished;
+# the table and the per-phase log go to the summary. BENCH_ARGS shortens a
+# run, e.g. BENCH_ARGS="--method fp16,nf4 --skip ppl".
 run_bench() {
   models
-  "$G" bench --device cuda --method all --json --tokenizer "$TOK" --data "$AG" >"$OUT/bench.json" 2>"$work/bench.err"
-  note "bench exit $?; $(tail -3 "$work/bench.err")"
+  "$G" bench --device cuda --method all --model "$work/cls124m" --lm-model "$work/lm124m" --tokenizer "$TOK" \
+    --data "$AG" --text "$WIKI" --out "$OUT/bench.json" ${BENCH_ARGS:-} >"$work/bench.txt" 2>"$work/bench.err"
+  note "bench exit $?"
+  cat "$work/bench.txt" "$work/bench.err" >>"$summary"
 }
 
 run_peers() {
