@@ -50,15 +50,54 @@ int32_t as_i32(int64_t v, const char* what) {
   return static_cast<int32_t>(v);
 }
 
-// The generic kernels of a set, one sequence at a time: q_len = kv_len =
-// rows, and the first `valid` keys unmasked.
+// Sequence b at rows b·max_rows, every one max_rows long: a padded [B, T]
+// batch, which the generic kernels take in one call.
+bool uniform(const SequenceLayout& l) {
+  for (int64_t b = 0; b < l.batch; ++b)
+    if (l.offset[b] != b * l.max_rows || l.rows[b] != l.max_rows) return false;
+  return true;
+}
+
+// The generic kernels of a set: one batched call for a padded layout (the
+// key mask from `valid`), else one sequence at a time (q_len = kv_len =
+// rows, the first `valid` keys unmasked).
 template <typename K>
-void attention_per_sequence(const Tensor& qkv, const SequenceLayout& l, int64_t n_head, float scale, Tensor& out) {
+void attention_generic(const Tensor& qkv, const SequenceLayout& l, int64_t n_head, float scale, Tensor& out) {
   const int64_t C = qkv.dim(-1) / 3, hd = C / n_head;
   const size_t es = dtype_size(qkv.dtype());
   char* base = static_cast<char*>(qkv.raw());
   char* obase = static_cast<char*>(out.raw());
   auto at = [&](char* p, int64_t elements) { return reinterpret_cast<float*>(p + elements * static_cast<int64_t>(es)); };
+  if (uniform(l) && l.batch > 0) {
+    const int64_t T = l.max_rows;
+    Tensor host_mask;
+    backend::AttentionArgs a;
+    a.dtype = qkv.dtype();
+    a.batch = l.batch;
+    a.n_head = n_head;
+    a.head_dim = hd;
+    a.q_len = a.kv_len = T;
+    a.scale = scale;
+    a.q = {at(base, 0), T * 3 * C, hd, 3 * C};
+    a.k = {at(base, C), T * 3 * C, hd, 3 * C};
+    a.v = {at(base, 2 * C), T * 3 * C, hd, 3 * C};
+    a.out = {at(obase, 0), T * C, hd, C};
+    bool padded = false;
+    for (int64_t b = 0; b < l.batch; ++b) padded |= l.valid[b] < T;
+    if (padded) {
+      if (qkv.device() == Device::CPU) {
+        host_mask = Tensor::empty({l.batch, T}, DType::U8);
+        for (int64_t b = 0; b < l.batch; ++b)
+          for (int64_t t = 0; t < l.valid[b]; ++t) host_mask.data<uint8_t>()[b * T + t] = 1;
+        a.key_mask = host_mask.data<uint8_t>();
+      } else {
+        a.key_mask = static_cast<const uint8_t*>(l.mask_d.raw());
+      }
+      a.key_mask_stride = T;
+    }
+    K::causal_attention(a);
+    return;
+  }
   for (int64_t b = 0; b < l.batch; ++b) {
     const int64_t off = l.offset[b], rows = l.rows[b];
     Tensor host_mask;
@@ -136,7 +175,7 @@ void causal_self_attention(const Tensor& qkv, const SequenceLayout& l, int64_t n
   }
 #endif
   run_kernels<Fast>(op, qkv.device(),
-                    [&](auto k) { attention_per_sequence<decltype(k)>(qkv, l, n_head, scale, out); });
+                    [&](auto k) { attention_generic<decltype(k)>(qkv, l, n_head, scale, out); });
 }
 
 CacheKernelState make_cache_kernel_state(int64_t batch, int64_t n_head, int64_t head_dim, int64_t capacity,

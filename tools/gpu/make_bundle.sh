@@ -21,5 +21,14 @@ bash dev/cuda/build.sh >/dev/null
 tar -C dev/cuda -cJf .device/devcuda.tar.xz bin run_all.sh
 # Data the tests and runs read (the device gets the repo alone).
 rm -rf .devdata && mkdir -p .devdata
-cp -r "$shared/data/ag_news" "$shared/data/gpt2-tokenizer" "$shared/data/wikitext-2-raw" "$shared/data/tiny-gpt2" .devdata/
+cp -r "$shared/data/ag_news" "$shared/data/gpt2-tokenizer" "$shared/data/wikitext-2-raw" .devdata/
+# The main job's fine-tuned classifier (bash scripts/main_job.sh), stored in
+# fp16 to travel light, with its held-out texts: run.sh's `agree` stage.
+cls=out/pipeline/finetune
+if [ -f $cls/config.json ] && [ -f out/pipeline/data/heldout.jsonl ]; then
+  "$build/gpt2q" quantize --model "$cls" --method fp16 --out .devdata/agnews-classifier >/dev/null
+  cp out/pipeline/data/heldout.jsonl .devdata/agnews-classifier/
+else
+  echo "make_bundle: no out/pipeline classifier (run bash scripts/main_job.sh first): the agree stage will fail" >&2
+fi
 du -sh .device/* .devdata
