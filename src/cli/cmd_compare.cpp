@@ -31,8 +31,6 @@ void run(CompareArgs a) {
   o.device = d.device;
   o.compute = d.compute;
   o.device_description = d.description;
-  if (o.device == gpt2q::Device::CPU && o.compute)
-    gpt2q::fail("--compute-dtype applies to compare with --device cuda (on the CPU use the :bf16-compute variants)");
   const auto r = gpt2q::report::run_compare(o);
   if (a.json) {
     gpt2q::cli::print_json(gpt2q::report::results_to_json(r));

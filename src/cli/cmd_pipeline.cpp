@@ -84,8 +84,6 @@ void run(PipelineArgs& a) {
   o.compare_device = d.device;
   o.compare_compute = d.compute;
   o.compare_device_description = d.description;
-  if (o.compare_device == gpt2q::Device::CPU && o.compare_compute)
-    gpt2q::fail("--compute-dtype applies with --device cuda (on the CPU use the :bf16-compute variants)");
   const auto r = gpt2q::pipeline::run_pipeline(o);
   if (a.json) {
     gpt2q::cli::print_json(r.summary);

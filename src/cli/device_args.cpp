@@ -77,7 +77,8 @@ Placement resolve_placement(const DeviceArgs& a, const Checkpoint& ck) {
 DeviceChoice resolve_device(const DeviceArgs& a) {
   DeviceChoice c;
   if (a.device == "cpu") {
-    if (a.compute_dtype) c.compute = parse_compute(*a.compute_dtype, Device::CPU);
+    if (a.compute_dtype)
+      fail("--compute-dtype applies with --device cuda (on the CPU use the :bf16-compute variants)");
     return c;
   }
   Checkpoint none;  // no quantization_config: the default compute is fp32

@@ -34,7 +34,8 @@ Placement resolve_placement(const DeviceArgs& args, const Checkpoint& ck);
 
 // The device alone (checked and selected as resolve_placement does) and the
 // compute dtype when --compute-dtype was given: for commands that place
-// several checkpoints (compare, pipeline).
+// several checkpoints (compare, pipeline), where each variant brings its own
+// CPU arithmetic, so --compute-dtype needs --device cuda.
 struct DeviceChoice {
   Device device = Device::CPU;
   std::optional<DType> compute;
