@@ -7,11 +7,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "core/device_graph.h"
 #include "core/device_memory.h"
 #include "model/gpt2.h"
 #include "model/synthetic_weights.h"
@@ -143,6 +145,79 @@ TEST_F(CudaModel, GreedyGenerationMatchesTheCpu) {
     ASSERT_EQ(got.size(), want.size());
     EXPECT_EQ(got[prompt.size()], want[prompt.size()]) << dtype_name(dt);
   }
+}
+
+// Batch-1 classification and decode steps replay captured CUDA graphs
+// (model/gpt2_graphs.cpp): the eager path's kernels on the same buffers,
+// so the logits must equal the eager ones bit for bit, replay after replay,
+// with new tokens, a new pooled position and a new length each time.
+TEST_F(CudaModel, GraphReplaysEqualTheEagerPathBitForBit) {
+  auto same_bits = [](const Tensor& a, const Tensor& b) {
+    const Tensor x = host(a), y = host(b);
+    return x.nbytes() == y.nbytes() && std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
+  };
+  std::vector<std::vector<int32_t>> texts1;
+  for (int64_t n : {12, 12, 40, 1, 12}) {
+    std::vector<int32_t> s;
+    for (int64_t t = 0; t < n; ++t) s.push_back(static_cast<int32_t>((t * 31 + n * 7 + texts1.size() * 5) % 999));
+    texts1.push_back(s);
+  }
+  texts1.push_back({5, 999, 7, 999, 8, 999, 999, 3, 999, 999, 999, 999});  // pooled at 7, not 11
+  const Checkpoint src = make_synthetic_checkpoint(small_config(), ModelKind::SequenceClassification, 7);
+  for (const std::string method : {"f32", "nf4", "llm-int8"}) {
+    const Checkpoint ck = variant(src, method);
+    for (DType dt : {DType::F16, DType::BF16}) {
+      auto model = GPT2Model::from_checkpoint(ck, {Device::CUDA, dt});
+      const std::string what = fmt::format("{} {}", method, dtype_name(dt));
+      std::vector<Tensor> eager, graphed;
+      set_cuda_graphs_enabled(false);
+      for (const auto& t : texts1) eager.push_back(host(model->class_logits(TokenBatch::from_sequences({t}, 999))));
+      set_cuda_graphs_enabled(true);
+      const uint64_t before = device_graph_launches();
+      for (int pass = 0; pass < 2; ++pass)
+        for (size_t i = 0; i < texts1.size(); ++i) {
+          const Tensor got = model->class_logits(TokenBatch::from_sequences({texts1[i]}, 999));
+          EXPECT_TRUE(same_bits(got, eager[i])) << what << " text " << i << " pass " << pass;
+        }
+      // Every call after a length's first is a replay (3 lengths, 12 calls).
+      EXPECT_EQ(device_graph_launches() - before, 9u) << what;
+    }
+  }
+
+  GPT2Config c = small_config();
+  c.architectures = {"GPT2LMHeadModel"};
+  c.id2label.clear();
+  const Checkpoint lm = make_synthetic_checkpoint(c, ModelKind::CausalLM, 9);
+  const std::vector<int32_t> prompt{5, 17, 300, 42, 7};
+  for (DType dt : {DType::F16, DType::BF16}) {
+    auto model = GPT2Model::from_checkpoint(lm, {Device::CUDA, dt});
+    std::vector<std::vector<Tensor>> steps(2);
+    for (int graphs = 0; graphs < 2; ++graphs) {
+      set_cuda_graphs_enabled(graphs == 1);
+      const uint64_t before = device_graph_launches();
+      KVCache cache = model->new_cache(1, 32);
+      (void)model->hidden_states(TokenBatch{1, 5, prompt, {5}}, &cache);
+      for (int32_t id : {9, 400, 9, 998, 0, 123}) steps[graphs].push_back(model->decode_step(id, cache));
+      EXPECT_EQ(cache.length, 11);
+      EXPECT_EQ(device_graph_launches() - before, graphs == 1 ? 5u : 0u) << dtype_name(dt);
+    }
+    for (size_t i = 0; i < steps[0].size(); ++i)
+      EXPECT_TRUE(same_bits(steps[1][i], steps[0][i])) << dtype_name(dt) << " step " << i;
+    GenerateOptions o;
+    o.max_new_tokens = 20;
+    set_cuda_graphs_enabled(false);
+    const auto eager_ids = generate(*model, prompt, o);
+    set_cuda_graphs_enabled(true);
+    EXPECT_EQ(generate(*model, prompt, o), eager_ids) << dtype_name(dt);
+  }
+  // A bad id on the graph path is the same error, and the graph still replays.
+  auto model = GPT2Model::from_checkpoint(lm, {Device::CUDA, DType::F16});
+  KVCache cache = model->new_cache(1, 16);
+  (void)model->hidden_states(TokenBatch{1, 5, prompt, {5}}, &cache);
+  (void)model->decode_step(3, cache);
+  EXPECT_THROW((void)model->decode_step(1000, cache), Error);
+  EXPECT_EQ(cache.length, 6);
+  EXPECT_TRUE(std::isfinite(model->decode_step(4, cache).data<float>()[0]));
 }
 
 TEST_F(CudaModel, BadIdsAreAnErrorBeforeAnyKernel) {

@@ -30,6 +30,11 @@ void EmbeddingTable::gather(const Tensor& idx, Tensor& out, bool accumulate) con
   ops::gather_rows(dense_, idx, out, accumulate);
 }
 
+void EmbeddingTable::gather(const ops::CheckedIndices& idx, Tensor& out, bool accumulate) const {
+  if (packed_.defined()) return ops::gather_rows(packed_, idx, out, accumulate);
+  ops::gather_rows(dense_, idx, out, accumulate);
+}
+
 void EmbeddingTable::matmul_nt(const Tensor& x, Tensor& y) const {
   GPT2Q_CHECK(x.ndim() >= 1 && x.dim(-1) == cols_, "table product: input {} does not have {} features",
               shape_str(x.shape()), cols_);
@@ -113,6 +118,15 @@ void embed_tokens(const EmbeddingTable& wte, const EmbeddingTable& wpe, const Te
   }
   wte.gather(id64, out, false);
   wpe.gather(pos_host, out, true);
+}
+
+void embed_tokens(const EmbeddingTable& wte, const EmbeddingTable& wpe, const ops::CheckedIndices& ids,
+                  const ops::CheckedIndices& positions, Tensor& out) {
+  if (wte.cols() != wpe.cols())
+    fail("embedding: tables [{}, {}] and [{}, {}] do not fit", wte.rows(), wte.cols(), wpe.rows(), wpe.cols());
+  if (positions.size() != ids.size()) fail("embedding: {} ids but {} positions", ids.size(), positions.size());
+  wte.gather(ids, out, false);
+  wpe.gather(positions, out, true);
 }
 
 }  // namespace gpt2q

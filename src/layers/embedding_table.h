@@ -37,6 +37,8 @@ class EmbeddingTable {
   // each in [0, rows) (an Error otherwise), out F32 [n, cols] on the
   // table's device.
   void gather(const Tensor& idx, Tensor& out, bool accumulate) const;
+  // The same with indices checked and on the table's device (no host work).
+  void gather(const ops::CheckedIndices& idx, Tensor& out, bool accumulate) const;
   // y[m, rows] = x[m, cols] · Tᵀ; x of the placement's activation dtype, y
   // F32 or of that dtype, contiguous.
   void matmul_nt(const Tensor& x, Tensor& y) const;
@@ -75,5 +77,10 @@ std::unique_ptr<EmbeddingTable> make_16bit_table(Tensor t);
 // positions I64 [rows], out F32 [rows, C], all on the tables' device.
 void embed_tokens(const EmbeddingTable& wte, const EmbeddingTable& wpe, const Tensor& ids, const Tensor& positions,
                   Tensor& out);
+// The same with ids and positions checked against the tables and on their
+// device: out = wte[ids] then += wpe[positions], in fp32 (the sum that
+// ops::embedding computes), with no host work.
+void embed_tokens(const EmbeddingTable& wte, const EmbeddingTable& wpe, const ops::CheckedIndices& ids,
+                  const ops::CheckedIndices& positions, Tensor& out);
 
 }  // namespace gpt2q

@@ -26,17 +26,18 @@ std::vector<int32_t> generate(const GPT2Model& model, const std::vector<int32_t>
   KVCache cache = model.new_cache(1, total);
   TokenSampler sampler(opts.seed);
   const int64_t C = cfg.n_embd;
-  TokenBatch step{1, static_cast<int64_t>(prompt.size()), prompt, {static_cast<int64_t>(prompt.size())}};
+  // The prompt in one pass, then one decode step per new token.
+  const TokenBatch prompt_batch{1, static_cast<int64_t>(prompt.size()), prompt, {static_cast<int64_t>(prompt.size())}};
+  Tensor h = model.hidden_states(prompt_batch, &cache);
+  Tensor logits = to_device(model.lm_logits_from_hidden(h.view({prompt_batch.seq, C}).slice_rows(prompt_batch.seq - 1, prompt_batch.seq)),
+                            Device::CPU);
   for (int64_t produced = 0; produced < opts.max_new_tokens; ++produced) {
-    Tensor h = model.hidden_states(step, &cache);
-    Tensor last = h.view({step.seq, C}).slice_rows(step.seq - 1, step.seq);
-    const Tensor logits = to_device(model.lm_logits_from_hidden(last), Device::CPU);
     const int64_t vocab = logits.dim(1);
     const int32_t next = opts.greedy ? argmax_first(logits.data<float>(), vocab)
                                      : sampler.sample(logits.data<float>(), vocab, opts.temperature, opts.top_k);
     ids.push_back(next);
     if (opts.stop_at_eos && cfg.eos_token_id && next == *cfg.eos_token_id) break;
-    step = TokenBatch{1, 1, {next}, {1}};
+    if (produced + 1 < opts.max_new_tokens) logits = model.decode_step(next, cache);
   }
   return ids;
 }

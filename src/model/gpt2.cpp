@@ -9,6 +9,7 @@
 #include "core/device_memory.h"
 #include "core/half.h"
 #include "layers/linear_factory.h"
+#include "model/gpt2_graphs.h"
 #include "ops/ops.h"
 
 namespace gpt2q {
@@ -172,6 +173,9 @@ Tensor GPT2Model::as_activations(const Tensor& x) const {
   return y;
 }
 
+GPT2Model::GPT2Model() = default;
+GPT2Model::~GPT2Model() = default;  // here, where ClassifyGraph is complete (gpt2_graphs.h)
+
 int64_t GPT2Model::num_labels() const { return score_ ? score_->rows() : 0; }
 
 KVCache GPT2Model::new_cache(int64_t batch, int64_t capacity) const {
@@ -187,20 +191,45 @@ KVCache GPT2Model::new_cache(int64_t batch, int64_t capacity) const {
     c.v.push_back(Tensor::empty(shape, placement_.activations(), placement_.device));
   }
   c.key_valid = Tensor::empty({batch, capacity}, DType::U8);
+  c.key_valid_device =
+      placement_.device == Device::CPU ? c.key_valid : Tensor::empty({batch, capacity}, DType::U8, placement_.device);
   c.kernel_state = ops::make_cache_kernel_state(batch, config_.n_head, config_.head_dim(), capacity,
                                                 placement_.activations(), placement_.device);
   return c;
 }
 
+void GPT2Model::check_tokens(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions) const {
+  GPT2Q_CHECK(ids.size() == positions.size(), "{} ids but {} positions", ids.size(), positions.size());
+  for (size_t r = 0; r < ids.size(); ++r) {
+    if (ids[r] < 0 || ids[r] >= wte_->rows())
+      fail("token id {} is out of range for a vocabulary of {}", ids[r], wte_->rows());
+    if (positions[r] < 0 || positions[r] >= wpe_->rows())
+      fail("position {} is out of range: the model has n_positions = {}", positions[r], wpe_->rows());
+  }
+}
+
+std::pair<ops::CheckedIndices, ops::CheckedIndices> GPT2Model::checked_tokens(
+    const std::vector<int32_t>& ids, const std::vector<int64_t>& positions) const {
+  check_tokens(ids, positions);
+  const std::vector<int64_t> ids64(ids.begin(), ids.end());
+  return {ops::CheckedIndices(ids64, wte_->rows(), placement_.device),
+          ops::CheckedIndices(positions, wpe_->rows(), placement_.device)};
+}
+
 Tensor GPT2Model::run_blocks(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions,
                              const AttentionFn& attend) const {
-  const int64_t rows = static_cast<int64_t>(ids.size()), C = config_.n_embd;
+  // Ids and positions are checked on the host, then uploaded once.
+  const auto [id_idx, pos_idx] = checked_tokens(ids, positions);
+  return run_blocks(id_idx, pos_idx, attend);
+}
+
+Tensor GPT2Model::run_blocks(const ops::CheckedIndices& ids, const ops::CheckedIndices& positions,
+                             const AttentionFn& attend) const {
+  const int64_t rows = ids.size(), C = config_.n_embd;
   const Device dev = placement_.device;
   const DType act = placement_.activations();
-  // Ids and positions are checked on the host, then uploaded once
-  // (ops::embedding checks host ids before any kernel runs).
   Tensor x = ops::scratch({rows, C}, DType::F32, dev);  // the residual stream, fp32 on every device
-  embed_tokens(*wte_, *wpe_, Tensor::from_vector(ids, {rows}), Tensor::from_vector(positions, {rows}), x);
+  embed_tokens(*wte_, *wpe_, ids, positions, x);
 
   // Every buffer below is written in full before it is read. The linears
   // read and write the placement's activation dtype; the residual adds go
@@ -257,7 +286,9 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
     uint8_t* valid = cache->key_valid.data<uint8_t>();
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < T; ++t) valid[b * cache->capacity + past + t] = t < lengths[b] ? 1 : 0;
-    const Tensor key_mask = to_device(cache->key_valid, dev);
+    const Tensor& key_mask = cache->key_valid_device;
+    if (dev != Device::CPU)
+      copy_bytes(key_mask.raw(), dev, cache->key_valid.raw(), Device::CPU, cache->key_valid.nbytes());
     if (cache->kernel_state.past.defined()) {
       const auto p = static_cast<int32_t>(past);
       copy_bytes(cache->kernel_state.past.raw(), dev, &p, Device::CPU, sizeof(p));
@@ -333,6 +364,7 @@ std::vector<int64_t> GPT2Model::pooled_positions(const TokenBatch& tb) const {
 Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
   if (!is_classifier()) fail("class logits: the model is not a GPT2ForSequenceClassification checkpoint");
   const std::vector<int64_t> pos = pooled_positions(tb);
+  if (tb.batch == 1 && replays_graphs()) return class_logits_by_graph(tb, pos[0]);
   const int64_t C = config_.n_embd;
   Tensor h;
   std::vector<int64_t> rows(static_cast<size_t>(tb.batch));

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "core/tensor.h"
@@ -35,11 +37,15 @@ struct TokenBatch {
 // calls, concatenated).
 // The cache lives where the model does (k and v in its activation dtype);
 // key_valid is kept on the host and uploaded with each step's batch.
+struct DecodeGraph;  // gpt2_graphs.cpp
+
 struct KVCache {
   int64_t batch = 0, capacity = 0, length = 0;  // positions filled so far
   std::vector<Tensor> k, v;                     // per layer [batch, n_head, capacity, head_dim]
   Tensor key_valid;                             // U8 [batch, capacity] on the host: 1 = real token
+  Tensor key_valid_device;                      // its copy on the model's device (key_valid on the CPU)
   ops::CacheKernelState kernel_state;           // CUDA: the decode kernels' device state (ops.h)
+  std::shared_ptr<DecodeGraph> decode_graph;    // CUDA: decode_step's captured graph, made on first use
 };
 
 struct BlockWeights {
@@ -47,8 +53,12 @@ struct BlockWeights {
   std::unique_ptr<Linear> c_attn, attn_c_proj, c_fc, mlp_c_proj;
 };
 
+struct ClassifyGraph;  // gpt2_graphs.cpp
+
 class GPT2Model {
  public:
+  GPT2Model();
+  ~GPT2Model();
   // Builds from a loaded checkpoint. wte, wpe, the heads and the block
   // projections are held as stored: fp32 and 16-bit weights as zero-copy
   // views of the mapping (16-bit ones converted to fp32 per product:
@@ -83,6 +93,13 @@ class GPT2Model {
   // id, at lengths[b] - 1).
   Tensor class_logits(const TokenBatch& batch) const;
 
+  // LM logits F32 [1, vocab] on the host for one new token `id` of a
+  // batch-1 cache (positions continue from cache.length): lm_logits of a
+  // [1, 1] batch. On CUDA with 16-bit activations the step is replayed as
+  // a captured CUDA graph from the second call on (the same kernels, so
+  // the same numbers as without the graph).
+  Tensor decode_step(int32_t id, KVCache& cache) const;
+
   // Which position of each row the classifier reads (see class_logits).
   std::vector<int64_t> pooled_positions(const TokenBatch& batch) const;
 
@@ -116,6 +133,22 @@ class GPT2Model {
   using AttentionFn = std::function<void(int64_t layer, const Tensor& qkv, Tensor& attended)>;
   Tensor run_blocks(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions,
                     const AttentionFn& attend) const;
+  // The same over ids and positions already checked and on the device: no
+  // host work, so that it can be captured as a CUDA graph.
+  Tensor run_blocks(const ops::CheckedIndices& ids, const ops::CheckedIndices& positions,
+                    const AttentionFn& attend) const;
+  // Ids and positions checked against wte and wpe (the errors name the
+  // token id or the position), on the model's device.
+  std::pair<ops::CheckedIndices, ops::CheckedIndices> checked_tokens(const std::vector<int32_t>& ids,
+                                                                     const std::vector<int64_t>& positions) const;
+  void check_tokens(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions) const;
+  // Whether batch-1 classification and decode steps replay CUDA graphs.
+  bool replays_graphs() const;
+  // class_logits of one text of n tokens pooled at `pooled`, by graph.
+  Tensor class_logits_by_graph(const TokenBatch& tb, int64_t pooled) const;
+  // The captured batch-1 classifications, by token count.
+  mutable std::mutex graphs_mutex_;
+  mutable std::map<int64_t, std::unique_ptr<ClassifyGraph>> classify_graphs_;
   // Whether a classification batch runs packed (no padding rows).
   bool packs_sequences() const;
 };

@@ -100,58 +100,83 @@ void quant_linear_impl(const Tensor& x, const QuantizedTensor& w, const Tensor& 
 
 // Indices are checked on the host (copied down when on a device: a small
 // synchronising copy), then read where the table is.
-Tensor checked_indices(const char* op, const Tensor& idx, int64_t table_rows, Device device) {
-  if (idx.dtype() != DType::I64) fail("{}: indices must be I64, got {}", op, dtype_name(idx.dtype()));
-  const Tensor host = to_device(idx, Device::CPU);
-  const int64_t* p = host.data<int64_t>();
-  for (int64_t i = 0; i < host.numel(); ++i)
-    if (p[i] < 0 || p[i] >= table_rows) fail("{}: index {} is out of range for a table of {} rows", op, p[i], table_rows);
-  return to_device(idx, device);
-}
-
 void check_gather_out(const char* op, const Tensor& out, int64_t n, int64_t cols) {
   require_f32(op, "out", out);
   if (out.numel() != n * cols || last_dim(out) != cols)
     fail("{}: output {} should be [{}, {}]", op, shape_str(out.shape()), n, cols);
 }
 
+// The gathers read indices already checked and on the output's device.
 template <typename F>
-void gather_impl(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+void gather_impl(const Tensor& table, const CheckedIndices& idx, Tensor& out, bool accumulate) {
   const char* op = "gather_rows";
   require_float(op, "table", table);
-  same_device(op, {&table, &out});
+  same_device(op, {&table, &out, &idx.tensor()});
   if (table.ndim() != 2) fail("{}: table must be 2-D, got {}", op, shape_str(table.shape()));
-  check_gather_out(op, out, idx.numel(), table.dim(1));
-  const Tensor here = checked_indices(op, idx, table.dim(0), out.device());
+  if (idx.bound() > table.dim(0))
+    fail("{}: indices checked for {} rows, the table has {}", op, idx.bound(), table.dim(0));
+  check_gather_out(op, out, idx.size(), table.dim(1));
   backend::GatherArgs a;
   a.table = table.raw();
   a.table_dtype = table.dtype();
   a.table_rows = table.dim(0);
   a.cols = table.dim(1);
-  a.idx = device_data<int64_t>(here);
-  a.n = idx.numel();
+  a.idx = device_data<int64_t>(idx.tensor());
+  a.n = idx.size();
   a.out = device_data<float>(out);
   a.accumulate = accumulate;
   run_kernels<F>(op, out.device(), [&](auto k) { decltype(k)::gather_rows_op(a); });
 }
 
 template <typename F>
-void gather_packed_impl(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+void gather_packed_impl(const QuantizedTensor& table, const CheckedIndices& idx, Tensor& out, bool accumulate) {
   const char* op = "gather_rows";
   if (!table.defined()) fail("{}: the table is undefined", op);
-  same_device(op, {&table.codes, &out});
-  check_gather_out(op, out, idx.numel(), table.in());
-  const Tensor here = checked_indices(op, idx, table.out(), out.device());
+  same_device(op, {&table.codes, &out, &idx.tensor()});
+  if (idx.bound() > table.out())
+    fail("{}: indices checked for {} rows, the table has {}", op, idx.bound(), table.out());
+  check_gather_out(op, out, idx.size(), table.in());
   const qformat::WeightView view = table.view();
   backend::GatherArgs a;
   a.packed = &view;
   a.table_rows = table.out();
   a.cols = table.in();
-  a.idx = device_data<int64_t>(here);
-  a.n = idx.numel();
+  a.idx = device_data<int64_t>(idx.tensor());
+  a.n = idx.size();
   a.out = device_data<float>(out);
   a.accumulate = accumulate;
   run_kernels<F>(op, out.device(), [&](auto k) { decltype(k)::gather_rows_op(a); });
+}
+
+// Host indices (I64, on any device): checked on the host, then uploaded.
+CheckedIndices checked_indices(const char* op, const Tensor& idx, int64_t table_rows, Device device) {
+  if (idx.dtype() != DType::I64) fail("{}: indices must be I64, got {}", op, dtype_name(idx.dtype()));
+  const Tensor host = to_device(idx, Device::CPU);
+  const int64_t* p = host.data<int64_t>();
+  std::vector<int64_t> values(p, p + host.numel());
+  for (int64_t v : values)
+    if (v < 0 || v >= table_rows) fail("{}: index {} is out of range for a table of {} rows", op, v, table_rows);
+  if (values.empty()) return {};
+  return CheckedIndices(values, table_rows, device);
+}
+
+// A gather with host indices: the table's own errors first, then the indices'.
+template <typename F>
+void gather_host_indices(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  const char* op = "gather_rows";
+  require_float(op, "table", table);
+  if (table.ndim() != 2) fail("{}: table must be 2-D, got {}", op, shape_str(table.shape()));
+  check_gather_out(op, out, idx.numel(), table.dim(1));
+  const CheckedIndices checked = checked_indices(op, idx, table.dim(0), out.device());
+  if (checked.size()) gather_impl<F>(table, checked, out, accumulate);
+}
+template <typename F>
+void gather_host_indices(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  const char* op = "gather_rows";
+  if (!table.defined()) fail("{}: the table is undefined", op);
+  check_gather_out(op, out, idx.numel(), table.in());
+  const CheckedIndices checked = checked_indices(op, idx, table.out(), out.device());
+  if (checked.size()) gather_packed_impl<F>(table, checked, out, accumulate);
 }
 
 }  // namespace
@@ -165,9 +190,15 @@ void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Te
   quant_linear_impl<Fast>(x, w, b, y, options, epilogue);
 }
 void gather_rows(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
-  gather_impl<Fast>(table, idx, out, accumulate);
+  gather_host_indices<Fast>(table, idx, out, accumulate);
 }
 void gather_rows(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
+  gather_host_indices<Fast>(table, idx, out, accumulate);
+}
+void gather_rows(const Tensor& table, const CheckedIndices& idx, Tensor& out, bool accumulate) {
+  gather_impl<Fast>(table, idx, out, accumulate);
+}
+void gather_rows(const QuantizedTensor& table, const CheckedIndices& idx, Tensor& out, bool accumulate) {
   gather_packed_impl<Fast>(table, idx, out, accumulate);
 }
 
@@ -181,10 +212,10 @@ void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Te
   quant_linear_impl<Reference>(x, w, b, y, options, epilogue);
 }
 void gather_rows(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
-  gather_impl<Reference>(table, idx, out, accumulate);
+  gather_host_indices<Reference>(table, idx, out, accumulate);
 }
 void gather_rows(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate) {
-  gather_packed_impl<Reference>(table, idx, out, accumulate);
+  gather_host_indices<Reference>(table, idx, out, accumulate);
 }
 }  // namespace reference
 

@@ -10,6 +10,7 @@
 
 #include "backend/linear_args.h"
 #include "core/tensor.h"
+#include "ops/checked_indices.h"
 #include "ops/quantized_tensor.h"
 
 namespace gpt2q::ops {
@@ -46,6 +47,10 @@ void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Te
 // outside the table is an Error, checked on the host before any kernel runs.
 void gather_rows(const Tensor& table, const Tensor& idx, Tensor& out, bool accumulate = false);
 void gather_rows(const QuantizedTensor& table, const Tensor& idx, Tensor& out, bool accumulate = false);
+// The same with indices already checked and on out's device (no host work:
+// what a captured CUDA graph runs); idx.bound() must not exceed the rows.
+void gather_rows(const Tensor& table, const CheckedIndices& idx, Tensor& out, bool accumulate = false);
+void gather_rows(const QuantizedTensor& table, const CheckedIndices& idx, Tensor& out, bool accumulate = false);
 // LayerNorm over the last dimension (biased variance, fp32). y may be x.
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y);
 // In place: gelu_new (tanh approximation, GPT-2's "gelu_new") / exact erf GELU.
