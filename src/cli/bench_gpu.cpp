@@ -15,6 +15,7 @@
 #include "cli/command.h"
 #include "cli/device_args.h"
 #include "core/build_info.h"
+#include "core/device_graph.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/file_util.h"
@@ -308,6 +309,7 @@ void run_gpu_bench(const GpuBenchArgs& a) {
                {{"variants", json::array()}, {"batch1_n", a.n1}, {"batch256_n", a.n256}, {"batch_size", kBatch},
                 {"max_length", kMaxLength}, {"ppl_max_length", kPplMaxLength}, {"ppl_stride", kPplStride},
                 {"ppl_windows", a.ppl_windows}, {"decode_new_tokens", kDecodeNew}, {"decode_runs", a.decode_runs},
+                {"cuda_graphs", cuda_graphs_enabled()},
                 {"phases",
                  {{"batch1", ph.batch1}, {"batch256", ph.batch256}, {"ppl", ph.ppl}, {"decode", ph.decode}}}}},
               {"source",

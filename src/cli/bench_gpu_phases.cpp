@@ -8,6 +8,7 @@
 #include <span>
 
 #include "cli/bench_timing.h"
+#include "core/device_graph.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "eval/classify.h"
@@ -97,6 +98,7 @@ void run_batch1(const GPT2Model& model, const Data& d, int64_t n1, json& row) {
   for (int w = 0; w < kBatch1Warmups; ++w) (void)to_device(model.class_logits(in[0]), Device::CPU);
   std::vector<double> wall, events;
   std::vector<int32_t> preds;
+  const uint64_t replays_before = device_graph_launches();
 #ifdef GPT2Q_CUDA
   EventTimer ev;
 #endif
@@ -125,6 +127,7 @@ void run_batch1(const GPT2Model& model, const Data& d, int64_t n1, json& row) {
             {"min_ms", minimum(wall)},
             {"max_ms", *std::max_element(wall.begin(), wall.end())},
             {"warmup_calls", kBatch1Warmups},
+            {"cuda_graph_replays", device_graph_launches() - replays_before},
             {"tokens_per_sample_mean", mean_length(d.seqs, static_cast<size_t>(n1))},
             {"sequence_length", "real length"},
             {"timing", "wall clock from device_synchronize to the logits on the host, per sample"}};
@@ -223,6 +226,7 @@ void run_decode(const GPT2Model& model, const Data& d, int runs, json& row) {
   opts.max_new_tokens = kDecodeNew;
   std::vector<double> secs;
   std::vector<int32_t> first;
+  const uint64_t replays_before = device_graph_launches();
   for (int r = 0; r < runs; ++r) {
     device_synchronize(Device::CUDA);
     const auto t0 = BenchClock::now();
@@ -240,6 +244,7 @@ void run_decode(const GPT2Model& model, const Data& d, int runs, json& row) {
                    {"tokens_per_s_median", tps},
                    {"tokens_per_s_best", double(kDecodeNew) / minimum(secs)},
                    {"generated_ids", first},
+                   {"cuda_graph_replays", device_graph_launches() - replays_before},
                    {"timing", "wall time of generate() (prefill of the prompt included)"}};
   row["decode_tokens_per_s"] = tps;
   log_line(fmt::format("{}: decode: {:.0f} tokens/s (median of {})", row["setup"].get<std::string>(), tps, runs));

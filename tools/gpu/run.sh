@@ -91,6 +91,7 @@ run_sanitize() {
 # (random 124M) on the first 16 KB of WikiText-2, GPU against CPU.
 run_agree() {
   local cls=$repo/.devdata/agnews-classifier held=$repo/.devdata/agnews-classifier/heldout.jsonl
+  local cpu=$repo/.devdata/cpu  # the CPU side, computed by make_bundle.sh
   for m in fp16 int8-tensor llm-int8 nf4 fp4; do
     local dir=$cls
     if [ $m != fp16 ]; then
@@ -100,7 +101,7 @@ run_agree() {
       [ -d "$dir" ] || "$G" quantize --model "$cls" "${qargs[@]}" --out "$dir" >/dev/null
     fi
     local eval=(eval --model "$dir" --data "$held" --format jsonl --tokenizer "$TOK" --batch-size 64 --json)
-    stage cli "$G" "${eval[@]}" --predictions "$work/f_${m}_cpu.csv"
+    cp "$cpu/f_${m}_cpu.csv" "$work/f_${m}_cpu.csv"
     stage cli "$G" "${eval[@]}" --device cuda --predictions "$work/f_${m}_cuda.csv"
     for dt in fp16 bf16; do
       stage cli "$G" "${eval[@]}" --device cuda --compute-dtype $dt --predictions "$work/f_${m}_$dt.csv"
@@ -122,9 +123,11 @@ run_agree() {
     fi
     local ppl=(perplexity --model "$dir" --text "$work/wiki16k.txt" --tokenizer "$TOK" --json)
     local a b
-    a=$("$G" "${ppl[@]}" | tee -a "$OUT/cli.log" | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p')
-    b=$("$G" "${ppl[@]}" --device cuda | tee -a "$OUT/cli.log" | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p')
-    note "perplexity $m: cpu $a, cuda fp32 $b, relative difference $(python3 -c "print(abs($a-$b)/$a)")"
+    a=$(sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p' "$cpu/ppl_$m.json")
+    for dt in fp32 fp16 bf16; do
+      b=$("$G" "${ppl[@]}" --device cuda --compute-dtype $dt | tee -a "$OUT/cli.log" | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p')
+      note "perplexity $m: cpu $a, cuda $dt $b, relative difference $(python3 -c "print(abs($a-$b)/$a)")"
+    done
   done
 }
 
