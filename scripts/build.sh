@@ -21,5 +21,12 @@ if [[ " $* " != *" -DGPT2Q_CUDA="* ]]; then
   cuda_args=(-DGPT2Q_CUDA="$cuda")
   if [ "$cuda" = ON ] && [ -x "$nvcc" ]; then cuda_args+=(-DCMAKE_CUDA_COMPILER="$nvcc"); fi
 fi
-cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=${GPT2Q_BUILD_TYPE:-Release} "${cuda_args[@]}" "$@" >/dev/null
+# ccache, where installed, makes rebuilds after a branch switch or in a fresh
+# clone cheap. CCACHE_BASEDIR lets clones at other paths share the cache.
+launcher=()
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(cd .. && pwd)}
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=${GPT2Q_BUILD_TYPE:-Release} "${launcher[@]}" "${cuda_args[@]}" "$@" >/dev/null
 ninja -C "$dir" ${GPT2Q_NINJA_FLAGS:-}
