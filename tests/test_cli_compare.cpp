@@ -228,6 +228,14 @@ TEST_F(CliCompare, BadArgumentsLeaveNoReportDir) {
   auto r = run_gpt2q(compare(dir / "file", "fp32"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("not a directory"), std::string::npos) << r.err;
+  // --out that cannot be created (below a file; as root, permissions would
+  // not stop it): "gpt2q: error: PATH: problem", no raw "filesystem error".
+  const fs::path below = dir / "file" / "sub";
+  r = run_gpt2q(compare(below, "fp32"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("gpt2q: error: " + below.string(), 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find("filesystem error"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 // Ctrl-C (SIGINT, default action) after the first variant: the finished

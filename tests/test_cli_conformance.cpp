@@ -1,6 +1,6 @@
 // The gpt2q binary against transformers on the real-vocabulary fixtures
-// (tools/make_fixtures.py): `generate --greedy --json` gives transformers'
-// greedy ids (and text), `perplexity --json` its sliding-window tokens, NLL and
+// (tools/make_fixtures.py): `generate --greedy --ignore-eos --json` gives
+// transformers' greedy ids (and text; the fixtures ran with eos_token_id=None), `perplexity --json` its sliding-window tokens, NLL and
 // perplexity on the same text file. The tokenizer comes from the shared data.
 #include <gtest/gtest.h>
 
@@ -54,7 +54,7 @@ TEST_P(CliConformance, GreedyGenerateMatchesTransformers) {
   for (const auto& g : ref.at("generate")) {
     const std::string args = "generate --model " + model + " --prompt " + quote(g.at("prompt_text")) +
                              " --max-new-tokens " + std::to_string(g.at("max_new_tokens").get<int>()) +
-                             " --greedy --json" + tokenizer_arg();
+                             " --greedy --ignore-eos --json" + tokenizer_arg();
     const json out = run_json(args);
     EXPECT_EQ(out.at("ids"), g.at("ids")) << args;
     EXPECT_EQ(out.at("text"), g.at("text")) << args;

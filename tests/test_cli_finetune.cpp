@@ -4,9 +4,12 @@
 // uninterrupted run; the LM task writes a GPT2LMHeadModel.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -30,6 +33,11 @@ std::string tiny_ag_run(const fs::path& out, const std::string& extra = "") {
          " --eval-split 0.2 --limit 48 --epochs 2 --batch-size 8 --lr 1e-3 --max-length 24 --dropout 0.1 --seed 3"
          " --quiet --out " +
          shell_quote(out) + " " + extra;
+}
+
+ino_t fs_inode(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
 void expect_one_error_line(const test::CommandResult& r, const std::string& needle, const std::string& args) {
@@ -124,9 +132,43 @@ TEST(CliFinetune, ClassifierRunWritesCheckpointLogAndStateAndResumesBitForBit) {
   EXPECT_TRUE(read_file(whole / "model.safetensors") == read_file(parts / "model.safetensors"));
   EXPECT_TRUE(read_file(whole / "last" / "model.safetensors") == read_file(parts / "last" / "model.safetensors"));
 
+  // Resuming the finished run does nothing and writes nothing (so it also
+  // works once the directory is read-only): every file keeps its inode and
+  // modification time.
+  {
+    std::map<std::string, std::pair<ino_t, fs::file_time_type>> before;
+    for (const auto& e : fs::recursive_directory_iterator(whole))
+      before[e.path().string()] = {fs_inode(e.path()), fs::last_write_time(e.path())};
+    const auto again = test::run_gpt2q(tiny_ag_run(whole, "--json --save-every 4 --resume"));
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(nlohmann::json::parse(again.out)["steps"], 12);
+    std::map<std::string, std::pair<ino_t, fs::file_time_type>> after;
+    for (const auto& e : fs::recursive_directory_iterator(whole))
+      after[e.path().string()] = {fs_inode(e.path()), fs::last_write_time(e.path())};
+    EXPECT_TRUE(before == after) << "resuming a finished run changed its directory";
+  }
+
   // Resuming with other settings is refused, naming the setting.
   const std::string other = tiny_ag_run(parts, "--resume --lr 5e-4");
   expect_one_error_line(test::run_gpt2q(other), "--lr", other);
+  fs::remove_all(dir);
+}
+
+// An exploding run stops with an error naming the step instead of saving
+// NaN weights as "best" and exiting 0; what was saved before stays.
+TEST(CliFinetune, NonFiniteLossStopsTheRun) {
+  const auto dir = test::temp_dir("ft_nan");
+  const fs::path out = dir / "out";
+  const std::string args = "finetune --init 64x1x2 --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --train " +
+                           shell_quote(ag_news_test_csv()) +
+                           " --eval-split 0.2 --limit 48 --epochs 2 --batch-size 8 --lr 1e30 --max-length 24"
+                           " --seed 3 --save-every 1 --quiet --out " +
+                           shell_quote(out);
+  const auto r = test::run_gpt2q(args);
+  expect_one_error_line(r, "training stopped", args);
+  EXPECT_NE(r.err.find("try a lower --lr"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the checkpoints written before it are kept"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(out / "resume" / "state.safetensors"));
   fs::remove_all(dir);
 }
 

@@ -2,6 +2,10 @@
 // broken checkpoint giving one clear error line and exit status 1.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -175,4 +179,24 @@ TEST(CliInfo, BadCheckpointsGiveOneErrorLine) {
 TEST(CliInfo, UsageErrorsExitWithTwo) {
   EXPECT_EQ(run_gpt2q("info").exit_code, 2);
   EXPECT_EQ(run_gpt2q("info a b").exit_code, 2);
+}
+
+// Output that cannot be written is an error, not exit 0 (issue 14): stdout
+// is flushed and closed before exit and a failure is reported as one line.
+TEST(CliInfo, FullStdoutIsAnError) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  const auto dir = temp_dir("cli_info_full");
+  const auto err = dir / "stderr";
+  for (const std::string& args : {"info --json " + shell_quote(fake_gpt2_dir()), std::string("--version")}) {
+    const std::string cmd = shell_quote(gpt2q_binary()) + " " + args + " >/dev/full 2>" + shell_quote(err);
+    const int status = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << cmd;
+    EXPECT_NE(WEXITSTATUS(status), 0) << cmd;
+    // CLI11 prints --version itself and flushes, so the reason is gone by
+    // the time gpt2q checks; the line still says what failed.
+    const std::string want = args == "--version" ? "gpt2q: error: stdout: " : "gpt2q: error: stdout: No space left on device\n";
+    const std::string got = read_text(err);
+    EXPECT_EQ(got.substr(0, want.size()), want) << cmd;
+    EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 1) << cmd;
+  }
 }

@@ -26,10 +26,18 @@ TEST(CliInit, ClassifierLoadsWithExpectedParameterCount) {
 
 TEST(CliInit, BadArgumentsFailWithOneLine) {
   auto dir = gpt2q::test::temp_dir("init_bad");
-  for (const char* args : {"--geometry 12x5", "--geometry 10x2x3", "--task translate", "--task classify --labels OnlyOne"}) {
+  for (const char* args : {"--geometry 12x5", "--geometry 10x2x3", "--task translate", "--task classify --labels OnlyOne",
+                           "--task classify --labels a,a,b"}) {
     auto r = run_gpt2q(std::string("init ") + args + " --out '" + (dir / "m").string() + "'");
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
     EXPECT_FALSE(std::filesystem::exists(dir / "m")) << args;
   }
+}
+
+TEST(CliInit, RepeatedLabelNamesAreRefused) {
+  auto dir = gpt2q::test::temp_dir("init_dup");
+  auto r = run_gpt2q("init --task classify --labels a,a,b --out '" + (dir / "m").string() + "'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "gpt2q: error: --labels: label 'a' is given twice\n");
 }

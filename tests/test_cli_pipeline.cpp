@@ -5,6 +5,8 @@
 // variants (nothing written).
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -102,6 +104,38 @@ TEST(CliPipeline, ReadsAConfigFile) {
   EXPECT_EQ(s["stages"]["finetune"]["train_examples"], 16);
   ASSERT_EQ(s["stages"]["compare"]["variants"].size(), 2u);
   EXPECT_EQ(s["stages"]["compare"]["variants"][1]["variant"], "fp4");
+}
+
+// Hostile config files end fast with one short line: CLI11's reader is
+// superlinear in a key's dotted parts, and its errors echo whole lines.
+TEST(CliPipeline, BoundsTheConfigFile) {
+  const fs::path dir = gpt2q::test::temp_dir("cli_pipeline_cfg_bad");
+  std::string dotted = "[a";
+  for (int i = 0; i < 100000; ++i) dotted += ".b";
+  struct Case {
+    std::string name, text, needle;
+  };
+  const std::vector<Case> cases = {
+      {"dotted.toml", dotted + "]\nepochs = 1\n", "line 1 has 200003 characters"},
+      {"section.toml", dotted.substr(0, 2001) + "]\nepochs = 1\n", "line 1: key '[a.b.b"},
+      {"dotted_key.toml", dotted.substr(1, 30) + " = 1\n", "more than 9 dotted parts"},
+      {"long_line.toml", "epochs = \"" + std::string(600000, '1') + "\"\n", "line 1 has 600011 characters"},
+      {"big.toml", "# " + std::string(2 << 20, 'x') + "\n", "more than the 1048576"},
+      {"unknown.toml", std::string(5000, 'k') + "\n", "line 1 has 5000 characters"},
+      {"unknown2.toml", std::string(3000, 'k') + " = 1\n", "unknown option 'kkkk"},
+  };
+  for (const auto& c : cases) {
+    std::ofstream(dir / c.name) << c.text;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = run_gpt2q("pipeline --config " + shell_quote(dir / c.name) + " --data " + shell_quote(ag_news_test_csv()) +
+                       " --tokenizer " + shell_quote(gpt2_tokenizer_dir()) + " --out " + shell_quote(dir / "out"));
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0) << c.name;
+    EXPECT_EQ(r.exit_code, 1) << c.name;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.name << ": " << r.err.substr(0, 300);
+    EXPECT_LT(r.err.size(), 600u) << c.name;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.name;
+    EXPECT_FALSE(fs::exists(dir / "out")) << c.name;
+  }
 }
 
 TEST(CliPipeline, MissingDataSaysWhatToFetch) {

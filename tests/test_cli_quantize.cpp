@@ -2,6 +2,9 @@
 // the JSON report, and the directory it writes.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
@@ -202,6 +205,60 @@ TEST(CliInfo, RejectsACorruptQuantizedCheckpointInOneLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "gpt2q: error: " + (out / "config.json").string() +
                        ": quantization_config.bnb_4bit_quant_type \"nf5\" is not supported (nf4, fp4)\n");
+}
+
+// NaN/Inf weights are refused by every method, naming the tensor, even when
+// the tensor is only cast or kept; `info` warns about them.
+TEST(CliQuantize, RefusesNonFiniteWeightsInEveryMethod) {
+  const GPT2Config c = small_quant_config();
+  for (const char* tensor : {"h.1.mlp.c_fc.weight", "ln_f.bias"}) {
+    Checkpoint ck = make_synthetic_checkpoint(c, ModelKind::CausalLM, 7);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (const auto& s : expected_tensors(c, ModelKind::CausalLM)) tensors.emplace_back(s.name, ck.tensors.at(s.name));
+    for (auto& [name, t] : tensors)
+      if (name == tensor) t.data<float>()[3] = std::numeric_limits<float>::infinity();
+    const auto dir = temp_dir("cliq_inf") / "model";
+    save_checkpoint(dir, c, ModelKind::CausalLM, tensors);
+
+    const auto info = run_gpt2q("info " + shell_quote(dir));
+    EXPECT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_HAS(info.err, std::string("warning: ") + (dir / "model.safetensors").string() + ": tensor '" + tensor +
+                             "' holds 1 non-finite value");
+
+    for (const char* method : {"int8-tensor", "llm-int8", "nf4", "fp4", "fp16", "bf16", "fp32"}) {
+      const fs::path out = temp_dir("cliq_inf_out") / "q";
+      const auto r = run_gpt2q("quantize --method " + std::string(method) + " --model " + shell_quote(dir) +
+                               " --out " + shell_quote(out));
+      EXPECT_EQ(r.exit_code, 1) << method;
+      EXPECT_HAS(r.err, std::string("tensor '") + tensor + "': non-finite value inf at index 3");
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+      EXPECT_FALSE(fs::exists(out)) << method;
+    }
+  }
+}
+
+// A killed quantize leaves OUT.tmp-PID-XXXXXX; the next quantize of the same
+// output removes it when that process is gone, and keeps a live one's.
+TEST(CliQuantize, RemovesStaleTempDirsOfTheSameOutput) {
+  const fs::path parent = temp_dir("cliq_stale");
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);
+  const fs::path stale = parent / ("q.tmp-" + std::to_string(dead) + "-abcDEF");
+  const fs::path live = parent / ("q.tmp-" + std::to_string(::getpid()) + "-ghiJKL");
+  const fs::path other = parent / ("other.tmp-" + std::to_string(dead) + "-abcDEF");
+  for (const auto& d : {stale, live, other}) {
+    fs::create_directories(d);
+    write_file_atomic(d / "model.safetensors", "partial");
+  }
+  const auto r = run_gpt2q("quantize --method nf4 --model " + shell_quote(source_dir()) + " --out " +
+                           shell_quote(parent / "q"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(fs::exists(parent / "q" / "model.safetensors"));
 }
 
 }  // namespace

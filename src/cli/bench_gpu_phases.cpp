@@ -221,9 +221,11 @@ void run_batch256(const GPT2Model& model, const Data& d, int64_t n256, json& row
 void run_decode(const GPT2Model& model, const Data& d, int runs, json& row) {
   GenerateOptions warm;
   warm.max_new_tokens = 8;
+  warm.stop_at_eos = false;
   (void)generate(model, d.prompt, warm);
   GenerateOptions opts;
   opts.max_new_tokens = kDecodeNew;
+  opts.stop_at_eos = false;
   std::vector<double> secs;
   std::vector<int32_t> first;
   const uint64_t replays_before = device_graph_launches();

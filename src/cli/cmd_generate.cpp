@@ -1,7 +1,9 @@
 // `gpt2q generate --model DIR --prompt TEXT`: continue a prompt with the fp32
-// model and the KV cache. Greedy by default (the same ids as transformers'
+// model and the KV cache; it stops after the model's eos_token_id unless
+// --ignore-eos. Greedy by default (the same ids as transformers'
 // greedy generate); --temperature / --top-k / --seed switch to seeded
 // sampling (model/sampling.h documents the draw).
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -22,12 +24,22 @@ struct GenerateArgs {
   std::string model, prompt, tokenizer;
   cli::DeviceArgs device;
   int64_t max_new_tokens = 20;
-  bool greedy = false, stop_at_eos = false, json = false;
+  bool greedy = false, ignore_eos = false, stop_at_eos_alias = false, json = false;
   float temperature = 1.0f;
   int64_t top_k = 0;
   uint64_t seed = 0;
   bool sampling_requested = false;
 };
+
+// CLI::PositiveNumber accepts "inf" and, for "-1", prints its bound with all
+// 309 digits of DBL_MAX; this says what is wanted instead.
+const CLI::Validator kPositiveFinite(
+    [](std::string& s) -> std::string {
+      double v = 0;
+      if (CLI::detail::lexical_cast(s, v) && std::isfinite(v) && v > 0) return {};
+      return "must be a finite number > 0, got '" + s.substr(0, 40) + (s.size() > 40 ? "...'" : "'");
+    },
+    "NUMBER > 0");
 
 void run_generate(const GenerateArgs& a) {
   auto model = load_model(a.model, a.device);
@@ -52,7 +64,7 @@ void run_generate(const GenerateArgs& a) {
   opts.temperature = a.temperature;
   opts.top_k = a.top_k;
   opts.seed = a.seed;
-  opts.stop_at_eos = a.stop_at_eos;
+  opts.stop_at_eos = !a.ignore_eos;
   std::vector<int32_t> ids = generate(*model, prompt, opts);
   std::string text = tok.decode(ids);
   if (a.json) {
@@ -75,12 +87,17 @@ GPT2Q_COMMAND(generate) {
       CLI::NonNegativeNumber);
   auto* greedy = cmd->add_flag("--greedy", args->greedy, "Argmax decoding (the default)");
   auto* temp = cmd->add_option("--temperature", args->temperature, "Sample with this temperature (> 0)")
-                   ->check(CLI::PositiveNumber);
+                   ->check(kPositiveFinite);
   auto* top_k = cmd->add_option("--top-k", args->top_k, "Sample from the K most likely tokens (0: all)")
                     ->check(CLI::NonNegativeNumber);
   auto* seed = cmd->add_option("--seed", args->seed, "Seed of the sampler's std::mt19937_64");
   greedy->excludes(temp)->excludes(top_k)->excludes(seed);
-  cmd->add_flag("--stop-at-eos", args->stop_at_eos, "Stop after the model's eos_token_id");
+  // Generation stops at the model's eos_token_id by default (transformers,
+  // llama.cpp); --stop-at-eos was the opt-in before and stays accepted.
+  auto* ignore_eos = cmd->add_flag("--ignore-eos", args->ignore_eos,
+                                   "Go on past the model's eos_token_id (default: stop after it)");
+  cmd->add_flag("--stop-at-eos", args->stop_at_eos_alias, "Stop after eos_token_id (the default; kept for old scripts)")
+      ->excludes(ignore_eos);
   cmd->add_flag("--json", args->json, "Print {\"ids\": [...], \"text\": ...} on one line");
   cmd->callback([args, temp, top_k, seed] {
     GenerateArgs a = *args;

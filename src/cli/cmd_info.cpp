@@ -1,5 +1,6 @@
 // `gpt2q info MODEL_DIR [--json]`: what a checkpoint holds, after the full
 // validation Checkpoint::load does (so it doubles as a checkpoint checker).
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -71,6 +72,21 @@ std::map<std::string, uint64_t> held_bytes(const Checkpoint& ck, std::string* wh
   return held;
 }
 
+// NaN/Inf in a floating-point tensor: a warning, not an error, since `info`
+// is how a user finds out what a checkpoint holds (quantize refuses them).
+void warn_non_finite(const Checkpoint& ck, const std::string& name, const gpt2q::Tensor& t) {
+  using gpt2q::DType;
+  if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16) return;
+  const gpt2q::Tensor f = gpt2q::to_f32(t);
+  const float* p = f.data<float>();
+  int64_t bad = 0;
+  for (int64_t i = 0; i < f.numel(); ++i) bad += std::isfinite(p[i]) ? 0 : 1;
+  if (bad == 0) return;
+  const auto src = ck.source.find(name);
+  fmt::print(stderr, "gpt2q: warning: {}: tensor '{}' holds {} non-finite value{} (NaN or Inf)\n",
+             src != ck.source.end() ? src->second : ck.dir.string(), name, bad, bad == 1 ? "" : "s");
+}
+
 void run_info(const std::string& dir, bool as_json) {
   Checkpoint ck = Checkpoint::load(dir);
   const auto& c = ck.config;
@@ -102,6 +118,7 @@ void run_info(const std::string& dir, bool as_json) {
     total.params += params;
     total.bytes += t.nbytes();
     dtypes.insert(std::string(gpt2q::dtype_name(t.dtype())));
+    warn_non_finite(ck, name, t);
   }
   std::vector<std::string> files;
   for (const auto& f : ck.files) files.push_back(f.path.filename().string());

@@ -2,11 +2,15 @@
 // variant, compare, and say where the report is. Options come from flags or a
 // TOML/INI file (--config; flags override it). The work is
 // pipeline::run_pipeline (src/pipeline/pipeline.h).
+#include <algorithm>
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include "cli/command.h"
 #include "cli/device_args.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/progress.h"
 #include "pipeline/pipeline.h"
 #include "report/variant_spec.h"
@@ -27,30 +31,66 @@ struct PipelineArgs {
 // optionally under a [pipeline] section); the command line wins. CLI11's own
 // set_config reads files for the top-level app only, so the pipeline applies
 // the file itself, through the options' own parsers.
+// CLI11's TOML reader is superlinear in a key's dotted parts (a key of
+// 16,000 parts took 18 s) and echoes whole lines in its errors. A pipeline
+// config is a few short `option = value` lines, so its shape is bounded
+// before CLI11 sees it.
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxConfigBytes = size_t{1} << 20, kMaxConfigLine = 4096, kMaxKeyDots = 8;
+
+std::string clipped(const std::string& s, size_t n = 60) { return s.size() <= n ? s : s.substr(0, n) + "..."; }
+
+void check_config_shape(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (!ec && size > kMaxConfigBytes)
+    gpt2q::fail("{}: {} bytes, more than the {} a pipeline config file may have", path, size, kMaxConfigBytes);
+  const std::string text = gpt2q::read_file(path);  // also refuses what is not a regular file
+  size_t line_no = 0;
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    ++line_no;
+    start = end + 1;
+    if (line.size() > kMaxConfigLine)
+      gpt2q::fail("{}: line {} has {} characters (at most {})", path, line_no, line.size(), kMaxConfigLine);
+    // The key (or [section] name): the part before '=', or the whole line.
+    const std::string key = line.substr(0, std::min(line.find('='), line.size()));
+    if (static_cast<size_t>(std::count(key.begin(), key.end(), '.')) > kMaxKeyDots)
+      gpt2q::fail("{}: line {}: key '{}' has more than {} dotted parts (options are plain names, optionally under "
+                  "[pipeline])",
+                  path, line_no, clipped(key), kMaxKeyDots + 1);
+  }
+}
+
 void apply_config_file(CLI::App& cmd, const std::string& path) {
+  check_config_shape(path);
   std::vector<CLI::ConfigItem> items;
   try {
     items = CLI::ConfigTOML().from_file(path);
   } catch (const CLI::Error& e) {
-    gpt2q::fail("{}: cannot read the config file ({})", path, e.what());
+    gpt2q::fail("{}: cannot read the config file ({})", path, clipped(e.what(), 200));
   }
   for (const auto& item : items) {
     if (item.name == "++" || item.name == "--") continue;  // CLI11's section markers
     if (!item.parents.empty() && !(item.parents.size() == 1 && item.parents[0] == "pipeline"))
-      gpt2q::fail("{}: unknown section [{}] (options go at the top or under [pipeline])", path, item.parents[0]);
+      gpt2q::fail("{}: unknown section [{}] (options go at the top or under [pipeline])", path,
+                  clipped(item.parents[0]));
     if (item.name == "config") gpt2q::fail("{}: a config file cannot name another config file", path);
     CLI::Option* opt = nullptr;
     try {
       opt = cmd.get_option("--" + item.name);
     } catch (const CLI::OptionNotFound&) {
-      gpt2q::fail("{}: unknown option '{}' (see gpt2q pipeline --help)", path, item.name);
+      gpt2q::fail("{}: unknown option '{}' (see gpt2q pipeline --help)", path, clipped(item.name));
     }
     if (opt->count() > 0) continue;
     try {
       opt->add_result(item.inputs);
       opt->run_callback();
     } catch (const CLI::Error& e) {
-      gpt2q::fail("{}: {}: {}", path, item.name, e.what());
+      gpt2q::fail("{}: {}: {}", path, clipped(item.name), clipped(e.what(), 200));
     }
   }
 }

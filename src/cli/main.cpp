@@ -1,7 +1,10 @@
 // gpt2q: the command-line front end. Commands register themselves (command.h);
 // main parses, runs, and turns any error into one line on stderr + exit 1.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -20,8 +23,13 @@ std::vector<std::pair<std::string, CommandRegistry::Registrar>>& CommandRegistry
   return v;
 }
 
+// Flushed at once (bench prints one line per measurement as it goes), and a
+// failed write is reported with its reason while errno still holds it.
 void print_json(const nlohmann::json& j) {
-  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::cout.flush();
+  if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() || std::fflush(stdout) != 0)
+    fail("stdout: {}", std::strerror(errno));
 }
 
 // The exact command line, shell-quoted where needed (Linux: /proc/self/cmdline).
@@ -52,9 +60,41 @@ std::string exact_command_line(const std::string& fallback) {
   return out;
 }
 
+// An error is one line of readable length, whatever a hostile input put in
+// it (a config value of 600 KB, a name with a newline): newlines become
+// spaces and the middle of an overlong message is cut.
+std::string error_line(std::string_view what) {
+  constexpr size_t kMax = 1000;
+  std::string s(what);
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  if (s.size() <= kMax) return s;
+  return s.substr(0, kMax - 200) + fmt::format(" [... {} characters ...] ", s.size() - kMax) + s.substr(s.size() - 200);
+}
+
+// Output that never reached its file is a failure (`gpt2q info --json >
+// /dev/full` must not exit 0): flush and close stdout, and report what went
+// wrong as one line. Returns the exit code.
+int finish_stdout(int rc) {
+  std::cout.flush();
+  bool bad = !std::cout;
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) bad = true;
+  int err = errno;
+  if (std::fclose(stdout) != 0 && !bad) {
+    bad = true;
+    err = errno;
+  }
+  if (!bad || rc != 0) return rc;  // an error line was printed already
+  fmt::print(stderr, "gpt2q: error: stdout: {}\n", err != 0 ? std::strerror(err) : "write error");
+  return rc != 0 ? rc : 1;
+}
+
 }  // namespace gpt2q::cli
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_main(int argc, char** argv) {
   CLI::App app{"gpt2q: fine-tune, quantize and evaluate GPT-2 (HF checkpoints), natively."};
   app.require_subcommand(1);
   // What a result depends on: the build, the CPU's features and the BLAS
@@ -79,17 +119,26 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "gpt2q: error: {}\n", e.what());
+    fmt::print(stderr, "gpt2q: error: {}\n", gpt2q::cli::error_line(e.what()));
     return 2;
   } catch (const gpt2q::Error& e) {
-    fmt::print(stderr, "gpt2q: error: {}\n", e.what());
+    fmt::print(stderr, "gpt2q: error: {}\n", gpt2q::cli::error_line(e.what()));
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // The library names paths in its own errors; this is the safety net for
+    // a std::filesystem call that throws: "PATH: reason", as everywhere else.
+    fmt::print(stderr, "gpt2q: error: {}\n", gpt2q::cli::error_line(e.path1().string() + ": " + e.code().message()));
     return 1;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "gpt2q: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "gpt2q: error: {}\n", e.what());
+    fmt::print(stderr, "gpt2q: error: {}\n", gpt2q::cli::error_line(e.what()));
     return 1;
   }
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return gpt2q::cli::finish_stdout(run_main(argc, argv)); }

@@ -54,7 +54,52 @@ std::string read_file(const std::filesystem::path& path) {
   return s;
 }
 
-void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+void make_directories(const std::filesystem::path& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) fail("{}: cannot create directory ({})", path.string(), ec.message());
+  if (!std::filesystem::is_directory(path, ec)) fail("{}: exists and is not a directory", path.string());
+}
+
+namespace {
+
+// Writes straight into an existing non-regular file: a device (/dev/null,
+// /dev/stdout, /dev/full) or a pipe (`--predictions >(gzip > p.gz)`). Such
+// a target cannot be replaced by a rename, and replacing it would be wrong.
+void write_special_file(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) fail("{}: cannot open for writing ({})", path.string(), std::strerror(errno));
+  errno = 0;
+  write(out);
+  out.flush();
+  if (!out) fail("{}: write failed ({})", path.string(), errno != 0 ? std::strerror(errno) : "I/O error");
+}
+
+// The file a symlink chain ends at, so that an output given as a symlink is
+// written through (the link stays, its target is replaced atomically), as
+// `cmd > link` would. Works for dangling links too: the target is created.
+std::filesystem::path resolve_symlinks(std::filesystem::path path) {
+  for (int hops = 0; hops < 40; ++hops) {
+    std::error_code ec;
+    const auto st = std::filesystem::symlink_status(path, ec);
+    if (ec || !std::filesystem::is_symlink(st)) return path;
+    std::filesystem::path next = std::filesystem::read_symlink(path, ec);
+    if (ec) fail("{}: cannot read the symlink ({})", path.string(), ec.message());
+    path = next.is_absolute() ? next : path.parent_path() / next;
+  }
+  fail("{}: too many levels of symbolic links", path.string());
+}
+
+}  // namespace
+
+void write_file_atomic(const std::filesystem::path& given, const std::function<void(std::ostream&)>& write) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(given, ec);  // follows symlinks
+  if (!ec && std::filesystem::exists(st)) {
+    if (std::filesystem::is_directory(st)) fail("{}: is a directory", given.string());
+    if (!std::filesystem::is_regular_file(st)) return write_special_file(given, write);
+  }
+  const std::filesystem::path path = resolve_symlinks(given);
   std::random_device rd;
   auto tmp = path;
   tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() % 100000);
@@ -62,20 +107,19 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       if (!out) fail("{}: cannot create ({})", tmp.string(), std::strerror(errno));
+      errno = 0;
       write(out);
       out.flush();
-      if (!out) fail("{}: write failed", tmp.string());
+      if (!out) fail("{}: write failed ({})", tmp.string(), errno != 0 ? std::strerror(errno) : "I/O error");
     }
     int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
       ::fsync(fd);
       ::close(fd);
     }
-    std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) fail("{}: cannot rename into place ({})", path.string(), ec.message());
   } catch (...) {
-    std::error_code ec;
     std::filesystem::remove(tmp, ec);
     throw;
   }

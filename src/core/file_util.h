@@ -33,8 +33,15 @@ class MappedFile {
 // Whole file as bytes; Error "PATH: cannot read (reason)" on failure.
 std::string read_file(const std::filesystem::path& path);
 
+// create_directories with one error line: "PATH: cannot create directory
+// (Permission denied)", not std::filesystem's "filesystem error: ...".
+void make_directories(const std::filesystem::path& path);
+
 // Writes through `write(std::ostream&)` into PATH.tmp.XXXX, then renames over
 // PATH. On any exception the temp file is removed and PATH is untouched.
+// A symlink is written through: its final target is replaced, the link
+// stays. An existing non-regular file (a device such as /dev/null, a FIFO)
+// is written directly, since it cannot be replaced; a directory is an error.
 void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
 

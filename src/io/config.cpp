@@ -1,5 +1,6 @@
 #include "io/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -21,6 +22,8 @@ std::vector<std::string> split_label_names(const std::string& list) {
   std::stringstream ss(list);
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) fail("--labels: empty label name in '{}'", list);
+    // label2id maps names to ids: a repeated name would lose an entry.
+    if (std::find(v.begin(), v.end(), item) != v.end()) fail("--labels: label '{}' is given twice", item);
     v.push_back(item);
   }
   if (v.size() < 2) fail("--labels: need at least two comma-separated names, got '{}'", list);

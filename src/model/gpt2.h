@@ -159,7 +159,9 @@ struct GenerateOptions {
   float temperature = 1.0f;
   int64_t top_k = 0;  // 0 = whole vocabulary
   uint64_t seed = 0;
-  bool stop_at_eos = false;
+  // Stop after the model's eos_token_id (kept as the last id), as
+  // transformers' generate and llama.cpp do.
+  bool stop_at_eos = true;
 };
 
 // Prompt + new ids. Uses the KV cache and computes logits for the last

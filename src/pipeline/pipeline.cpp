@@ -102,7 +102,7 @@ void check_or_record_settings(const PipelineOptions& o) {
     }
     return;
   }
-  fs::create_directories(o.out);
+  make_directories(o.out);
   write_file_atomic(file, json({{"settings", want}}).dump(2) + "\n");
 }
 
@@ -119,7 +119,7 @@ fs::path write_heldout(const PipelineOptions& o, const Dataset& data) {
     text += json({{"text", data.rows[row].text}, {"label", data.rows[row].label}}).dump() + "\n";
     ++n;
   }
-  fs::create_directories(file.parent_path());
+  make_directories(file.parent_path());
   write_file_atomic(file, text);
   return file;
 }
@@ -216,7 +216,7 @@ PipelineResult run_pipeline(const PipelineOptions& o) {
     if (!existed) {
       if (o.progress) fmt::print(stderr, "== pipeline: quantizing to {}\n", spec.name);
       const auto q = quant::quantize_checkpoint(source, spec.options);
-      fs::create_directories(dir.parent_path());
+      make_directories(dir.parent_path());
       quant::save_quantized_checkpoint(q.checkpoint, dir, result.classifier);
     }
     quantized.push_back({{"variant", spec.name}, {"dir", dir.string()}, {"reused", existed}});

@@ -2,13 +2,16 @@
 
 #include <fmt/format.h>
 #include <fnmatch.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <regex>
 #include <set>
 
 #include "core/error.h"
@@ -64,6 +67,12 @@ std::string stored_name(const std::string& name, ModelKind kind) {
 bool glob_match(const std::string& pattern, const std::string& name, ModelKind kind) {
   return fnmatch(pattern.c_str(), name.c_str(), 0) == 0 ||
          fnmatch(pattern.c_str(), stored_name(name, kind).c_str(), 0) == 0;
+}
+
+void check_finite(const Tensor& f32, const std::string& what) {
+  const float* p = f32.data<float>();
+  for (int64_t i = 0; i < f32.numel(); ++i)
+    if (!std::isfinite(p[i])) fail("{}: non-finite value {} at index {}; every method needs finite weights", what, p[i], i);
 }
 
 // fp32 [n] -> `dtype`, refusing values the target cannot hold.
@@ -270,6 +279,9 @@ QuantizeResult quantize_checkpoint(const Checkpoint& src, const QuantizeOptions&
   for (const auto& [name, shape] : ordered_specs(src)) {
     const Tensor& t = src.get(name);
     Tensor f32 = to_f32(t);
+    // Every method (and a plain cast) refuses NaN/Inf: they make scales and
+    // absmax meaningless and would be carried silently into every variant.
+    check_finite(f32, fmt::format("{}: tensor '{}'", src.source.count(name) ? src.source.at(name) : src.dir.string(), name));
     TensorQuantReport rep;
     rep.name = name;
     rep.shape = t.shape();
@@ -322,13 +334,38 @@ QuantizeResult quantize_checkpoint(const Checkpoint& src, const QuantizeOptions&
   return r;
 }
 
+namespace {
+
+// A killed quantize leaves NAME.tmp-PID-XXXXXX behind. Such directories of
+// the same output whose process is gone are removed; a live one (another
+// quantize writing the same output right now) is left alone.
+void remove_stale_temp_dirs(const fs::path& parent, const std::string& name) {
+  static const std::regex pattern(R"(\.tmp-([0-9]{1,10})-[A-Za-z0-9]{6})");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string f = e.path().filename().string();
+    std::smatch m;
+    if (f.size() <= name.size() || f.compare(0, name.size(), name) != 0) continue;
+    const std::string rest = f.substr(name.size());
+    if (!std::regex_match(rest, m, pattern) || !e.is_directory(ec)) continue;
+    const long long pid = std::stoll(m[1].str());
+    if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    fs::remove_all(e.path(), ec);
+  }
+}
+
+}  // namespace
+
 void save_quantized_checkpoint(const Checkpoint& q, const fs::path& out, const fs::path& copy_from) {
   std::error_code ec;
   if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
     fail("{}: already exists (choose a new --out directory)", out.string());
   const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
   if (!fs::is_directory(parent, ec)) fail("{}: no such directory (for --out {})", parent.string(), out.string());
-  std::string tmpl = (parent / (out.filename().string() + ".tmp-XXXXXX")).string();
+  remove_stale_temp_dirs(parent, out.filename().string());
+  std::string tmpl =
+      (parent / (out.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-XXXXXX")).string();
   if (!mkdtemp(tmpl.data()))
     fail("{}: cannot create a temporary directory ({})", parent.string(), std::strerror(errno));
   const fs::path tmp = tmpl;

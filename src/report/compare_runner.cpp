@@ -317,7 +317,7 @@ VariantMeasurement measure(const Inputs& in, const GPT2Model& model, const GPT2M
 CompareResults run_compare(const CompareOptions& o) {
   Inputs in = load_inputs(o);  // every check before OUT exists
   const fs::path cache_dir = o.out / "variants";
-  fs::create_directories(cache_dir);
+  make_directories(cache_dir);
 
   CompareResults res;
   res.run = in.run;

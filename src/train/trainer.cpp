@@ -38,6 +38,29 @@ void check_options(const TrainOptions& o, size_t n_train) {
   if (o.eval_batch_size < 1) fail("eval batch size {}: must be at least 1", o.eval_batch_size);
 }
 
+// What a failed run leaves: a non-finite step stops training without
+// touching what was written before (resume restarts from it).
+std::string kept_note(const OutputLayout& out) {
+  std::error_code ec;
+  return std::filesystem::exists(out.state_path(), ec) ? "the checkpoints written before it are kept"
+                                                      : "nothing was saved";
+}
+
+// Weights are checked before every save, so that no checkpoint (best, last
+// or resume state) ever holds NaN or Inf: an update can overflow the
+// weights even when the loss and gradients it came from were finite.
+void check_finite_weights(const TrainableGPT2& model, const OutputLayout& out, int64_t step) {
+  for (const auto& p : model.parameters()) {
+    const auto v = p.value.span<const float>();
+    bool finite = true;
+#pragma omp parallel for reduction(&& : finite) schedule(static)
+    for (size_t i = 0; i < v.size(); ++i) finite = finite && std::isfinite(v[i]);
+    if (!finite)
+      fail("{}: step {}: parameter {} is no longer finite (NaN or Inf); training stopped, {} (try a lower --lr)",
+           out.root.string(), step, p.name, kept_note(out));
+  }
+}
+
 // The best checkpoint, the last one and the state, in that order: a kill in
 // between leaves the previous state, whose resume redoes this epoch's end.
 void end_of_epoch(TrainableGPT2& model, const AdamW& opt, TrainPosition& pos, const Examples& eval,
@@ -65,6 +88,7 @@ void end_of_epoch(TrainableGPT2& model, const AdamW& opt, TrainPosition& pos, co
   } else {
     pos.best_epoch = pos.epoch;
   }
+  check_finite_weights(model, out, pos.step);
   if (improved) save_model(out.best_dir(), model);
   save_model(out.last_dir(), model);
   ++pos.epoch;
@@ -114,6 +138,16 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
   AdamW opt(model.parameters(), aw);
   TrainPosition pos;
   if (opts.resume) pos = load_train_state(out.state_path(), model, opt, opts.settings);
+  if (opts.resume && pos.step >= total) {
+    // A finished run: resuming it does nothing (docs/training.md) and writes
+    // nothing, so it also works in a directory that has become read-only.
+    TrainSummary done;
+    done.total_steps = total;
+    done.steps = pos.step;
+    done.best_score = pos.best_metric;
+    done.best_epoch = pos.best_epoch;
+    return done;
+  }
   TrainingLog log(out.log_path(), pos.log_bytes);
   if (!opts.resume) {
     write_file_atomic(out.args_path(), opts.settings.dump(1) + "\n");
@@ -149,6 +183,12 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
       drop.step = static_cast<uint64_t>(pos.step);
       const LossValue lv = model.forward_backward(batch, classify ? std::span<const int32_t>(labels) : std::span<const int32_t>(), drop);
       const float norm = clip_grad_norm(model.parameters(), opts.grad_clip);
+      // A NaN/Inf loss or gradient would poison every later step and the
+      // saved weights: stop before this update.
+      if (!std::isfinite(lv.loss) || !std::isfinite(norm))
+        fail("{}: step {}: the loss is {} and the gradient norm {}; training stopped before this update, {} (try a "
+             "lower --lr)",
+             out.root.string(), pos.step + 1, lv.loss, norm, kept_note(out));
       const double lr = linear_warmup_lr(opts.lr, pos.step, opts.warmup_steps, total);
       opt.step(model.parameters(), lr);
       const double dt = seconds_since(t0);
@@ -178,6 +218,7 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
         ++sum.epochs_done;
       } else if (opts.save_every > 0 && pos.step % opts.save_every == 0) {
         pos.log_bytes = log.bytes();
+        check_finite_weights(model, out, pos.step);
         save_train_state(out.state_path(), model, opt, pos, opts.settings);
       }
       if (opts.stop_after_steps > 0 && pos.step >= opts.stop_after_steps && pos.step < total) {
