@@ -113,7 +113,7 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
   aw.weight_decay = opts.weight_decay;
   AdamW opt(model.parameters(), aw);
   TrainPosition pos;
-  if (opts.resume) pos = load_train_state(out.state_path(), model, opt, opts.settings);
+  if (opts.resume) pos = load_train_state(out.state_path(), model, opt, opts.settings, {total, per_epoch});
   TrainingLog log(out.log_path(), pos.log_bytes);
   if (!opts.resume) {
     write_file_atomic(out.args_path(), opts.settings.dump(1) + "\n");
