@@ -19,10 +19,12 @@ namespace {
 // stat() first, so that a FIFO or device is refused without opening it
 // (open() of a FIFO waits for a writer); O_NONBLOCK and the fstat() after
 // open() cover a FIFO swapped in between the two calls.
-int open_regular_file(const std::filesystem::path& path, struct stat* st) {
+// A missing file is "PATH: no such file" for read_file, "PATH: cannot open
+// (No such file or directory)" for MappedFile (as they always said).
+int open_regular_file(const std::filesystem::path& path, struct stat* st, bool say_no_such_file) {
   struct stat before {};
   if (::stat(path.c_str(), &before) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) fail("{}: no such file", path.string());
+    if (say_no_such_file && (errno == ENOENT || errno == ENOTDIR)) fail("{}: no such file", path.string());
     fail("{}: cannot open ({})", path.string(), std::strerror(errno));
   }
   if (!S_ISREG(before.st_mode)) fail("{}: not a regular file", path.string());
@@ -43,7 +45,7 @@ int open_regular_file(const std::filesystem::path& path, struct stat* st) {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
   struct stat st {};
-  int fd = open_regular_file(path, &st);
+  int fd = open_regular_file(path, &st, false);
   auto m = std::shared_ptr<MappedFile>(new MappedFile());
   m->path_ = path;
   m->size_ = static_cast<size_t>(st.st_size);
@@ -66,7 +68,7 @@ MappedFile::~MappedFile() {
 
 std::string read_file(const std::filesystem::path& path, const FileLimit& limit) {
   struct stat st {};
-  const int fd = open_regular_file(path, &st);
+  const int fd = open_regular_file(path, &st, true);
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size > limit.max_bytes) {
     ::close(fd);
