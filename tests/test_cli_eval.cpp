@@ -193,6 +193,9 @@ TEST_F(CliEval, BadInputsFailWithOneLineAndNoPredictions) {
   write_file_atomic(d / "badutf8.csv", "\"1\",\"a\",\"b\"\n\"2\",\"c\xff\xfe\",\"d\"\n");
   write_file_atomic(d / "empty.csv", "");
   write_file_atomic(d / "twoclass.jsonl", "{\"text\": \"x\", \"label\": 0}\n{\"text\": \"y\", \"label\": 2}\n");
+  // 200,000 levels deep: once a stack overflow when the label was copied.
+  write_file_atomic(d / "deep.jsonl", "{\"text\": \"x\", \"label\": " + std::string(200000, '[') +
+                                          std::string(200000, ']') + "}\n");
   auto with = [&](const fs::path& data) { return base(d / "clf", data); };
   std::vector<BadCase> cases = {
       {"malformed", with(d / "malformed.csv"), "malformed.csv"},
@@ -207,6 +210,7 @@ TEST_F(CliEval, BadInputsFailWithOneLineAndNoPredictions) {
       {"bad format", with(d / "small.csv") + " --format xml", "xml"},
       {"lm model", base(d / "lm", d / "small.csv"), "is a GPT2LMHeadModel; eval needs GPT2ForSequenceClassification"},
       {"label outside model", base(d / "clf2", d / "twoclass.jsonl"), "twoclass.jsonl"},
+      {"deeply nested label", with(d / "deep.jsonl"), "deep.jsonl:1: JSON nested deeper than 64 levels"},
       {"no tokenizer", "eval --model " + shell_quote(d / "clf") + " --data " + shell_quote(d / "small.csv"),
        "has no tokenizer files (vocab.json+merges.txt, encoder.json+vocab.bpe or tokenizer.json); pass --tokenizer DIR"},
   };

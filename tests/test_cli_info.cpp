@@ -135,7 +135,7 @@ TEST(CliInfo, BadCheckpointsGiveOneErrorLine) {
       {"truncated", make_dir("trunc", good.substr(0, 5)), "model.safetensors: truncated"},
       {"header past end", make_dir("hdr", good.substr(0, 1000)), "model.safetensors: header length 1392 runs past"},
       {"invalid JSON", make_dir("json", le64(8) + "{\"a\": [}" + good.substr(8)),
-       "model.safetensors: header is not valid JSON"},
+       "model.safetensors: header: invalid JSON"},
       {"unknown dtype",
        make_dir("dtype", edited_weights([](json& h) { h["transformer.ln_f.bias"]["dtype"] = "F8_E4M3"; })),
        "model.safetensors: tensor 'transformer.ln_f.bias': unsupported dtype 'F8_E4M3'"},

@@ -194,7 +194,7 @@ TEST(Safetensors, CorruptFilesGiveOneLineErrorsNamingTheFile) {
       {"4 bytes", "", "", "truncated", std::string("\x01\x00\x00\x00", 4)},
       {"header past end", "", "", "runs past the end", le64(100) + "{}"},
       {"huge header", "", "", "exceeds", le64(uint64_t{1} << 40) + "{}"},
-      {"invalid JSON", "{\"x\": ", "", "not valid JSON", ""},
+      {"invalid JSON", "{\"x\": ", "", "header: invalid JSON", ""},
       {"not an object", "[1,2]", "", "not a JSON object", ""},
       {"unknown dtype", R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}})", "x",
        "tensor 'w': unsupported dtype 'Q4'", ""},

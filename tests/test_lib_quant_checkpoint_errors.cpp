@@ -165,7 +165,32 @@ TEST(CorruptQuantizedCheckpoint, QuantStateIsNotJson) {
   const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors& t) {
     t[kQs] = Tensor::from_vector(std::vector<uint8_t>{'{', 'x'}, {2});
   });
-  EXPECT_HAS(load_error(bad), "quant_state is not valid JSON");
+  EXPECT_HAS(load_error(bad), "quant_state: invalid JSON");
+}
+
+TEST(CorruptQuantizedCheckpoint, QuantStateShapeNestedTooDeep) {
+  // 200,000 levels: once a stack overflow when the shape was printed in the error.
+  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors& t) {
+    std::string text = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": " +
+                       std::string(200000, '[') + std::string(200000, ']') + "}";
+    t[kQs] = Tensor::from_vector(std::vector<uint8_t>(text.begin(), text.end()), {static_cast<int64_t>(text.size())});
+  });
+  const std::string e = load_error(bad);
+  EXPECT_HAS(e, (bad / "model.safetensors").string());
+  EXPECT_HAS(e, "h.0.attn.c_attn.weight.quant_state.bitsandbytes__nf4");
+  EXPECT_HAS(e, "JSON nested deeper than 64 levels");
+  EXPECT_LT(e.size(), 400u);
+}
+
+TEST(CorruptQuantizedCheckpoint, QuantStateShapeIsQuotedBriefly) {
+  const fs::path bad = corrupted(quantized_dir("nf4"), [](Tensors& t) {
+    json qs = quant_state(t.at(kQs));
+    qs["shape"] = std::vector<int>(100000, 7);
+    t[kQs] = json_tensor(qs);
+  });
+  const std::string e = load_error(bad);
+  EXPECT_HAS(e, "shape [7,7,7");
+  EXPECT_LT(e.size(), 400u) << e.substr(0, 400);
 }
 
 TEST(CorruptQuantizedCheckpoint, WrongQuantMap) {
@@ -213,6 +238,15 @@ TEST(CorruptQuantizedCheckpoint, Int8ZeroScale) {
     t["transformer.h.1.attn.c_attn.weight_scale"] = Tensor::from_vector(std::vector<float>{0.0f}, {1});
   });
   EXPECT_HAS(load_error(bad), "'h.1.attn.c_attn.weight_scale': scale 0 at index 0 is not finite and > 0");
+}
+
+TEST(CorruptQuantizedCheckpoint, Int8ZeroPointOutOfRange) {
+  const fs::path bad = corrupted(quantized_dir("int8-tensor"), [](Tensors& t) {
+    t["transformer.h.1.attn.c_attn.weight_zero_point"] = Tensor::from_vector(std::vector<int32_t>{100000}, {1});
+  });
+  const std::string e = load_error(bad);
+  EXPECT_HAS(e, (bad / "model.safetensors").string());
+  EXPECT_HAS(e, "'h.1.attn.c_attn.weight_zero_point': zero point 100000 at index 0 is outside [-32768, 32768]");
 }
 
 TEST(CorruptQuantizedCheckpoint, Int8MissingZeroPoint) {

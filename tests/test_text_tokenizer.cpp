@@ -277,7 +277,7 @@ TEST(TokenizerFiles, CorruptVocabAndMerges) {
   const std::string vocab = R"({"h": 0, "e": 1, "he": 2, "<|endoftext|>": 3})";
   ASSERT_NO_THROW(Tokenizer::load(dir_with({{"vocab.json", vocab}, {"merges.txt", merges}})));
   expect_load_error(dir_with({{"vocab.json", "{\"h\": 0,"}, {"merges.txt", merges}}), "vocab.json",
-                    "malformed JSON");
+                    "invalid JSON");
   expect_load_error(dir_with({{"vocab.json", "[1, 2]"}, {"merges.txt", merges}}), "vocab.json", "JSON object");
   expect_load_error(dir_with({{"vocab.json", R"({"h": "x"})"}, {"merges.txt", merges}}), "vocab.json",
                     "token 'h'");
@@ -293,7 +293,7 @@ TEST(TokenizerFiles, CorruptVocabAndMerges) {
   expect_load_error(dir_with({{"vocab.json", vocab}, {"merges.txt", "h x\n"}}), "merges.txt:1", "not in the vocabulary");
   expect_load_error(dir_with({{"vocab.json", vocab}, {"merges.txt", "e h\n"}}), "merges.txt:1", "makes 'eh'");
   expect_load_error(dir_with({{"vocab.json", vocab}, {"merges.txt", "h \xff\n"}}), "merges.txt", "invalid UTF-8");
-  expect_load_error(dir_with({{"encoder.json", "nope"}, {"vocab.bpe", merges}}), "encoder.json", "malformed JSON");
+  expect_load_error(dir_with({{"encoder.json", "nope"}, {"vocab.bpe", merges}}), "encoder.json", "invalid JSON");
 }
 
 TEST(TokenizerFiles, CorruptTokenizerJson) {
@@ -307,7 +307,7 @@ TEST(TokenizerFiles, CorruptTokenizerJson) {
                                      pre + "," + eot))
                 .encode("he"),
             std::vector<int32_t>{2});
-  expect_load_error(dir_with({{"tokenizer.json", "{\"model\": "}}), "tokenizer.json", "malformed JSON");
+  expect_load_error(dir_with({{"tokenizer.json", "{\"model\": "}}), "tokenizer.json", "invalid JSON");
   expect_load_error(json_dir(pre + "," + eot), "tokenizer.json", "no \"model\" object");
   expect_load_error(json_dir(model + "," + eot), "tokenizer.json", "pre_tokenizer must be ByteLevel");
   expect_load_error(json_dir(model + "," + pre), "tokenizer.json", "no <|endoftext|> token");

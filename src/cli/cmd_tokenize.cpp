@@ -51,6 +51,10 @@ void run(const TokenizeArgs& a) {
     for (size_t i = 0; i < ids.size(); ++i) {
       if (i) out += ',';
       fmt::format_to(std::back_inserter(out), "{}", ids[i]);
+      if (out.size() > (1 << 16)) {  // within a line too: one line can hold millions of ids
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        out.clear();
+      }
     }
     out += "]}\n";
     if (out.size() > (1 << 16)) {

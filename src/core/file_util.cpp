@@ -13,14 +13,39 @@
 
 namespace gpt2q {
 
-std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+namespace {
+
+// A read-only descriptor of the regular file at `path`, its fstat in *st.
+// stat() first, so that a FIFO or device is refused without opening it
+// (open() of a FIFO waits for a writer); O_NONBLOCK and the fstat() after
+// open() cover a FIFO swapped in between the two calls.
+// A missing file is "PATH: no such file" for read_file, "PATH: cannot open
+// (No such file or directory)" for MappedFile (as they always said).
+int open_regular_file(const std::filesystem::path& path, struct stat* st, bool say_no_such_file) {
+  struct stat before {};
+  if (::stat(path.c_str(), &before) != 0) {
+    if (say_no_such_file && (errno == ENOENT || errno == ENOTDIR)) fail("{}: no such file", path.string());
+    fail("{}: cannot open ({})", path.string(), std::strerror(errno));
+  }
+  if (!S_ISREG(before.st_mode)) fail("{}: not a regular file", path.string());
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open ({})", path.string(), std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
     ::close(fd);
     fail("{}: not a regular file", path.string());
   }
+  return fd;
+}
+
+[[noreturn]] void fail_too_large(const std::filesystem::path& path, uint64_t size, const FileLimit& limit) {
+  fail("{}: {} bytes, more than the {} allowed for {}", path.string(), size, limit.max_bytes, limit.what);
+}
+
+}  // namespace
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
+  struct stat st {};
+  int fd = open_regular_file(path, &st, false);
   auto m = std::shared_ptr<MappedFile>(new MappedFile());
   m->path_ = path;
   m->size_ = static_cast<size_t>(st.st_size);
@@ -41,16 +66,35 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    if (!std::filesystem::exists(path, ec)) fail("{}: no such file", path.string());
-    fail("{}: not a regular file", path.string());
+std::string read_file(const std::filesystem::path& path, const FileLimit& limit) {
+  struct stat st {};
+  const int fd = open_regular_file(path, &st, true);
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size > limit.max_bytes) {
+    ::close(fd);
+    fail_too_large(path, size, limit);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open ({})", path.string(), std::strerror(errno));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail("{}: read error", path.string());
+  // Read to EOF rather than st_size bytes: /proc files report size 0, and a
+  // file that grows meanwhile is still capped.
+  std::string s;
+  s.reserve(static_cast<size_t>(size));
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got == 0) break;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      ::close(fd);
+      fail("{}: read error ({})", path.string(), std::strerror(e));
+    }
+    s.append(buf, static_cast<size_t>(got));
+    if (s.size() > limit.max_bytes) {
+      ::close(fd);
+      fail_too_large(path, s.size(), limit);
+    }
+  }
+  ::close(fd);
   return s;
 }
 

@@ -3,6 +3,7 @@
 // and atomic writes (write a temp file beside the target, fsync, rename), so a
 // crash or Ctrl-C never leaves partial output.
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -10,6 +11,24 @@
 #include <string_view>
 
 namespace gpt2q {
+
+// The largest file a reader accepts, and what the error calls it:
+// "PATH: N bytes, more than the M allowed for WHAT". Readers of small
+// structured files (JSON configs, tokenizer files) set one, so that a
+// corrupt or hostile 100 MB config is refused before it is parsed into a
+// DOM several times its size. Caps leave wide margins: GPT-2's vocab.json
+// is 1 MB, its tokenizer.json 1.4 MB, a config.json a few kB.
+struct FileLimit {
+  uint64_t max_bytes;
+  const char* what;
+};
+inline constexpr FileLimit kNoFileLimit{UINT64_MAX, "a file"};
+inline constexpr FileLimit kConfigFileLimit{uint64_t{16} << 20, "a config file"};
+inline constexpr FileLimit kTokenizerFileLimit{uint64_t{64} << 20, "a tokenizer file"};
+
+// Every reader refuses what is not a regular file ("PATH: not a regular
+// file") before opening it: open() of a FIFO blocks until a writer comes,
+// and a directory or device is never what the user meant.
 
 // A read-only mapping of a whole file. Errors name the file.
 class MappedFile {
@@ -30,8 +49,9 @@ class MappedFile {
   std::filesystem::path path_;
 };
 
-// Whole file as bytes; Error "PATH: cannot read (reason)" on failure.
-std::string read_file(const std::filesystem::path& path);
+// Whole file as bytes; Error "PATH: cannot read (reason)" on failure, and
+// the FileLimit error for a file above `limit`.
+std::string read_file(const std::filesystem::path& path, const FileLimit& limit = kNoFileLimit);
 
 // create_directories with one error line: "PATH: cannot create directory
 // (Permission denied)", not std::filesystem's "filesystem error: ...".

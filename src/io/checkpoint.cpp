@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "core/half.h"
 
 namespace gpt2q {
@@ -231,12 +232,7 @@ Checkpoint Checkpoint::load(const fs::path& dir) {
     weights = single.string();
   } else if (fs::exists(index, ec)) {
     weights = index.string();
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_file(index));
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}: invalid JSON ({})", weights, e.what());
-    }
+    const nlohmann::json j = read_json_file(index, kConfigFileLimit);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       fail("{}: no 'weight_map' object", weights);
     std::map<std::string, size_t> file_slot;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 
 namespace gpt2q {
 
@@ -205,14 +206,7 @@ GPT2Config GPT2Config::from_json(const json& j, const std::string& source) {
 }
 
 GPT2Config GPT2Config::load(const std::filesystem::path& path) {
-  std::string text = read_file(path);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON ({})", path.string(), e.what());
-  }
-  return from_json(j, path.string());
+  return from_json(read_json_file(path, kConfigFileLimit), path.string());
 }
 
 json GPT2Config::to_json() const {

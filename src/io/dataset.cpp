@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "core/seeded_shuffle.h"
 #include "core/utf8.h"
 
@@ -110,15 +111,11 @@ Dataset load_jsonl(const fs::path& path) {
     pos = end + 1;
     ++line;
     if (l.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(l);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}:{}: invalid JSON ({})", src, line, e.what());
-    }
+    const nlohmann::json j = parse_json(l, fmt::format("{}:{}", src, line));
     if (!j.is_object()) fail("{}:{}: expected a JSON object", src, line);
     if (!j.contains("text") || !j["text"].is_string()) fail("{}:{}: 'text' must be a string", src, line);
-    const auto& lab = j.contains("label") ? j["label"] : nlohmann::json();
+    static const nlohmann::json kAbsent;
+    const nlohmann::json& lab = j.contains("label") ? j["label"] : kAbsent;  // a reference: no copy
     if (!lab.is_number_integer() || lab.get<int64_t>() < 0 || lab.get<int64_t>() > 999'999'999)
       fail("{}:{}: 'label' must be a non-negative integer", src, line);
     d.rows.push_back({j["text"].get<std::string>(), static_cast<int32_t>(lab.get<int64_t>())});
@@ -145,6 +142,10 @@ DataFormat parse_data_format(std::string_view name) {
 DataFormat guess_data_format(const fs::path& path) {
   if (path.extension() == ".jsonl") return DataFormat::Jsonl;
   if (path.extension() == ".csv") {
+    // Sniffing reads only regular files: a FIFO would block here (the loader
+    // then refuses it).
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return DataFormat::AgNews;
     std::ifstream in(path, std::ios::binary);
     std::string first;
     if (in && std::getline(in, first)) {

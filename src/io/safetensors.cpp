@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace gpt2q {
 
@@ -29,12 +30,6 @@ void write_le64(std::ostream& out, uint64_t v) {
   char b[8];
   for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
   out.write(b, 8);
-}
-
-std::string json_brief(const nlohmann::json& j) {
-  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
 }
 
 uint64_t json_uint(const nlohmann::json& v, const std::string& where, const std::string& file) {
@@ -100,12 +95,8 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   const uint64_t data_start = 8 + n;
   const uint64_t data_size = size - data_start;
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(reinterpret_cast<const char*>(base + 8), reinterpret_cast<const char*>(base + 8 + n));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: header is not valid JSON ({})", file, e.what());
-  }
+  const nlohmann::json header =
+      parse_json(std::string_view(reinterpret_cast<const char*>(base + 8), n), file + ": header");
   if (!header.is_object()) fail("{}: header is not a JSON object", file);
 
   std::vector<Entry> entries;

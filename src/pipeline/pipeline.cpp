@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 #include "quant/checkpoint_quantizer.h"
@@ -87,15 +88,19 @@ void check_or_record_settings(const PipelineOptions& o) {
   if (fs::exists(file)) {
     json have;
     try {
-      have = json::parse(read_file(file));
-    } catch (const json::exception& e) {
-      fail("{}: not valid JSON ({}); pass --force to start over", file.string(), e.what());
+      have = read_json_file(file, kConfigFileLimit);
+    } catch (const Error& e) {
+      fail("{}; pass --force to start over", e.what());
     }
-    if (have.value("settings", json()) != want) {
+    // The file is the user's to edit: anything but {"settings": {...}} differs.
+    static const json kNone = json::object();
+    const json& had = have.is_object() && have.contains("settings") && have["settings"].is_object() ? have["settings"]
+                                                                                                     : kNone;
+    if (had != want) {
       std::string diff;
       for (auto& [k, v] : want.items())
-        if (!have["settings"].contains(k) || have["settings"][k] != v)
-          diff += fmt::format(" {}: {} -> {};", k, have["settings"].value(k, json()).dump(), v.dump());
+        if (!had.contains(k) || had[k] != v)
+          diff += fmt::format(" {}: {} -> {};", k, had.contains(k) ? json_brief(had[k]) : "null", json_brief(v));
       fail("{}: an earlier pipeline with other settings is there ({}); pass --force to start over or choose "
            "another --out",
            o.out.string(), diff);

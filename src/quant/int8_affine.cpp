@@ -48,8 +48,9 @@ Int8Params int8_params(const float* w, int64_t n, Int8Scheme scheme) {
   p.scale = (hi - lo) / 255.0f;
   if (p.scale == 0.0f) p.scale = 1.0f;
   float zp = round_half_even(-128.0f - lo / p.scale);
-  // Only a range that is tiny next to its magnitude gets here (e.g. [1e6, 1e6 + 0.06]).
-  if (!(std::fabs(zp) < 1.0e9f)) fail("int8 quantization: range [{}, {}] is too narrow for an affine zero point", lo, hi);
+  // Only a range that is tiny next to its magnitude gets here (e.g. [100, 100.7]).
+  if (!(std::fabs(zp) <= static_cast<float>(kMaxInt8ZeroPoint)))
+    fail("int8 quantization: range [{}, {}] is too narrow for an affine zero point", lo, hi);
   p.zero_point = static_cast<int32_t>(zp);
   return p;
 }

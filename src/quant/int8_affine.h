@@ -47,6 +47,13 @@ struct Int8Weight {
   std::string format() const;  // "int8-tensor", "int8-tensor-sym", "int8-channel", "int8-channel-sym"
 };
 
+// The largest |zero point| the quantizer writes and the checkpoint reader
+// accepts. A zero point outside [-128, 127] comes from a group whose range
+// excludes 0; beyond ±2^15 that range is under 1/128 of its distance from 0
+// (e.g. [100, 100.7]), which no weight tensor looks like, so such a value in
+// a file is corruption, and the quantizer refuses such a group.
+inline constexpr int32_t kMaxInt8ZeroPoint = 1 << 15;
+
 // Quantization parameters for one group of values (a tensor or a row).
 struct Int8Params {
   float scale = 1.0f;

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace gpt2q::quant {
 
@@ -144,6 +145,10 @@ Int8Weight read_int8_affine(const WeightReader& r, const QuantizationConfig& cfg
   const std::string zp = r.module() + ".weight_zero_point";
   if (w.scheme == Int8Scheme::affine) {
     w.zero_point = r.values<int32_t>(zp, DType::I32, groups, "zero points, as the scales");
+    for (size_t i = 0; i < w.zero_point.size(); ++i)
+      if (w.zero_point[i] < -kMaxInt8ZeroPoint || w.zero_point[i] > kMaxInt8ZeroPoint)
+        r.bad(zp, fmt::format("zero point {} at index {} is outside [{}, {}]", w.zero_point[i], i, -kMaxInt8ZeroPoint,
+                              kMaxInt8ZeroPoint));
   } else if (r.has(zp)) {
     r.bad(zp, "a symmetric int8 weight has no zero point (quantization_config.symmetric is true)");
   }
@@ -153,12 +158,12 @@ Int8Weight read_int8_affine(const WeightReader& r, const QuantizationConfig& cfg
 // The JSON of bnb's packed quant_state tensor.
 nlohmann::json read_quant_state(const WeightReader& r, const std::string& name) {
   const Tensor& t = r.get(name, DType::U8, -1, "bnb quant_state JSON");
-  const std::string text(static_cast<const char*>(t.raw()), t.nbytes());
+  const std::string_view text(static_cast<const char*>(t.raw()), t.nbytes());
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    r.bad(name, fmt::format("quant_state is not valid JSON ({})", e.what()));
+    j = parse_json(text, "quant_state");
+  } catch (const Error& e) {
+    r.bad(name, e.what());  // "quant_state: invalid JSON: ..." or "... nested deeper than ..."
   }
   if (!j.is_object()) r.bad(name, "quant_state JSON is not an object");
   return j;
@@ -198,7 +203,7 @@ Blockwise4Weight read_blockwise4(const WeightReader& r, const QuantizationConfig
     r.bad(state_name, fmt::format("dtype \"{}\" is not float32, float16 or bfloat16", dt));
   if (!qs.contains("shape") || qs["shape"] != nlohmann::json::array({out, in}))
     r.bad(state_name, fmt::format("shape {} does not match the layer's [{}, {}]",
-                                  qs.contains("shape") ? qs["shape"].dump() : "(none)", out, in));
+                                  qs.contains("shape") ? json_brief(qs["shape"]) : "(none)", out, in));
 
   const int64_t n = out * in, blocks = w.num_blocks();
   const Tensor& packed =
@@ -403,9 +408,12 @@ QuantizationConfig checkpoint_quantization(const Checkpoint& ck) {
   for (const std::string& W : ck.quantized_weights) {
     auto it = ck.tensors.find(W + ".quant_state.bitsandbytes__" + code4_name(code4_of(cfg.method)));
     if (it == ck.tensors.end()) continue;
-    const nlohmann::json qs =
-        nlohmann::json::parse(std::string(static_cast<const char*>(it->second.raw()), it->second.nbytes()), nullptr,
-                              /*allow_exceptions=*/false);
+    // Only a summary: a bad quant_state is reported, naming it, when the weight is read.
+    nlohmann::json qs;
+    try {
+      qs = parse_json(std::string_view(static_cast<const char*>(it->second.raw()), it->second.nbytes()), W);
+    } catch (const Error&) {
+    }
     const int64_t bs = qs.is_object() && qs.contains("blocksize") && qs["blocksize"].is_number_integer()
                            ? qs["blocksize"].get<int64_t>()
                            : 0;

@@ -13,6 +13,7 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "eval/tokenizer_lookup.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"
@@ -331,7 +332,7 @@ CompareResults run_compare(const CompareOptions& o) {
     fp["ready_dir"] = p.spec.ready_dir ? fs::absolute(*p.spec.ready_dir).lexically_normal().string() : "";
     if (!o.force && fs::exists(cache)) {
       try {
-        const json j = json::parse(read_file(cache));
+        const json j = read_json_file(cache, kConfigFileLimit);
         if (j.at("fingerprint") == fp) {
           VariantMeasurement m = measurement_from_json(j.at("measurement"));
           m.reused = true;

@@ -68,15 +68,23 @@ struct Symbol {
   int32_t prev, next;
 };
 
-// A candidate merge of the symbol at `pos` with its right neighbour. Taken in
-// (rank, pos) order; stale once either symbol has changed.
-struct Candidate {
-  int32_t rank, pos, left, right, merged;
-  bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-};
+// A candidate merge of the symbol at `pos` with its right neighbour, as
+// rank << 32 | pos: one integer, so that the heap orders by (rank, pos) with
+// one comparison and a huge piece's heap takes 8 bytes per entry. A rank
+// names one pair (the table keeps one rank per pair), so a candidate is
+// still valid iff its symbols' pair still has its rank.
+using Candidate = uint64_t;
+Candidate candidate(int32_t rank, int32_t pos) {
+  return static_cast<uint64_t>(static_cast<uint32_t>(rank)) << 32 | static_cast<uint32_t>(pos);
+}
 
 }  // namespace
 
+// The classic O(n log n) merge loop (HF tokenizers' Word::merge_all,
+// tiktoken): symbols in a doubly linked list over an array, candidate pairs
+// in a min-heap by (rank, position), stale candidates skipped when popped.
+// Memory is linear: 12 bytes per symbol, and at most 2 heap entries per
+// byte (n - 1 pairs at the start, at most 2 new ones per merge, n - 1 merges).
 void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) const {
   if (bytes.size() == 1) {
     int32_t id = byte_id_[static_cast<unsigned char>(bytes[0])];
@@ -98,34 +106,45 @@ void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) co
   if (syms.empty()) return;
   syms.back().next = -1;
 
+  auto rank_at = [&](int32_t pos) -> const Slot* {
+    const Symbol& l = syms[pos];
+    return l.next < 0 ? nullptr : lookup(l.id, syms[l.next].id);
+  };
   auto push_pair = [&](int32_t pos) {
     if (pos < 0) return;
-    const Symbol& l = syms[pos];
-    if (l.next < 0) return;
-    const Symbol& r = syms[l.next];
-    if (const Slot* s = lookup(l.id, r.id)) {
-      heap.push_back({s->rank, pos, l.id, r.id, s->merged});
+    if (const Slot* s = rank_at(pos)) {
+      heap.push_back(candidate(s->rank, pos));
       std::push_heap(heap.begin(), heap.end(), std::greater<>());
     }
   };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) push_pair(i);
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i)
+    if (const Slot* s = rank_at(i)) heap.push_back(candidate(s->rank, i));
+  std::make_heap(heap.begin(), heap.end(), std::greater<>());  // O(n), not n pushes
 
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
     const Candidate c = heap.back();
     heap.pop_back();
-    Symbol& l = syms[c.pos];
-    if (l.id != c.left || l.next < 0) continue;
+    const auto pos = static_cast<int32_t>(c & 0xffffffffu);
+    const auto rank = static_cast<int32_t>(c >> 32);
+    Symbol& l = syms[pos];
+    if (l.id < 0) continue;  // merged away
+    const Slot* s = rank_at(pos);
+    if (!s || s->rank != rank) continue;  // its pair changed since
     Symbol& r = syms[l.next];
-    if (r.id != c.right) continue;
-    l.id = c.merged;
+    l.id = s->merged;
     l.next = r.next;
-    if (r.next >= 0) syms[r.next].prev = c.pos;
+    if (r.next >= 0) syms[r.next].prev = pos;
     r.id = -1;
     push_pair(l.prev);
-    push_pair(c.pos);
+    push_pair(pos);
   }
   for (int32_t i = 0; i >= 0; i = syms[i].next) out.push_back(syms[i].id);
+  // A giant piece leaves buffers of its size behind in this thread; give them back.
+  if (syms.capacity() > (size_t{1} << 16)) {
+    std::vector<Symbol>().swap(syms);
+    std::vector<Candidate>().swap(heap);
+  }
 }
 
 }  // namespace gpt2q::text

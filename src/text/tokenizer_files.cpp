@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "text/tokenizer.h"
 #include "text/tokenizer_impl.h"
 
@@ -19,14 +20,7 @@ using json = nlohmann::json;
 using Vocab = std::unordered_map<std::string, int32_t>;
 using Merges = std::vector<text::BpeModel::Merge>;
 
-json parse_json(const fs::path& path) {
-  std::string bytes = read_file(path);
-  try {
-    return json::parse(bytes);
-  } catch (const json::parse_error& e) {
-    fail("{}: malformed JSON at byte {}", path.string(), e.byte);
-  }
-}
+json parse_tokenizer_json(const fs::path& path) { return read_json_file(path, kTokenizerFileLimit); }
 
 // `what` says where in the file the object sits ("" for the top level).
 Vocab vocab_from_json(const json& j, const std::string& where) {
@@ -38,7 +32,7 @@ Vocab vocab_from_json(const json& j, const std::string& where) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     const json& v = it.value();
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > std::numeric_limits<int32_t>::max())
-      fail("{}: token '{}' has id {}, expected an integer 0..2147483647", where, it.key(), v.dump());
+      fail("{}: token '{}' has id {}, expected an integer 0..2147483647", where, it.key(), json_brief(v));
     auto id = static_cast<int32_t>(v.get<int64_t>());
     by_id.emplace_back(id, &it.key());
     vocab.emplace(it.key(), id);
@@ -58,7 +52,13 @@ std::optional<text::BpeModel::Merge> split_merge(std::string_view line, std::str
 }
 
 Merges read_merges_txt(const fs::path& path) {
-  const std::string text = read_file(path);
+  const std::string text = read_file(path, kTokenizerFileLimit);
+  // A merges file has at least its "#version" line (one with only that line
+  // is odd but legal: a byte-level vocabulary without merges). Nothing at
+  // all is a truncated or wrongly created file, which would otherwise
+  // tokenize every text into single bytes without a word.
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    fail("{}: empty file (expected a \"#version\" line and one merge per line)", path.string());
   size_t bad = 0;
   if (!valid_utf8(text, &bad)) fail("{}: invalid UTF-8 at byte {}", path.string(), bad);
   Merges merges;
@@ -84,17 +84,17 @@ const json* member(const json& j, const char* key) {
 
 // tokenizer.json options that would change the result and that GPT-2 does not use.
 void check_supported(const json& j, const std::string& where) {
-  if (const json* n = member(j, "normalizer")) fail("{}: normalizer {} is not supported", where, n->dump());
+  if (const json* n = member(j, "normalizer")) fail("{}: normalizer {} is not supported", where, json_brief(*n));
   const json* pre = member(j, "pre_tokenizer");
   if (!pre || !pre->is_object() || pre->value("type", "") != "ByteLevel" || pre->value("add_prefix_space", false) ||
       !pre->value("use_regex", true))
     fail("{}: pre_tokenizer must be ByteLevel without add_prefix_space (GPT-2's), got {}", where,
-         pre ? pre->dump() : "null");
+         pre ? json_brief(*pre) : "null");
   const json& model = j.at("model");
   if (model.value("type", "BPE") != "BPE") fail("{}: model type '{}' is not BPE", where, model.value("type", ""));
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (const json* v = member(model, key); v && !(v->is_string() && v->get<std::string>().empty()))
-      fail("{}: model.{} {} is not supported", where, key, v->dump());
+      fail("{}: model.{} {} is not supported", where, key, json_brief(*v));
   for (const char* key : {"dropout", "unk_token"})
     if (member(model, key)) fail("{}: model.{} is not supported", where, key);
   for (const char* key : {"byte_fallback", "ignore_merges"})
@@ -105,7 +105,7 @@ void check_supported(const json& j, const std::string& where) {
 }  // namespace
 
 Tokenizer Tokenizer::from_vocab_merges(const fs::path& vocab_json, const fs::path& merges_txt) {
-  Vocab vocab = vocab_from_json(parse_json(vocab_json), vocab_json.string());
+  Vocab vocab = vocab_from_json(parse_tokenizer_json(vocab_json), vocab_json.string());
   Merges merges = read_merges_txt(merges_txt);
   // HF's GPT2Tokenizer registers <|endoftext|> (its bos/eos/unk) as an added token.
   auto eos = vocab.find("<|endoftext|>");
@@ -116,7 +116,7 @@ Tokenizer Tokenizer::from_vocab_merges(const fs::path& vocab_json, const fs::pat
 
 Tokenizer Tokenizer::from_tokenizer_json(const fs::path& tokenizer_json) {
   const std::string where = tokenizer_json.string();
-  json j = parse_json(tokenizer_json);
+  json j = parse_tokenizer_json(tokenizer_json);
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     fail("{}: no \"model\" object (not a tokenizer.json?)", where);
   check_supported(j, where);
@@ -134,7 +134,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const fs::path& tokenizer_json) {
       merge = split_merge(m.get<std::string>(), at);
     else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string())  // newer: ["a", "b"]
       merge = text::BpeModel::Merge{m[0].get<std::string>(), m[1].get<std::string>(), at};
-    if (!merge) fail("{}: expected \"a b\" or [\"a\", \"b\"], got {}", at, m.dump());
+    if (!merge) fail("{}: expected \"a b\" or [\"a\", \"b\"], got {}", at, json_brief(m));
     merges.push_back(std::move(*merge));
   }
   std::vector<Impl::AddedToken> added;
@@ -144,9 +144,9 @@ Tokenizer Tokenizer::from_tokenizer_json(const fs::path& tokenizer_json) {
       if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || a["id"].get<int64_t>() < 0 ||
           a["id"].get<int64_t>() > std::numeric_limits<int32_t>::max() || !a.contains("content") ||
           !a["content"].is_string())
-        fail("{}: added token {} needs an integer id and a string content", where, a.dump());
+        fail("{}: added token {} needs an integer id and a string content", where, json_brief(a));
       for (const char* key : {"lstrip", "rstrip", "single_word"})
-        if (a.value(key, false)) fail("{}: added token {} uses {}, which is not supported", where, a.dump(), key);
+        if (a.value(key, false)) fail("{}: added token {} uses {}, which is not supported", where, json_brief(a), key);
       added.push_back({a["content"].get<std::string>(), static_cast<int32_t>(a["id"].get<int64_t>())});
     }
   }

@@ -1,8 +1,11 @@
 #include "train/train_state.h"
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json_read.h"
 #include "io/safetensors.h"
 
 namespace gpt2q::train {
@@ -20,6 +23,57 @@ void restore(const SafetensorsFile& f, const std::string& name, Tensor& into) {
     fail("{}: {} is {} {}, the model needs F32 {}", f.path.string(), name, dtype_name(t.dtype()), shape_str(t.shape()),
          shape_str(into.shape()));
   std::memcpy(into.raw(), t.raw(), t.nbytes());
+}
+
+// An integer field of the metadata (a JSON integer, not 1e12 or "5").
+int64_t int_field(const nlohmann::json& meta, const char* key, const std::string& file) {
+  auto it = meta.find(key);
+  if (it == meta.end()) fail("{}: training state metadata has no '{}'", file, key);
+  if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX))
+    fail("{}: {} {} is not an integer", file, key, json_brief(*it));
+  return it->get<int64_t>();
+}
+
+int64_t int_in_range(const nlohmann::json& meta, const char* key, int64_t lo, int64_t hi, const std::string& file) {
+  const int64_t v = int_field(meta, key, file);
+  if (v < lo || v > hi) fail("{}: {} {} is out of range for this run ({}..{})", file, key, v, lo, hi);
+  return v;
+}
+
+// The counters, checked against what the trainer writes: a state saved
+// mid-epoch has step == epoch * steps_per_epoch + batch_in_epoch with
+// batch_in_epoch < steps_per_epoch; one saved at an epoch's end has
+// batch_in_epoch 0, and when it ends the run (step == total_steps, which
+// can fall inside an epoch under --max-steps) epoch is the number of epochs
+// begun. Anything else is no state of this run: resuming from it would spin
+// (batch_in_epoch past the epoch's end), run backwards, or report nonsense.
+TrainPosition read_position(const nlohmann::json& meta, const std::string& file, const RunLength& run) {
+  GPT2Q_CHECK(run.steps_per_epoch > 0 && run.total_steps > 0, "run of {} steps, {} per epoch", run.total_steps,
+              run.steps_per_epoch);
+  const int64_t per_epoch = run.steps_per_epoch, total = run.total_steps;
+  const int64_t epochs = (total + per_epoch - 1) / per_epoch;  // begun by the end
+  TrainPosition pos;
+  pos.step = int_in_range(meta, "step", 0, total, file);
+  pos.epoch = int_in_range(meta, "epoch", 0, epochs, file);
+  pos.batch_in_epoch = int_in_range(meta, "batch_in_epoch", 0, per_epoch - 1, file);
+  const bool consistent = pos.step == total ? pos.batch_in_epoch == 0 && pos.epoch == epochs
+                                            : pos.step == pos.epoch * per_epoch + pos.batch_in_epoch;
+  if (!consistent)
+    fail("{}: step {} does not match epoch {}, batch {} of this run ({} steps, {} per epoch)", file, pos.step,
+         pos.epoch, pos.batch_in_epoch, total, per_epoch);
+  // best_epoch is set at an epoch's end, before epoch moves on.
+  pos.best_epoch = int_in_range(meta, "best_epoch", -1, pos.epoch - 1, file);
+  auto bm = meta.find("best_metric");
+  if (bm != meta.end() && !bm->is_null()) {
+    if (!bm->is_number() || !std::isfinite(bm->get<double>()))
+      fail("{}: best_metric {} is not a finite number", file, json_brief(*bm));
+    pos.best_metric = bm->get<double>();
+  }
+  // TrainingLog checks it against the log's length.
+  pos.log_bytes = static_cast<uint64_t>(int_in_range(meta, "log_bytes", 0, INT64_MAX, file));
+  if (const int64_t s = int_field(meta, "optimizer_steps", file); s != pos.step)
+    fail("{}: optimizer_steps {} does not match step {}", file, s, pos.step);
+  return pos;
 }
 
 }  // namespace
@@ -50,33 +104,27 @@ void save_train_state(const std::filesystem::path& path, const TrainableGPT2& mo
 }
 
 TrainPosition load_train_state(const std::filesystem::path& path, TrainableGPT2& model, AdamW& opt,
-                               const nlohmann::json& settings) {
+                               const nlohmann::json& settings, const RunLength& run) {
   if (!std::filesystem::exists(path)) fail("{}: no training state to resume from", path.string());
   const auto f = SafetensorsFile::open(path);
   auto it = f.metadata.find(kMetaKey);
   if (it == f.metadata.end()) fail("{}: not a gpt2q training state", path.string());
-  nlohmann::json meta;
-  TrainPosition pos;
-  try {
-    meta = nlohmann::json::parse(it->second);
-    if (meta.at("version").get<int>() != kVersion)
-      fail("{}: training state version {} (this gpt2q reads {})", path.string(), meta.at("version").dump(), kVersion);
-    pos.step = meta.at("step").get<int64_t>();
-    pos.epoch = meta.at("epoch").get<int64_t>();
-    pos.batch_in_epoch = meta.at("batch_in_epoch").get<int64_t>();
-    if (!meta.at("best_metric").is_null()) pos.best_metric = meta.at("best_metric").get<double>();
-    pos.best_epoch = meta.at("best_epoch").get<int64_t>();
-    pos.log_bytes = meta.at("log_bytes").get<uint64_t>();
-    opt.set_steps(meta.at("optimizer_steps").get<int64_t>());
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed training state metadata ({})", path.string(), e.what());
-  }
-  const auto& saved = meta.at("settings");
+  const std::string file = path.string();
+  const nlohmann::json meta = parse_json(it->second, file + ": metadata " + kMetaKey);
+  if (!meta.is_object()) fail("{}: metadata {} is not a JSON object", file, kMetaKey);
+  if (const int64_t v = int_field(meta, "version", file); v != kVersion)
+    fail("{}: training state version {} (this gpt2q reads {})", file, v, kVersion);
+  // Settings first: other --epochs or data also move the position's bounds,
+  // and naming the argument is the better message.
+  static const nlohmann::json kNone;
+  const nlohmann::json& saved = meta.contains("settings") ? meta["settings"] : kNone;
   for (auto& [key, value] : settings.items()) {
-    if (!saved.contains(key) || saved.at(key) != value)
-      fail("{}: --resume with a different {} (state: {}, now: {}); resume with the original arguments", path.string(),
-           key, saved.contains(key) ? saved.at(key).dump() : "absent", value.dump());
+    if (!saved.is_object() || !saved.contains(key) || saved.at(key) != value)
+      fail("{}: --resume with a different {} (state: {}, now: {}); resume with the original arguments", file, key,
+           saved.is_object() && saved.contains(key) ? json_brief(saved.at(key)) : "absent", json_brief(value));
   }
+  const TrainPosition pos = read_position(meta, file, run);
+  opt.set_steps(pos.step);
   auto& params = model.parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     restore(f, "param/" + params[i].name, params[i].value);

@@ -32,11 +32,19 @@ struct TrainPosition {
 
 void save_train_state(const std::filesystem::path& path, const TrainableGPT2& model, const AdamW& opt,
                       const TrainPosition& pos, const nlohmann::json& settings);
+// The length of the run a state belongs to, to check its position against.
+struct RunLength {
+  int64_t total_steps = 0;
+  int64_t steps_per_epoch = 0;
+};
+
 // Restores parameters and optimizer state in place. Error naming the file
 // when it is not a gpt2q training state, when its parameters do not fit the
-// model, or when `settings` differ from the saved ones (names the first
-// differing setting).
+// model, when `settings` differ from the saved ones (names the first
+// differing setting), or when its position is not one this run passes
+// through (a counter that is not an integer, out of range, or inconsistent
+// with the others: names the field).
 TrainPosition load_train_state(const std::filesystem::path& path, TrainableGPT2& model, AdamW& opt,
-                               const nlohmann::json& settings);
+                               const nlohmann::json& settings, const RunLength& run);
 
 }  // namespace gpt2q::train

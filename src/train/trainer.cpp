@@ -137,7 +137,7 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
   aw.weight_decay = opts.weight_decay;
   AdamW opt(model.parameters(), aw);
   TrainPosition pos;
-  if (opts.resume) pos = load_train_state(out.state_path(), model, opt, opts.settings);
+  if (opts.resume) pos = load_train_state(out.state_path(), model, opt, opts.settings, {total, per_epoch});
   if (opts.resume && pos.step >= total) {
     // A finished run: resuming it does nothing (docs/training.md) and writes
     // nothing, so it also works in a directory that has become read-only.
