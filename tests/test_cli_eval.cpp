@@ -136,6 +136,52 @@ TEST_F(CliEval, JsonAndPredictionsMatchTheLibraryAndARecount) {
   fs::remove_all(out_dir);
 }
 
+// --compute-dtype bf16 on an fp32 checkpoint: the block projections'
+// weights rounded to bf16 once, prompts (5 × 16 = 80 rows per product, above
+// the 16-row threshold) multiplied with bf16 activations and fp32 sums
+// (backend/cpu/bf16_linear.h). The CLI gives what the library gives with a
+// CPU bf16 placement, and logits stay within bf16 rounding of fp32's.
+TEST_F(CliEval, ComputeDtypeBf16OnADenseCheckpoint) {
+  const fs::path out_dir = test::temp_dir("cli_eval_bf16");
+  const std::string cmd = base(*root_ / "clf", *root_ / "small.csv") + " --batch-size 5 --max-length 16 --json ";
+  auto r = test::run_gpt2q(cmd + "--compute-dtype bf16 --predictions " + shell_quote(out_dir / "bf16.csv"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["device"]["compute_dtype"], "cpu (bf16)");
+
+  auto tok = Tokenizer::load(gpt2_tokenizer_dir());
+  auto data = load_dataset(*root_ / "small.csv", DataFormat::AgNews);
+  ClassifyOptions opts;
+  opts.batch_size = 5;
+  opts.max_length = 16;
+  opts.progress = false;
+  const auto bf16 = evaluate_classifier(*GPT2Model::load(*root_ / "clf", Placement{Device::CPU, DType::BF16}), tok,
+                                        data, opts);
+  const auto fp32 = evaluate_classifier(*GPT2Model::load(*root_ / "clf"), tok, data, opts);
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), bf16.metrics.accuracy);
+  EXPECT_DOUBLE_EQ(j["macro_f1"].get<double>(), bf16.metrics.macro_f1);
+  std::istringstream lines(read_text(out_dir / "bf16.csv"));
+  std::string line;
+  std::getline(lines, line);
+  for (size_t i = 0; std::getline(lines, line); ++i)
+    EXPECT_EQ(std::stoi(line.substr(line.rfind(',') + 1)), bf16.run.predictions.at(i)) << i;
+  // bf16 keeps 8 significant bits: each rounded operand is off by at most
+  // 2^-9 relative, so a logit moves by about that much of its magnitude per
+  // rounded product on its path (here: four projections, then fp32 layers).
+  // 2^-5 of the largest logit (+ 1e-4 for logits near 0) is a loose bound
+  // of that; an unrounded (fp32) run would pass it too, so the difference
+  // itself is checked to be non-zero.
+  ASSERT_EQ(bf16.run.logits.size(), fp32.run.logits.size());
+  float largest = 0, diff = 0;
+  for (size_t i = 0; i < fp32.run.logits.size(); ++i) {
+    largest = std::max(largest, std::fabs(fp32.run.logits[i]));
+    diff = std::max(diff, std::fabs(bf16.run.logits[i] - fp32.run.logits[i]));
+  }
+  EXPECT_LE(diff, std::ldexp(largest, -5) + 1e-4f);
+  EXPECT_GT(diff, 0.0f) << "bf16 compute changed nothing";
+  fs::remove_all(out_dir);
+}
+
 TEST_F(CliEval, HumanOutputShowsMetricsAndClassNames) {
   auto r = test::run_gpt2q(base(*root_ / "clf", *root_ / "small.csv"));
   ASSERT_EQ(r.exit_code, 0) << r.err;

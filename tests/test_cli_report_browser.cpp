@@ -85,6 +85,11 @@ TEST(CliReportBrowser, EveryChartAndTableRendersWithEveryVariant) {
     EXPECT_EQ(attr_values(svg, "data-variant"), variants) << id;
   }
   EXPECT_EQ(count_of(svg_element(html, "metrics"), "class=\"bar\""), 4 * variants.size());
+  // The Δ chart: every variant but the baseline (the zero line).
+  const std::string delta = svg_element(html, "quality-delta");
+  EXPECT_NE(delta.find("data-rendered=\"yes\""), std::string::npos) << "quality-delta not laid out";
+  EXPECT_EQ(attr_values(delta, "data-variant"), std::vector<std::string>(variants.begin() + 1, variants.end()));
+  EXPECT_EQ(count_of(delta, "class=\"bar\""), 2 * (variants.size() - 1));
   const std::string f1 = svg_element(html, "per-class-f1");
   EXPECT_NE(f1.find("data-rendered=\"yes\""), std::string::npos);
   EXPECT_EQ(attr_values(f1, "data-class"), classes);

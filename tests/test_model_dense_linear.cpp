@@ -216,4 +216,54 @@ TEST(DenseLinear16, LoadedSixteenBitModelsHoldTheMappedWeights) {
   }
 }
 
+// A CPU placement with compute BF16: every block projection of a dense
+// checkpoint holds its weight rounded to bf16 and packed (nothing else), and
+// runs ops::linear_bf16 on it.
+TEST(DenseLinearBf16Compute, HoldsOnlyThePackedBf16Weight) {
+  const Placement bf16{Device::CPU, DType::BF16};
+  const std::vector<float> w = test::normal_values(37 * 45, 0.05f, 3), b = test::normal_values(45, 0.1f, 4);
+  const Tensor wt = Tensor::from_vector(w, {37, 45});
+  const auto lin = make_dense_linear(wt, bias_of(b), bf16);
+  EXPECT_EQ(lin->format(), "bf16");
+  EXPECT_FALSE(lin->weight().defined()) << "the fp32 weight is let go";
+  const Tensor packed = ops::pack_linear_bf16(wt);
+  ASSERT_EQ(lin->packed_bf16().numel(), packed.numel());
+  EXPECT_EQ(std::memcmp(lin->packed_bf16().raw(), packed.raw(), packed.nbytes()), 0);
+  EXPECT_EQ(lin->bytes(), packed.nbytes() + 45 * 4);
+  EXPECT_EQ(lin->in_features(), 37);
+  EXPECT_EQ(lin->out_features(), 45);
+  for (int64_t rows : {1, 20}) {
+    const std::vector<float> x = test::normal_values(rows * 37, 1.0f, 5);
+    Tensor want = Tensor::empty({rows, 45}, DType::F32);
+    ops::linear_bf16(Tensor::from_vector(x, {rows, 37}), packed, 37, 45, bias_of(b), want);
+    const auto got = run(*lin, x.data(), rows);
+    EXPECT_EQ(std::memcmp(got.data(), want.raw(), want.nbytes()), 0) << rows << " rows";
+  }
+  // A whole model: every projection is bf16, the logits close to fp32's.
+  GPT2Config cfg;
+  cfg.vocab_size = 64;
+  cfg.n_positions = 32;
+  cfg.n_embd = 32;
+  cfg.n_head = 2;
+  cfg.n_layer = 2;
+  const Checkpoint ck = make_synthetic_checkpoint(cfg, ModelKind::CausalLM, 11);
+  const auto model = GPT2Model::from_checkpoint(ck, bf16);
+  for (const auto& bw : model->blocks())
+    for (const Linear* l : {bw.c_attn.get(), bw.attn_c_proj.get(), bw.c_fc.get(), bw.mlp_c_proj.get()})
+      EXPECT_EQ(l->format(), "bf16");
+  std::vector<int32_t> seq(20);
+  for (int i = 0; i < 20; ++i) seq[i] = (i * 7) % 64;
+  const TokenBatch tb = TokenBatch::from_sequences({seq}, 0);
+  const Tensor a = model->lm_logits(tb), f = GPT2Model::from_checkpoint(ck)->lm_logits(tb);
+  float largest = 0, diff = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    largest = std::max(largest, std::fabs(f.data<float>()[i]));
+    diff = std::max(diff, std::fabs(a.data<float>()[i] - f.data<float>()[i]));
+  }
+  // bf16's 2^-9 relative rounding per operand, a few products deep: far
+  // below 2^-5 of the largest logit; not zero (the rounding happened).
+  EXPECT_LE(diff, std::ldexp(largest, -5));
+  EXPECT_GT(diff, 0.0f);
+}
+
 }  // namespace

@@ -29,6 +29,10 @@ struct LinearArgs {
   const void* w = nullptr;  // [in, out], or [out, in] when w_out_in
   DType w_dtype = DType::F32;
   bool w_out_in = false;
+  // CPU only: w is a dense weight [in, out] rounded to bf16 and packed by
+  // cpu::bf16_linear_pack_weight, multiplied with compute dtype bf16
+  // (backend/cpu/bf16_linear.h). w_dtype is BF16, w_out_in false.
+  bool w_bf16_packed = false;
   // [out] or null. F32, or y's dtype: cuBLASLt adds a bias of the output's
   // type, so a layer with 16-bit outputs holds a 16-bit copy; another dtype
   // is converted per call.

@@ -53,7 +53,8 @@ void add_device_options(CLI::App* cmd, DeviceArgs& a) {
   cmd->add_option("--device", a.device, "cpu (default), cuda or cuda:N");
   cmd->add_option("--compute-dtype", a.compute_dtype,
                   "CUDA: fp32 (exact), fp16 or bf16 for every layer (default: the checkpoint's). CPU: fp32 or bf16 "
-                  "for a quantized int8-tensor/nf4/fp4 checkpoint from 16 rows (default: its quantization_config)");
+                  "products from 16 rows: a quantized int8-tensor/nf4/fp4 checkpoint's (default: its "
+                  "quantization_config), or a dense one's block projections (weights rounded to bf16 at load)");
 }
 
 Placement resolve_placement(const DeviceArgs& a, const Checkpoint& ck) {
@@ -92,7 +93,9 @@ DeviceChoice resolve_device(const DeviceArgs& a) {
 std::unique_ptr<GPT2Model> load_model(const std::string& dir, const DeviceArgs& a) {
   Checkpoint ck = Checkpoint::load(dir);
   const Placement p = resolve_placement(a, ck);
-  if (p.device == Device::CPU && a.compute_dtype) quant::set_compute_dtype(ck, p.compute);
+  // A quantized checkpoint's kernels read their arithmetic from its config;
+  // a dense one's layers take it from the placement (layers/dense_linear.h).
+  if (p.device == Device::CPU && a.compute_dtype && ck.quantized()) quant::set_compute_dtype(ck, p.compute);
   return GPT2Model::from_checkpoint(ck, p);
 }
 

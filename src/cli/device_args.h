@@ -4,7 +4,10 @@
 //   --device cpu (default) | cuda | cuda:N
 //   --compute-dtype  CPU: fp32 or bf16, the arithmetic of a quantized
 //                    int8-tensor / nf4 / fp4 checkpoint (overriding its
-//                    quantization_config); CUDA: fp32 (default; the exactness
+//                    quantization_config), or of a dense (fp32 / fp16 /
+//                    bf16) checkpoint's block projections, whose weights are
+//                    then rounded to bf16 once (backend/cpu/bf16_linear.h);
+//                    CUDA: fp32 (default; the exactness
 //                    path), fp16 or bf16 for every layer (tensor cores, fp32
 //                    sums), default the checkpoint's own compute dtype.
 #include <memory>

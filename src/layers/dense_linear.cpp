@@ -2,12 +2,15 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "ops/ops.h"
 
 namespace gpt2q {
 
 namespace {
 
 bool is_16bit(DType t) { return t == DType::F16 || t == DType::BF16; }
+
+bool cpu_bf16(const Placement& p) { return p.device == Device::CPU && p.compute == DType::BF16; }
 
 // A host copy of `t` in `dtype` (F32, F16 or BF16), converted exactly from
 // F32 or rounded to nearest even (as torch's .to()).
@@ -55,20 +58,29 @@ DenseLinear::DenseLinear(Tensor weight_in_out, Tensor bias, Placement placement)
               device_name(w_.device()), device_name(placement_.device));
   GPT2Q_CHECK(!b_.defined() || (b_.dtype() == DType::F32 && b_.numel() == w_.dim(1)),
               "dense linear: bias must be F32 [{}]", w_.dim(1));
+  in_ = w_.dim(0);
+  out_ = w_.dim(1);
+  if (cpu_bf16(placement_)) {
+    // Converted once; the stored weight (often a view of the file) is let go.
+    w_bf16_ = ops::pack_linear_bf16(w_);
+    w_ = Tensor();
+  }
 }
 
 void DenseLinear::forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue) const {
+  if (w_bf16_.defined()) return ops::linear_bf16(x, w_bf16_, in_, out_, b_, y, epilogue);
   ops::linear(x, w_, b_out_.defined() && y.dtype() == b_out_.dtype() ? b_out_ : b_, y, epilogue);
 }
 
 size_t DenseLinear::bytes() const {
-  size_t n = w_.nbytes();
-  for (const Tensor* t : {&b_, &b_out_})
+  size_t n = 0;
+  for (const Tensor* t : {&w_, &w_bf16_, &b_, &b_out_})
     if (t->defined()) n += t->nbytes();
   return n;
 }
 
 std::string DenseLinear::format() const {
+  if (w_bf16_.defined()) return "bf16";
   switch (w_.dtype()) {
     case DType::F16: return "f16";
     case DType::BF16: return "bf16";

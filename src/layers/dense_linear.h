@@ -5,7 +5,9 @@
 // weight stays as stored (a view of the checkpoint mapping where it can be:
 // the layer holds the bytes the file stores; a 16-bit one is converted
 // exactly for each product, backend/cpu/half_gemm.h); an F16 / BF16
-// placement on CUDA holds it in that dtype, converted once.
+// placement on CUDA holds it in that dtype, converted once. A BF16 placement
+// on the CPU rounds it to bf16 once and holds only that, packed for the bf16
+// products (ops::linear_bf16; backend/cpu/bf16_linear.h has the numerics).
 #include <memory>
 
 #include "layers/linear.h"
@@ -17,16 +19,21 @@ class DenseLinear final : public Linear {
   // weight_in_out [in, out] F32 / F16 / BF16, bias [out] F32 or undefined,
   // both on the placement's device (make_dense_linear places them).
   DenseLinear(Tensor weight_in_out, Tensor bias, Placement placement);
-  int64_t in_features() const override { return w_.dim(0); }
-  int64_t out_features() const override { return w_.dim(1); }
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
   void forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue = {}) const override;
   size_t bytes() const override;
   std::string format() const override;
   const Placement& placement() const override { return placement_; }
+  // The weight as stored / placed; undefined with a CPU BF16 placement,
+  // whose weight is packed_bf16().
   const Tensor& weight() const { return w_; }
+  const Tensor& packed_bf16() const { return w_bf16_; }
 
  private:
   Tensor w_, b_;
+  Tensor w_bf16_;  // CPU, compute BF16: ops::pack_linear_bf16 of the weight
+  int64_t in_ = 0, out_ = 0;
   // On CUDA with F16 / BF16 activations: the bias in that dtype too, for the
   // products whose output has it (cuBLASLt adds a bias of the output's type;
   // the residual adds keep the fp32 one).

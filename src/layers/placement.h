@@ -15,14 +15,16 @@ struct Placement {
   // of the dense weights (F32 keeps them as stored: the exactness path; F16
   // or BF16 converts them once and runs the tensor cores with fp32 sums).
   // CPU: activations are always F32; BF16 here is the arithmetic of the
-  // quantized int8-tensor / nf4 / fp4 kernels (quant_config.h) and nothing
-  // else.
+  // block projections' products from 16 rows: the quantized int8-tensor /
+  // nf4 / fp4 kernels take theirs from the checkpoint's config
+  // (quant_config.h), dense ones hold their weights in bf16
+  // (dense_linear.h). Embeddings, LM head and attention stay fp32.
   DType compute = DType::F32;
 
   // The dtype of the hidden activations between layers (the residual stream
   // itself stays F32 everywhere).
   DType activations() const { return device == Device::CPU ? DType::F32 : compute; }
-  std::string describe() const;  // "cpu", "cuda (bf16)", ...
+  std::string describe() const;  // "cpu", "cpu (bf16)", "cuda (bf16)", ...
 };
 
 }  // namespace gpt2q

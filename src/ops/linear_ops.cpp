@@ -5,6 +5,7 @@
 // the tensors' device.
 #include <vector>
 
+#include "backend/cpu/bf16_linear.h"
 #include "ops/kernel_sets.h"
 #include "ops/op_checks.h"
 #include "ops/ops.h"
@@ -65,6 +66,33 @@ void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, E
   a.w = w.raw();
   a.w_dtype = w.dtype();
   a.w_out_in = w_out_in;
+  a.bias = bias_ptr(op, b, out);
+  a.bias_dtype = b.defined() ? b.dtype() : DType::F32;
+  a.y = y.raw();
+  a.y_dtype = y.dtype();
+  a.epilogue = e;
+  run_kernels<F>(op, x.device(), [&](auto k) { decltype(k)::linear_op(a); });
+}
+
+template <typename F>
+void linear_bf16_impl(const Tensor& x, const Tensor& packed, int64_t in, int64_t out, const Tensor& b, Tensor& y,
+                      Epilogue e) {
+  const char* op = "linear_bf16";
+  same_device(op, {&x, &packed, &b, &y});
+  if (x.device() != Device::CPU) fail("{}: the packed bf16 weight is the CPU's format, x is on {}", op,
+                                       device_name(x.device()));
+  check_epilogue(op, e);
+  if (!packed.defined() || packed.dtype() != DType::BF16 || packed.numel() != cpu::bf16_linear_packed_elems(in, out))
+    fail("{}: the weight is not a packed bf16 [{}, {}] (pack_linear_bf16)", op, in, out);
+  backend::LinearArgs a;
+  a.rows = check_rows(op, x, y, in, out, {in, out});
+  a.x = x.raw();
+  a.x_dtype = x.dtype();
+  a.in = in;
+  a.out = out;
+  a.w = packed.raw();
+  a.w_dtype = DType::BF16;
+  a.w_bf16_packed = true;
   a.bias = bias_ptr(op, b, out);
   a.bias_dtype = b.defined() ? b.dtype() : DType::F32;
   a.y = y.raw();
@@ -185,6 +213,19 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilog
   linear_impl<Fast>(x, w, b, y, epilogue, false);
 }
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { linear_impl<Fast>(a, b, Tensor(), c, {}, true); }
+Tensor pack_linear_bf16(const Tensor& w) {
+  const char* op = "pack_linear_bf16";
+  require_float(op, "w", w);
+  if (w.device() != Device::CPU) fail("{}: the weight must be on the CPU, it is on {}", op, device_name(w.device()));
+  if (w.ndim() != 2) fail("{}: weight must be 2-D [in, out], got {}", op, shape_str(w.shape()));
+  Tensor packed = Tensor::empty({cpu::bf16_linear_packed_elems(w.dim(0), w.dim(1))}, DType::BF16);
+  cpu::bf16_linear_pack_weight(w.raw(), w.dtype(), w.dim(0), w.dim(1), packed.data<uint16_t>());
+  return packed;
+}
+void linear_bf16(const Tensor& x, const Tensor& packed, int64_t in, int64_t out, const Tensor& b, Tensor& y,
+                 Epilogue epilogue) {
+  linear_bf16_impl<Fast>(x, packed, in, out, b, y, epilogue);
+}
 void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Tensor& y,
                   const QuantLinearOptions& options, Epilogue epilogue) {
   quant_linear_impl<Fast>(x, w, b, y, options, epilogue);
@@ -207,6 +248,10 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilog
   linear_impl<Reference>(x, w, b, y, epilogue, false);
 }
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { linear_impl<Reference>(a, b, Tensor(), c, {}, true); }
+void linear_bf16(const Tensor& x, const Tensor& packed, int64_t in, int64_t out, const Tensor& b, Tensor& y,
+                 Epilogue epilogue) {
+  linear_bf16_impl<Reference>(x, packed, in, out, b, y, epilogue);
+}
 void quant_linear(const Tensor& x, const QuantizedTensor& w, const Tensor& b, Tensor& y,
                   const QuantLinearOptions& options, Epilogue epilogue) {
   quant_linear_impl<Reference>(x, w, b, y, options, epilogue);

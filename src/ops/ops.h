@@ -31,6 +31,17 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilog
 // c[m, n] = a[m, k] · b[n, k]ᵀ  (e.g. logits = h · wteᵀ); b F32, F16 or BF16.
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c);
 
+// A dense weight w [in, out] (F32, F16 or BF16, on the CPU) prepared for
+// linear_bf16: rounded to bf16 once (nearest even, as torch's
+// .to(torch.bfloat16)) and packed (backend/cpu/bf16_linear.h). A BF16 tensor
+// of cpu::bf16_linear_packed_elems(in, out) values.
+Tensor pack_linear_bf16(const Tensor& w_in_out);
+// y[..., out] = x[..., in] · W' + b with the CPU's bf16 compute (x rounded to
+// bf16 from 16 rows, fp32 sums; backend/cpu/bf16_linear.h), then the
+// epilogue. `packed` comes from pack_linear_bf16 of an [in, out] weight.
+void linear_bf16(const Tensor& x, const Tensor& packed, int64_t in, int64_t out, const Tensor& b, Tensor& y,
+                 Epilogue epilogue = {});
+
 // The arithmetic of a packed product (backend/linear_args.h, QuantLinearArgs).
 struct QuantLinearOptions {
   DType compute = DType::F32;

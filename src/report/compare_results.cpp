@@ -33,6 +33,14 @@ void compute_comparisons(CompareResults& r) {
       c.mcnemar = mcnemar_exact(r.run.labels, base.predictions, v.predictions);
       c.delta_accuracy = c.metrics->accuracy - base_metrics->accuracy;
       c.ci_overlaps_baseline = intervals_overlap(c.metrics->accuracy_ci95, base_metrics->accuracy_ci95);
+      if (i > 0 && r.run.labels.size() >= 2) {
+        std::vector<double> base_ok, cand_ok;
+        for (size_t k = 0; k < r.run.labels.size(); ++k) {
+          base_ok.push_back(base.predictions.at(k) == r.run.labels[k] ? 1.0 : 0.0);
+          cand_ok.push_back(v.predictions.at(k) == r.run.labels[k] ? 1.0 : 0.0);
+        }
+        c.accuracy_difference = paired_difference(base_ok, cand_ok);
+      }
     } else if (v.lm_divergence) {
       c.divergence = v.lm_divergence;
       c.agreement = v.lm_divergence->top1_agreement;
@@ -207,6 +215,9 @@ json results_to_json(const CompareResults& r) {
     if (c.metrics) {
       vs["delta_accuracy"] = c.delta_accuracy;
       vs["accuracy_ci_overlaps_baseline"] = c.ci_overlaps_baseline;
+      if (c.accuracy_difference)
+        vs["delta_accuracy_ci95"] = {c.accuracy_difference->mean - kZ95 * c.accuracy_difference->se,
+                                     c.accuracy_difference->mean + kZ95 * c.accuracy_difference->se};
       vs["mcnemar"] = {{"b", c.mcnemar->b}, {"c", c.mcnemar->c}, {"p_value", c.mcnemar->p_value}};
     }
     if (m.perplexity && r.variants.front().perplexity)

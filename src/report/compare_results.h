@@ -60,6 +60,11 @@ struct VariantComparison {
   double agreement = 1;                         // top-1 agreement with the baseline
   std::optional<McNemar> mcnemar;
   double delta_accuracy = 0;  // candidate - baseline
+  // The same Δ as a paired difference of per-sample correctness (1 right, 0
+  // wrong; paired_difference: mean = Δ accuracy, se from the n−1 deviation of
+  // the differences), so that mean ± 1.96·se is the paired normal (Wald)
+  // 95% interval of Δ. Classification variants after the baseline, n >= 2.
+  std::optional<PairedDifference> accuracy_difference;
   bool ci_overlaps_baseline = true;
 };
 

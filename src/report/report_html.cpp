@@ -32,6 +32,7 @@ tr[data-baseline="yes"] td:first-child::after { content: " (baseline)"; color: v
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 16px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; break-inside: avoid; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
+.chart-note { color: var(--muted); font-size: 0.85rem; margin: 4px 0 0; }
 svg.chart { width: 100%; height: auto; display: block; }
 .heatmaps { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 14px; }
 .heatmaps svg.chart { max-width: 420px; }
@@ -89,8 +90,11 @@ std::string html_table(const Table& t, const std::string& baseline = "") {
   return o + "</tbody></table></div>\n";
 }
 
-std::string figure(const std::string& caption, const std::string& svg) {
-  return "<figure><figcaption>" + esc(caption) + "</figcaption>\n" + svg + "</figure>\n";
+// `note`, when given, says under the chart how to read it (what an interval is).
+std::string figure(const std::string& caption, const std::string& svg, const std::string& note = "") {
+  std::string o = "<figure><figcaption>" + esc(caption) + "</figcaption>\n" + svg;
+  if (!note.empty()) o += "<p class=\"chart-note\">" + esc(note) + "</p>\n";
+  return o + "</figure>\n";
 }
 
 std::string list(const std::vector<Finding>& f, const std::string& id) {
@@ -105,10 +109,41 @@ std::vector<std::string> variant_names(const CompareResults& r) {
   return n;
 }
 
+// Absolute scores of all variants sit within a point or two of each other
+// (all bars ~0.86), so the quality that matters is shown as the change
+// against the baseline, in percentage points, around a zero line.
+std::string quality_delta_chart(const CompareResults& r) {
+  const std::string& base = r.baseline();
+  BarChart d{"quality-delta", "Change in accuracy and macro-F1 against " + base + " (percentage points)",
+             "Δ vs " + base + " (percentage points)", {}, "data-variant",
+             {{"Δ accuracy", {}, {}}, {"Δ macro-F1", {}, {}}}, {}, 0,
+             [](double v) { return fmt::format("{:+.1f}", v); }};
+  d.signed_axis = true;
+  const auto& bm = *r.comparisons.front().metrics;
+  for (size_t i = 1; i < r.variants.size(); ++i) {
+    const auto& c = r.comparisons[i];
+    d.groups.push_back(r.variants[i].name);
+    d.series[0].values.push_back(100 * c.delta_accuracy);
+    d.series[1].values.push_back(100 * (c.metrics->macro_f1 - bm.macro_f1));
+    if (c.accuracy_difference) {
+      const double mean = c.accuracy_difference->mean, half = kZ95 * c.accuracy_difference->se;
+      d.series[0].errors.push_back({100 * (mean - half), 100 * (mean + half)});
+    }
+  }
+  // Every variant has an interval or none has (n < 2): never a partial set.
+  if (d.series[0].errors.size() != d.groups.size()) d.series[0].errors.clear();
+  const std::string note = fmt::format(
+      "Bar = variant − {} in percentage points; 0 = no change. Error bars: paired 95% normal interval of Δ accuracy, Δ ± 1.96·SE of the per-sample differences in "
+      "correctness (same {} samples). Δ macro-F1 has no interval (macro-F1 is not a per-sample mean).",
+      base, r.run.labels.size());
+  return figure("Quality: Δ accuracy and Δ macro-F1 against " + base, render_bar_chart(d), note);
+}
+
 std::string charts(const CompareResults& r) {
   const bool classify = r.run.task == Task::Classification;
   const auto names = variant_names(r);
   std::string o = "<div class=\"charts\">\n";
+  if (classify && r.variants.size() > 1) o += quality_delta_chart(r);
   if (classify) {
     BarChart m{"metrics", "Accuracy and macro precision, recall, F1 per variant", "score", names, "data-variant",
                {{"accuracy", {}}, {"precision", {}}, {"recall", {}}, {"F1", {}}}, {}, 1.0,

@@ -29,15 +29,27 @@ struct AdamWOptions {
 };
 
 // One AdamW update of one tensor; `step` is the new (1-based) step count.
+// One pass over the elements, 8 at a time (AVX2, the build's baseline ISA),
+// on the calling thread. Every vector op is an IEEE-rounded one of the
+// scalar formula's (vfmadd for std::fma, vsqrtps, vdivps; no reciprocal
+// approximations, no reassociation), so the result equals
+// adamw_update_reference bit for bit (tests/test_train_adamw.cpp).
 void adamw_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
                   std::span<float> exp_avg_sq, int64_t step, double lr, double weight_decay, const AdamWOptions& opts);
+// The scalar reference: the formula above, element by element, weight decay
+// as a separate pass first (as torch does).
+void adamw_update_reference(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                            std::span<float> exp_avg_sq, int64_t step, double lr, double weight_decay,
+                            const AdamWOptions& opts);
 
 class AdamW {
  public:
   // State (exp_avg, exp_avg_sq) zero, shaped like each parameter.
   AdamW(const std::vector<Parameter>& params, AdamWOptions opts);
 
-  // One step over all parameters with learning rate `lr` (the scheduled one).
+  // One step over all parameters with learning rate `lr` (the scheduled one):
+  // adamw_update's per-element work over all tensors, cut into chunks that
+  // the OpenMP threads share in one parallel region.
   void step(std::vector<Parameter>& params, double lr);
 
   const AdamWOptions& options() const { return opts_; }

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "backend/cpu/bf16_linear.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/half_gemm.h"
 #include "backend/cpu/quant_linear.h"
@@ -68,6 +69,7 @@ void linear_op(const backend::LinearArgs& a) {
   const auto* bias = static_cast<const float*>(a.bias);
   const auto* x = static_cast<const float*>(a.x);
   with_epilogue<Fast>(a.epilogue, static_cast<float*>(a.y), a.rows, a.out, [&](float* y) {
+    if (a.w_bf16_packed) return bf16_linear(x, a.rows, static_cast<const uint16_t*>(a.w), a.in, a.out, bias, y);
     if (a.w_dtype == DType::F32) {
       const auto* w = static_cast<const float*>(a.w);
       if (!a.w_out_in) return cpu::linear(x, a.rows, a.in, w, bias, a.out, y);
@@ -110,6 +112,10 @@ void linear_op(const backend::LinearArgs& a) {
   require_f32_activations("linear", a.x_dtype, a.y_dtype, a.bias, a.bias_dtype);
   const auto* bias = static_cast<const float*>(a.bias);
   const auto* x = static_cast<const float*>(a.x);
+  if (a.w_bf16_packed)
+    return with_epilogue<Scalar>(a.epilogue, static_cast<float*>(a.y), a.rows, a.out, [&](float* y) {
+      bf16_linear_reference(x, a.rows, static_cast<const uint16_t*>(a.w), a.in, a.out, bias, y);
+    });
   std::vector<float> w16;
   const float* w = static_cast<const float*>(a.w);
   if (a.w_dtype != DType::F32) {
