@@ -4,9 +4,12 @@
 // written here (long double, direct formulas), including zero-division cases.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
+#include "core/splitmix64.h"
 #include "report/compare_results.h"
 #include "report/paired_stats.h"
 
@@ -194,6 +197,53 @@ TEST(PairedStats, PairedDifferenceAgainstReference) {
   for (double& x : shifted) x += 0.5;
   EXPECT_EQ(paired_difference(a, shifted).p_value, 0.0);
   EXPECT_THROW(paired_difference(std::vector<double>{1.0}, std::vector<double>{1.0}), Error);
+}
+
+// The bootstrap interval of Δ macro-F1 against an independent version: the
+// same documented draws, each resample scored by compute_classification_metrics
+// (sklearn's macro-F1) and the percentiles taken as numpy does.
+TEST(PairedBootstrap, MatchesTheDefinitionWithSklearnMacroF1) {
+  const int64_t K = 4;
+  const size_t n = 300;
+  std::vector<int32_t> labels(n), base(n), cand(n);
+  for (size_t i = 0; i < n; ++i) {
+    labels[i] = static_cast<int32_t>(gpt2q::splitmix64(i) % K);
+    base[i] = gpt2q::splitmix64(1000 + i) % 5 == 0 ? static_cast<int32_t>((labels[i] + 1) % K) : labels[i];
+    cand[i] = gpt2q::splitmix64(2000 + i) % 4 == 0 ? static_cast<int32_t>((labels[i] + 2) % K) : labels[i];
+  }
+  const int B = 200;
+  const uint64_t seed = 77;
+  std::vector<double> d;
+  uint64_t draw = 0;
+  for (int r = 0; r < B; ++r) {
+    std::vector<int32_t> y, b, c;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = gpt2q::splitmix64(seed + draw++) % n;
+      y.push_back(labels[i]);
+      b.push_back(base[i]);
+      c.push_back(cand[i]);
+    }
+    d.push_back(gpt2q::compute_classification_metrics(y, c, K).macro_f1 -
+                gpt2q::compute_classification_metrics(y, b, K).macro_f1);
+  }
+  std::sort(d.begin(), d.end());
+  auto pct = [&](double q) {
+    const double pos = q / 100 * (d.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    return d[lo] + (d[std::min(lo + 1, d.size() - 1)] - d[lo]) * (pos - lo);
+  };
+  const auto got = paired_bootstrap_macro_f1_delta(labels, base, cand, K, B, seed);
+  EXPECT_NEAR(got.low, pct(2.5), 1e-12);
+  EXPECT_NEAR(got.high, pct(97.5), 1e-12);
+  EXPECT_LT(got.low, got.high);
+  // Deterministic; identical predictions give exactly [0, 0].
+  const auto again = paired_bootstrap_macro_f1_delta(labels, base, cand, K, B, seed);
+  EXPECT_EQ(got.low, again.low);
+  EXPECT_EQ(got.high, again.high);
+  const auto same = paired_bootstrap_macro_f1_delta(labels, base, base, K);
+  EXPECT_EQ(same.low, 0.0);
+  EXPECT_EQ(same.high, 0.0);
+  EXPECT_THROW(paired_bootstrap_macro_f1_delta(labels, base, std::vector<int32_t>(n, 9), K), gpt2q::Error);
 }
 
 }  // namespace

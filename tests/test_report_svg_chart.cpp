@@ -107,11 +107,11 @@ TEST(QualityDeltaChart, BarsHaveTheSignAndLengthOfTheChange) {
   EXPECT_NEAR(f1.at("worse").y, zero_y, 0.011);
 }
 
-TEST(QualityDeltaChart, ErrorBarsArePairedIntervalsOfDeltaAccuracy) {
+TEST(QualityDeltaChart, ErrorBarsArePairedIntervals) {
   const auto r = crafted();
   const std::string svg = test::svg_element(report_html(r), "quality-delta");
   EXPECT_EQ(count_of(svg, "class=\"error-bar\" data-series=\"Δ accuracy\""), 3u);
-  EXPECT_EQ(count_of(svg, "class=\"error-bar\" data-series=\"Δ macro-F1\""), 0u);
+  EXPECT_EQ(count_of(svg, "class=\"error-bar\" data-series=\"Δ macro-F1\""), 3u);
   const std::map<std::string, size_t> wrong{{"better", 10}, {"worse", 40}, {"same", 20}};
   for (const auto& [name, w] : wrong) {
     const size_t g = svg.find("data-variant=\"" + name + "\"");
@@ -133,6 +133,24 @@ TEST(QualityDeltaChart, ErrorBarsArePairedIntervalsOfDeltaAccuracy) {
   EXPECT_NEAR(j["variants"][2]["vs_baseline"]["delta_accuracy_ci95"][0].get<double>() * 100,
               paired_interval(200, 20, 40).first, 1e-9);
   EXPECT_FALSE(j["variants"][0]["vs_baseline"].contains("delta_accuracy_ci95"));
+  // Δ macro-F1: the bootstrap interval of paired_stats, in the chart (pp)
+  // and in results.json (fractions), around the observed Δ.
+  for (size_t i = 1; i < r.variants.size(); ++i) {
+    const auto& c = r.comparisons[i];
+    ASSERT_TRUE(c.macro_f1_delta_ci95.has_value());
+    const std::string name = r.variants[i].name;
+    const size_t g = svg.find("data-variant=\"" + name + "\"");
+    const std::string group = svg.substr(g, svg.find("</g>", g) - g);
+    const size_t f1_bar = group.find("class=\"error-bar\" data-series=\"Δ macro-F1\"");
+    ASSERT_NE(f1_bar, std::string::npos) << name;
+    EXPECT_NEAR(attr(group.substr(f1_bar), "class=\"error-bar\"", "data-low"), 100 * c.macro_f1_delta_ci95->low, 1e-9);
+    EXPECT_NEAR(attr(group.substr(f1_bar), "class=\"error-bar\"", "data-high"), 100 * c.macro_f1_delta_ci95->high, 1e-9);
+    const auto& vs = j["variants"][i]["vs_baseline"];
+    EXPECT_EQ(vs["delta_macro_f1_ci95"][0].get<double>(), c.macro_f1_delta_ci95->low);
+    const double delta = c.metrics->macro_f1 - r.comparisons[0].metrics->macro_f1;
+    EXPECT_LE(c.macro_f1_delta_ci95->low, delta + 1e-12) << name;
+    EXPECT_GE(c.macro_f1_delta_ci95->high, delta - 1e-12) << name;
+  }
 }
 
 TEST(QualityDeltaChart, CaptionSaysWhatTheIntervalIs) {
@@ -142,8 +160,8 @@ TEST(QualityDeltaChart, CaptionSaysWhatTheIntervalIs) {
   const size_t note = html.find("<p class=\"chart-note\">", at);
   ASSERT_NE(note, std::string::npos);
   const std::string text = html.substr(note, html.find("</p>", note) - note);
-  EXPECT_NE(text.find("paired 95% normal interval of Δ accuracy"), std::string::npos) << text;
-  EXPECT_NE(text.find("no interval"), std::string::npos) << text;
+  EXPECT_NE(text.find("Δ accuracy ± 1.96·SE"), std::string::npos) << text;
+  EXPECT_NE(text.find("percentile bootstrap, 1000 resamples"), std::string::npos) << text;
 }
 
 TEST(QualityDeltaChart, AbsentWithTheBaselineAlone) {

@@ -40,6 +40,8 @@ void compute_comparisons(CompareResults& r) {
           cand_ok.push_back(v.predictions.at(k) == r.run.labels[k] ? 1.0 : 0.0);
         }
         c.accuracy_difference = paired_difference(base_ok, cand_ok);
+        c.macro_f1_delta_ci95 =
+            paired_bootstrap_macro_f1_delta(r.run.labels, base.predictions, v.predictions, v.num_labels);
       }
     } else if (v.lm_divergence) {
       c.divergence = v.lm_divergence;
@@ -218,6 +220,10 @@ json results_to_json(const CompareResults& r) {
       if (c.accuracy_difference)
         vs["delta_accuracy_ci95"] = {c.accuracy_difference->mean - kZ95 * c.accuracy_difference->se,
                                      c.accuracy_difference->mean + kZ95 * c.accuracy_difference->se};
+      if (c.macro_f1_delta_ci95) {
+        vs["delta_macro_f1"] = c.metrics->macro_f1 - r.comparisons.front().metrics->macro_f1;
+        vs["delta_macro_f1_ci95"] = {c.macro_f1_delta_ci95->low, c.macro_f1_delta_ci95->high};
+      }
       vs["mcnemar"] = {{"b", c.mcnemar->b}, {"c", c.mcnemar->c}, {"p_value", c.mcnemar->p_value}};
     }
     if (m.perplexity && r.variants.front().perplexity)

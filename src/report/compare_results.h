@@ -65,6 +65,9 @@ struct VariantComparison {
   // the differences), so that mean ± 1.96·se is the paired normal (Wald)
   // 95% interval of Δ. Classification variants after the baseline, n >= 2.
   std::optional<PairedDifference> accuracy_difference;
+  // 95% paired percentile-bootstrap interval of Δ macro-F1
+  // (paired_bootstrap_macro_f1_delta); same variants as accuracy_difference.
+  std::optional<Interval> macro_f1_delta_ci95;
   bool ci_overlaps_baseline = true;
 };
 

@@ -37,6 +37,21 @@ struct PairedDifference {
 };
 PairedDifference paired_difference(std::span<const double> baseline, std::span<const double> candidate);
 
+// 95% percentile-bootstrap interval of Δ macro-F1 = macro_F1(candidate) −
+// macro_F1(baseline) on the same samples (paired): `resamples` draws of n
+// sample indices with replacement, index = splitmix64(seed + draw) mod n
+// (the bias of the modulo is below n / 2^64), the same indices for both
+// variants; macro-F1 as eval/metrics.h defines it (sklearn, zero_division=0);
+// the interval is the 2.5th and 97.5th percentile of the resampled Δ, with
+// linear interpolation between order statistics (numpy.percentile's
+// default). Macro-F1 is not a per-sample mean, so no normal interval applies.
+// Error when the lengths differ, n < 2 or a label is outside [0, num_classes).
+inline constexpr int kBootstrapResamples = 1000;
+inline constexpr uint64_t kBootstrapSeed = 20261205;
+Interval paired_bootstrap_macro_f1_delta(std::span<const int32_t> labels, std::span<const int32_t> baseline,
+                                         std::span<const int32_t> candidate, int64_t num_classes,
+                                         int resamples = kBootstrapResamples, uint64_t seed = kBootstrapSeed);
+
 // baseline / candidate; 0 when candidate is 0 (nothing to compare).
 double ratio_or_zero(double baseline, double candidate);
 // Memory saved against the baseline, as a fraction: 1 - candidate / baseline (0 when baseline is 0).

@@ -129,13 +129,17 @@ std::string quality_delta_chart(const CompareResults& r) {
       const double mean = c.accuracy_difference->mean, half = kZ95 * c.accuracy_difference->se;
       d.series[0].errors.push_back({100 * (mean - half), 100 * (mean + half)});
     }
+    if (c.macro_f1_delta_ci95)
+      d.series[1].errors.push_back({100 * c.macro_f1_delta_ci95->low, 100 * c.macro_f1_delta_ci95->high});
   }
   // Every variant has an interval or none has (n < 2): never a partial set.
-  if (d.series[0].errors.size() != d.groups.size()) d.series[0].errors.clear();
+  for (auto& series : d.series)
+    if (series.errors.size() != d.groups.size()) series.errors.clear();
   const std::string note = fmt::format(
-      "Bar = variant − {} in percentage points; 0 = no change. Error bars: paired 95% normal interval of Δ accuracy, Δ ± 1.96·SE of the per-sample differences in "
-      "correctness (same {} samples). Δ macro-F1 has no interval (macro-F1 is not a per-sample mean).",
-      base, r.run.labels.size());
+      "Bar = variant − {} in percentage points; 0 = no change. Error bars, 95%, paired (the same {} samples): "
+      "Δ accuracy ± 1.96·SE of the per-sample differences in correctness; Δ macro-F1: percentile bootstrap, {} "
+      "resamples of the samples (macro-F1 is not a per-sample mean).",
+      base, r.run.labels.size(), kBootstrapResamples);
   return figure("Quality: Δ accuracy and Δ macro-F1 against " + base, render_bar_chart(d), note);
 }
 
