@@ -243,6 +243,46 @@ TEST_F(CudaBackendOps, QuantLinearSixteenBit) {
     }
 }
 
+// A few rows (decode steps) take the fused dequantize-GEMV: the fp32
+// product of the exact decoded weight whatever the activations' dtype (it
+// reads 16-bit x exactly and never rounds w'), so the reference is the CPU's
+// fp32 op on the same (rounded) x. Shapes reach each kernel configuration:
+// one chunk per lane (in 768), four (in 3072), four output rows per warp
+// (out >= 8192), the fallback (in % 32 != 0, blocks across rows), and 1, 2,
+// 3 and 8 activation rows; epilogues: bias, GELU, the residual add.
+TEST_F(CudaBackendOps, QuantGemvFewRows) {
+  struct Shape3 {
+    int64_t rows, in, out;
+  };
+  for (const QuantCase& qc : quant_cases()) {
+    if (qc.name == "llm-int8") continue;  // its own int8 pipeline at every row count
+    for (Shape3 s : {Shape3{1, 768, 2304}, {2, 3072, 768}, {8, 768, 8200}, {3, 100, 70}, {1, 40, 33}}) {
+      const std::vector<float> wv = test::normal_values(s.out * s.in, 0.05f, 30);
+      const QuantizedTensor w = quant::to_quantized_tensor(qc.make(wv, s.out, s.in));
+      const QuantizedTensor wg = to_device(w, Device::CUDA);
+      for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+        const Tensor x = as(normal({s.rows, s.in}, 1.0f, 31), dt), b = normal({s.out}, 0.1f, 32);
+        const Tensor b_dt = as(b, dt);  // the layers hold the bias in the output's dtype
+        for (int epi = 0; epi < 3; ++epi) {
+          if (epi == 2 && dt != DType::F32) continue;  // the residual is fp32
+          const ops::Epilogue e = epi == 1   ? ops::Epilogue{.activation = ops::Activation::gelu_new}
+                                  : epi == 2 ? ops::Epilogue{.accumulate = true}
+                                             : ops::Epilogue{};
+          const Tensor y0 = normal({s.rows, s.out}, 1.0f, 33);
+          Tensor want = y0.clone();
+          ops::quant_linear(f32(x), w, f32(b_dt), want, {}, e);
+          Tensor got = epi == 2 ? gpu(y0) : poisoned({s.rows, s.out}, dt);
+          ops::QuantLinearOptions o;
+          o.compute = dt;
+          ops::quant_linear(gpu(x), wg, gpu(b_dt), got, o, e);
+          expect_close(got, want, dt,
+                       fmt::format("gemv {} {} {}x{}x{} epilogue {}", qc.name, name(dt), s.rows, s.in, s.out, epi));
+        }
+      }
+    }
+  }
+}
+
 TEST_F(CudaBackendOps, GathersAreExact) {
   const int64_t rows = 301, cols = 96;
   Tensor idx = Tensor::from_vector<int64_t>({0, 300, 17, 17, 150, 2}, {6});

@@ -1,8 +1,9 @@
 // The linear-layer ops on CUDA (backend/linear_args.h): every product is one
 // cuBLASLt call (gemm.h) with the bias, the tanh GELU and the residual add
 // fused where the types allow; packed weights are decoded into a scratch
-// of the activations' dtype first (LLM.int8 runs its own pipeline,
-// llm_int8.h); gathers read any table into fp32 rows.
+// of the activations' dtype first, except for a few rows, where a fused
+// dequantize-GEMV reads them once (quant_gemv.h; LLM.int8 runs its own
+// pipeline, llm_int8.h); gathers read any table into fp32 rows.
 //
 // fp32 activations are the exactness path: fp32 operands and sums, and the
 // GELU in our own kernel (cuBLASLt's epilogue GELU is for the 16-bit path,
@@ -16,6 +17,7 @@
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/llm_int8.h"
+#include "backend/cuda/quant_gemv.h"
 #include "core/error.h"
 
 namespace gpt2q::cuda {
@@ -105,6 +107,12 @@ void quant_linear_op(const backend::QuantLinearArgs& a, cudaStream_t stream) {
     llm_int8_quantize_rows(a.x, a.x_dtype, a.rows, f.in, a.llm_int8_threshold, s, stream);
     llm_int8_gemm(s.codes, a.w.int8_codes(), a.rows, f.in, f.out, s.acc, stream);
     llm_int8_finish(a, s, stream);
+    return;
+  }
+  // A few rows (decode steps): one fused kernel reads each packed weight
+  // once (quant_gemv.h).
+  if (quant_gemv_supports(a)) {
+    quant_gemv(a, stream);
     return;
   }
   // Decoded into the activations' dtype ([out, in]), then one GEMM.
