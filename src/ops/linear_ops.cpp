@@ -48,29 +48,37 @@ const void* bias_ptr(const char* op, const Tensor& b, int64_t out) {
   return b.raw();
 }
 
-template <typename F>
-void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue e, bool w_out_in) {
-  const char* op = w_out_in ? "matmul_nt" : "linear";
-  require_float(op, "w", w);
-  same_device(op, {&x, &w, &b, &y});
+// The arguments every dense product shares: activations, bias, output and
+// epilogue, checked; the caller sets the weight.
+backend::LinearArgs dense_args(const char* op, const Tensor& x, const Tensor& b, Tensor& y, int64_t in, int64_t out,
+                               const Shape& w_shape, Epilogue e) {
   check_epilogue(op, e);
-  if (w.ndim() != 2)
-    fail("{}: weight must be 2-D {}, got {}", op, w_out_in ? "[n, k]" : "[in, out]", shape_str(w.shape()));
-  const int64_t in = w_out_in ? w.dim(1) : w.dim(0), out = w_out_in ? w.dim(0) : w.dim(1);
   backend::LinearArgs a;
-  a.rows = check_rows(op, x, y, in, out, w.shape());
+  a.rows = check_rows(op, x, y, in, out, w_shape);
   a.x = x.raw();
   a.x_dtype = x.dtype();
   a.in = in;
   a.out = out;
-  a.w = w.raw();
-  a.w_dtype = w.dtype();
-  a.w_out_in = w_out_in;
   a.bias = bias_ptr(op, b, out);
   a.bias_dtype = b.defined() ? b.dtype() : DType::F32;
   a.y = y.raw();
   a.y_dtype = y.dtype();
   a.epilogue = e;
+  return a;
+}
+
+template <typename F>
+void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue e, bool w_out_in) {
+  const char* op = w_out_in ? "matmul_nt" : "linear";
+  require_float(op, "w", w);
+  same_device(op, {&x, &w, &b, &y});
+  if (w.ndim() != 2)
+    fail("{}: weight must be 2-D {}, got {}", op, w_out_in ? "[n, k]" : "[in, out]", shape_str(w.shape()));
+  const int64_t in = w_out_in ? w.dim(1) : w.dim(0), out = w_out_in ? w.dim(0) : w.dim(1);
+  backend::LinearArgs a = dense_args(op, x, b, y, in, out, w.shape(), e);
+  a.w = w.raw();
+  a.w_dtype = w.dtype();
+  a.w_out_in = w_out_in;
   run_kernels<F>(op, x.device(), [&](auto k) { decltype(k)::linear_op(a); });
 }
 
@@ -81,23 +89,12 @@ void linear_bf16_impl(const Tensor& x, const Tensor& packed, int64_t in, int64_t
   same_device(op, {&x, &packed, &b, &y});
   if (x.device() != Device::CPU) fail("{}: the packed bf16 weight is the CPU's format, x is on {}", op,
                                        device_name(x.device()));
-  check_epilogue(op, e);
   if (!packed.defined() || packed.dtype() != DType::BF16 || packed.numel() != cpu::bf16_linear_packed_elems(in, out))
     fail("{}: the weight is not a packed bf16 [{}, {}] (pack_linear_bf16)", op, in, out);
-  backend::LinearArgs a;
-  a.rows = check_rows(op, x, y, in, out, {in, out});
-  a.x = x.raw();
-  a.x_dtype = x.dtype();
-  a.in = in;
-  a.out = out;
+  backend::LinearArgs a = dense_args(op, x, b, y, in, out, {in, out}, e);
   a.w = packed.raw();
   a.w_dtype = DType::BF16;
   a.w_bf16_packed = true;
-  a.bias = bias_ptr(op, b, out);
-  a.bias_dtype = b.defined() ? b.dtype() : DType::F32;
-  a.y = y.raw();
-  a.y_dtype = y.dtype();
-  a.epilogue = e;
   run_kernels<F>(op, x.device(), [&](auto k) { decltype(k)::linear_op(a); });
 }
 
