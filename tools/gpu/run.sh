@@ -17,6 +17,9 @@
 #   bench     gpt2q bench --device cuda --method all (bench.json: the
 #             interchange format of tools/gpu_bench_report.py)
 #   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
+#   profile   ncu: every kernel of two batch-1 classifications (fp16, nf4)
+#             and of 4 greedy decode steps (fp16, nf4), its time and DRAM
+#             bytes (profile_*.csv), graph nodes profiled one by one
 set -u
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -197,6 +200,25 @@ run_peers() {
   note "peers exit $?"
 }
 
+# Where batch-1 time goes: each kernel's duration and DRAM traffic, for a
+# few texts and decode steps (the bench's own phases, shortened). Kernels
+# inside CUDA graphs are profiled node by node.
+run_profile() {
+  models
+  local ncu
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  local m=(--graph-profiling node --metrics gpu__time_duration.sum,dram__bytes.sum --csv --launch-count 1500)
+  stage profile timeout 200 "$ncu" "${m[@]}" --log-file "$OUT/profile_classify.csv" "$G" bench --device cuda \
+    --method fp16,nf4 --model "$work/cls124m" --tokenizer "$TOK" --data "$AG" --skip batch256,lm --n1 2 --json
+  [ -d "$work/lmq_nf4" ] || "$G" quantize --model "$work/lm124m" --method nf4 --out "$work/lmq_nf4" >/dev/null
+  for v in "$work/lm124m fp16" "$work/lmq_nf4 fp16"; do
+    set -- $v
+    stage profile timeout 120 "$ncu" "${m[@]}" --log-file "$OUT/profile_decode_$(basename "$1").csv" "$G" generate \
+      --model "$1" --tokenizer "$TOK" --prompt "The study of quantization" --max-new-tokens 4 --greedy \
+      --device cuda --compute-dtype "$2"
+  done
+}
+
 for s in "$@"; do
   case $s in
     tests) run_tests ;;
@@ -206,6 +228,7 @@ for s in "$@"; do
     devcuda) run_devcuda ;;
     bench) run_bench ;;
     peers) run_peers ;;
+    profile) run_profile ;;
     *) note "unknown stage $s" ;;
   esac
 done

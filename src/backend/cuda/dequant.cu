@@ -7,7 +7,7 @@
 // Known costs, for the speed work: the 4-bit kernel indexes its code table
 // inside the kernel parameters at run time, so nvcc copies the table to local
 // memory in every thread; it also divides in 64 bits per value. The fused
-// dequantize-GEMV (quant_gemv.cu) is what batch-1 runs.
+// dequantize-GEMV (quant_gemv.cu) is what decode steps (<= 8 rows) run.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dequant.h"
 #include "backend/cuda/element_types.cuh"
