@@ -21,6 +21,8 @@
 #include "quant/blockwise4.h"
 #include "quant/double_quant.h"
 #include "quant/int8_affine.h"
+#include "quant/quantized_checkpoint.h"
+#include "ops/ops.h"
 #include "support/test_env.h"
 
 using namespace gpt2q;
@@ -206,5 +208,73 @@ TEST_F(CudaDequant, Int8BitIdenticalToCpu) {
       }
     }
   }
+  cuda::synchronize();
+}
+
+// The whole-weight decode that feeds the GEMMs (cuda::dequantize), into
+// every output dtype: each value is the CPU's fp32 value rounded once to the
+// dtype. Shapes and offsets reach both kernel forms: the vectorised one
+// (power-of-two blocks, aligned output; 8 values per unit) with a tail of
+// n % 8 values, and the element-wise one (an output 2 elements off 16-byte
+// alignment, int8 per channel with in % 8 != 0).
+TEST_F(CudaDequant, WholeWeightIntoEveryDtypeIsTheCpuValueRoundedOnce) {
+  struct Case {
+    std::string name;
+    QuantizedWeight (*make)(const std::vector<float>& w, int64_t out, int64_t in);
+  };
+  const std::vector<Case> cases = {
+      {"nf4 bs64", [](const std::vector<float>& w, int64_t o, int64_t i) -> QuantizedWeight {
+         return quantize_4bit(w.data(), o, i, {Code4::nf4, 64, false});
+       }},
+      {"fp4-dq bs32", [](const std::vector<float>& w, int64_t o, int64_t i) -> QuantizedWeight {
+         return quantize_4bit(w.data(), o, i, {Code4::fp4, 32, true});
+       }},
+      {"nf4-dq bs256", [](const std::vector<float>& w, int64_t o, int64_t i) -> QuantizedWeight {
+         return quantize_4bit(w.data(), o, i, {Code4::nf4, 256, true});
+       }},
+      {"int8 affine tensor", [](const std::vector<float>& w, int64_t o, int64_t i) -> QuantizedWeight {
+         return quantize_int8(w.data(), o, i, Int8Scheme::affine, Int8Granularity::per_tensor);
+       }},
+      {"int8 affine channel", [](const std::vector<float>& w, int64_t o, int64_t i) -> QuantizedWeight {
+         return quantize_int8(w.data(), o, i, Int8Scheme::affine, Int8Granularity::per_channel);
+       }},
+      {"int8 sym channel", [](const std::vector<float>& w, int64_t o, int64_t i) -> QuantizedWeight {
+         return quantize_int8(w.data(), o, i, Int8Scheme::symmetric, Int8Granularity::per_channel);
+       }},
+  };
+  for (const Case& c : cases)
+    for (auto [out, in] : {std::pair<int64_t, int64_t>{768, 2304}, {3, 77}, {5, 96}, {1, 1}}) {
+      // Small weights: plain values (test_weights zeroes the first 64).
+      const uint32_t seed = static_cast<uint32_t>(out * 7 + in);
+      const std::vector<float> w =
+          out * in >= 128 ? test_weights(out * in, seed, out * in / 2) : test::normal_values(out * in, 0.05f, seed);
+      const QuantizedTensor q = to_quantized_tensor(c.make(w, out, in));
+      const QuantizedTensor dq = to_device(q, Device::CUDA);
+      // The CPU's decoded fp32 weight (the reference decoders in quant/).
+      Tensor want32 = Tensor::empty({out, in}, DType::F32);
+      {
+        Tensor idx = Tensor::empty({out}, DType::I64);
+        for (int64_t j = 0; j < out; ++j) idx.data<int64_t>()[j] = j;
+        ops::gather_rows(q, idx, want32);
+      }
+      const qformat::Format& f = q.format;
+      Tensor absmax_scratch =
+          Tensor::empty({std::max<int64_t>(1, f.blocks())}, DType::F32, Device::CUDA);
+      for (DType dt : {DType::F32, DType::F16, DType::BF16})
+        for (int64_t offset : {0, 2}) {
+          Tensor dst = Tensor::empty({out * in + offset}, dt, Device::CUDA);
+          char* base = static_cast<char*>(dst.raw()) + offset * static_cast<int64_t>(dtype_size(dt));
+          cuda::dequantize(dq.view(), base, dt, static_cast<float*>(absmax_scratch.raw()), stream());
+          const Tensor got_all = to_device(dst, Device::CPU);
+          Tensor want_dt = Tensor::empty({out, in}, dt);
+          ops::cast(want32, want_dt);
+          const size_t es = dtype_size(dt);
+          size_t diff = 0;
+          for (int64_t i = 0; i < out * in; ++i)
+            diff += std::memcmp(static_cast<const char*>(got_all.raw()) + (offset + i) * es,
+                                static_cast<const char*>(want_dt.raw()) + i * es, es) != 0;
+          EXPECT_EQ(diff, 0u) << c.name << " " << out << "x" << in << " " << dtype_name(dt) << " offset " << offset;
+        }
+    }
   cuda::synchronize();
 }
