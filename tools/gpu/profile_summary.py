@@ -13,14 +13,15 @@ import csv
 import re
 import sys
 
-UNITS = {"nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0,
+UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0,
+         "nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0,
          "byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
 
 
 def short(name):
-    name = re.sub(r"<.*>", "<>", name)
-    name = re.sub(r"\(.*\)", "", name)
-    return name.replace("void ", "").strip()[:70]
+    name = name.replace("void ", "").replace("gpt2q::", "").replace("<unnamed>::", "").replace("cuda::", "")
+    name = re.sub(r"\(.*", "", name)  # the parameter list
+    return name.strip()[:70]
 
 
 def main():

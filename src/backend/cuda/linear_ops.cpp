@@ -3,7 +3,8 @@
 // fused where the types allow; packed weights are decoded into a scratch
 // of the activations' dtype first, except for a few rows, where a fused
 // dequantize-GEMV reads them once (quant_gemv.h; LLM.int8 runs its own
-// pipeline, llm_int8.h); gathers read any table into fp32 rows.
+// pipeline, llm_int8.h), as dense 16-bit weights do (dense_gemv.h); gathers
+// read any table into fp32 rows.
 //
 // fp32 activations are the exactness path: fp32 operands and sums, and the
 // GELU in our own kernel (cuBLASLt's epilogue GELU is for the 16-bit path,
@@ -12,6 +13,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/dense_gemv.h"
 #include "backend/cuda/dequant.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/elementwise.h"
@@ -85,6 +87,11 @@ void product(const void* x, DType x_dtype, const void* w, bool w_out_in, int64_t
 
 void linear_op(const backend::LinearArgs& a, cudaStream_t stream) {
   if (a.rows == 0 || a.out == 0) return;
+  // A few rows of 16-bit activations (decode steps): our GEMV (dense_gemv.h).
+  if (dense_gemv_supports(a)) {
+    dense_gemv(a, stream);
+    return;
+  }
   const void* w = a.w;
   // A weight of another dtype than the activations is converted per call
   // (layers place dense weights in the compute dtype, so this is the
