@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One GPU run, on the device machine, in the repository root: what
 # tools/gpu/make_bundle.sh packed (.device/, .devdata/) is unpacked and the
-# stages asked for run in order, each logging to $OUT (at most 8 files come
-# back: tests.log, sanitizer.log, cli.log, devcuda.log, bench.json,
-# peers.json, peers.log, summary.txt). docs/cuda.md records every run.
+# stages asked for run in order, each logging to $OUT (tests.log,
+# sanitizer.log, cli.log, devcuda.log, bench.json, peers.json, peers.log,
+# profile_*.csv, summary.txt; more than 8 files are packed into results.tgz
+# beside summary.txt, as the device tool returns 8). docs/cuda.md records
+# every run.
 #   bash tools/gpu/run.sh tests sanitize cli devcuda bench peers
 # Stages:
 #   tests     the GPU test binaries (test_cuda_*, conformance on CUDA)
@@ -233,3 +235,9 @@ for s in "$@"; do
   esac
 done
 note "done in ${SECONDS}s"
+# The device tool returns at most 8 files: beyond that, everything but the
+# summary goes into one results.tgz.
+if [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -gt 8 ]; then
+  (cd "$OUT" && tar czf /tmp/gpt2q_results.tgz --exclude summary.txt . && find . -maxdepth 1 -type f ! -name summary.txt -delete &&
+    mv /tmp/gpt2q_results.tgz results.tgz)
+fi
