@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dense_gemv.h"
 #include "backend/cuda/element_types.cuh"
+#include "backend/cuda/linear_epilogue.cuh"
 
 namespace gpt2q::cuda {
 
@@ -33,29 +34,6 @@ struct Params {
   Activation activation;
   bool accumulate;
 };
-
-__device__ __forceinline__ float load_as_float(const void* p, DType t, size_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-
-// The bias, the activation on the biased sum (elementwise.cu's forms) or
-// the residual add, then one rounding to y's dtype.
-__device__ __forceinline__ void finish(const Params& p, int m, int j, float v) {
-  if (p.bias) v += load_as_float(p.bias, p.bias_dtype, j);
-  if (p.activation == Activation::gelu_new) {
-    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-    v = v / (1.0f + expf(-2.0f * u));
-  } else if (p.activation == Activation::gelu_erf) {
-    v = v * (0.5f * erfcf(-v * 0.7071067811865476f));
-  }
-  const size_t i = static_cast<size_t>(m) * p.out + j;
-  if (p.accumulate) v += load_as_float(p.y, p.y_dtype, i);
-  if (p.y_dtype == DType::F32) static_cast<float*>(p.y)[i] = v;
-  else if (p.y_dtype == DType::F16) static_cast<__half*>(p.y)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p.y)[i] = __float2bfloat16_rn(v);
-}
 
 template <typename T, int MT>
 __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(const Params p) {
@@ -108,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(const Params p) {
       float v = 0.0f;
 #pragma unroll
       for (int wi = 0; wi < kWarps; ++wi) v += partial[wi][col][m];
-      finish(p, m, j, v);
+      finish_output(p, m, j, v);
     }
   }
 }

@@ -16,6 +16,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/element_types.cuh"
+#include "backend/cuda/linear_epilogue.cuh"
 #include "backend/cuda/quant_gemv.h"
 
 namespace gpt2q::cuda {
@@ -59,34 +60,6 @@ constexpr int kWarps = 4;  // warps per block: 128 threads
 
 template <Kind K>
 constexpr int kEpw = K == Kind::q4 ? 8 : 4;  // elements per 32-bit word of codes
-
-__device__ __forceinline__ float load_as_float(const void* p, DType t, size_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-
-__device__ __forceinline__ void store_from_float(void* p, DType t, size_t i, float v) {
-  if (t == DType::F32) static_cast<float*>(p)[i] = v;
-  else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-
-// Bias, epilogue and store of output (m, j), as the other linear paths:
-// the activation on the biased sum (the forms of elementwise.cu), or the
-// residual add into y.
-__device__ __forceinline__ void finish(const Params& p, int m, int j, float v) {
-  if (p.bias) v += load_as_float(p.bias, p.bias_dtype, j);
-  if (p.activation == Activation::gelu_new) {
-    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-    v = v / (1.0f + expf(-2.0f * u));
-  } else if (p.activation == Activation::gelu_erf) {
-    v = v * (0.5f * erfcf(-v * 0.7071067811865476f));
-  }
-  const size_t i = static_cast<size_t>(m) * p.out + j;
-  if (p.accumulate) v += load_as_float(p.y, p.y_dtype, i);
-  store_from_float(p.y, p.y_dtype, i, v);
-}
 
 // N consecutive activations (N = 4 or 8, p aligned to N elements) as fp32,
 // through the read-only path: x is small and re-read by every warp.
@@ -280,7 +253,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_vec(const __grid_constant__ 
   constexpr int shift = 5 - (V >= 32 ? 5 : V >= 16 ? 4 : V >= 8 ? 3 : V >= 4 ? 2 : V >= 2 ? 1 : 0);
   if ((lane & ((1 << shift) - 1)) == 0) {
     const int idx = lane >> shift, r = idx / MT, m = idx % MT, j = j0 + r;
-    if (j < p.out && m < p.rows) finish(p, m, j, total);
+    if (j < p.out && m < p.rows) finish_output(p, m, j, total);
   }
 }
 
@@ -315,7 +288,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fallback(const __grid_consta
       if (m < p.rows) acc[m] = fmaf(to_float(x[static_cast<size_t>(m) * p.in + k]), w, acc[m]);
   }
   const float total = warp_reduce_scatter(acc);  // lane l: row l >> 2
-  if ((lane & 3) == 0 && (lane >> 2) < p.rows) finish(p, lane >> 2, j, total);
+  if ((lane & 3) == 0 && (lane >> 2) < p.rows) finish_output(p, lane >> 2, j, total);
 }
 
 enum class Config { r1u1, r1u4, r4u1, fallback };
