@@ -79,8 +79,15 @@ TEST_F(CudaModel, ClassifierLogitsEveryFormatAndComputeDtype) {
     const Checkpoint ck = variant(src, method);
     const Tensor want = GPT2Model::from_checkpoint(ck)->class_logits(tb);
     // fp32 on the GPU: the same arithmetic up to summation order.
-    const Tensor f32 = GPT2Model::from_checkpoint(ck, {Device::CUDA, DType::F32})->class_logits(tb);
+    auto f32_model = GPT2Model::from_checkpoint(ck, {Device::CUDA, DType::F32});
+    const Tensor f32 = f32_model->class_logits(tb);
     expect_close(f32, want, 1e-4, method + " fp32");
+    // One text alone runs padded to its length bucket (23 tokens -> 32): the
+    // padding rows must change nothing the text's pooled row reads.
+    const TokenBatch text23 = TokenBatch::from_sequences(
+        {std::vector<int32_t>(tb.ids.begin() + 4 * tb.seq, tb.ids.begin() + 4 * tb.seq + 23)}, 999);
+    expect_close(f32_model->class_logits(text23), GPT2Model::from_checkpoint(ck)->class_logits(text23), 1e-4,
+                 method + " fp32, one text padded");
     for (DType dt : {DType::F16, DType::BF16}) {
       // Packed batches (no padding rows) with 16-bit activations.
       auto model = GPT2Model::from_checkpoint(ck, {Device::CUDA, dt});
@@ -157,7 +164,7 @@ TEST_F(CudaModel, GraphReplaysEqualTheEagerPathBitForBit) {
     return x.nbytes() == y.nbytes() && std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
   };
   std::vector<std::vector<int32_t>> texts1;
-  for (int64_t n : {12, 12, 40, 1, 12}) {
+  for (int64_t n : {12, 12, 40, 1, 20}) {
     std::vector<int32_t> s;
     for (int64_t t = 0; t < n; ++t) s.push_back(static_cast<int32_t>((t * 31 + n * 7 + texts1.size() * 5) % 999));
     texts1.push_back(s);
@@ -179,7 +186,8 @@ TEST_F(CudaModel, GraphReplaysEqualTheEagerPathBitForBit) {
           const Tensor got = model->class_logits(TokenBatch::from_sequences({texts1[i]}, 999));
           EXPECT_TRUE(same_bits(got, eager[i])) << what << " text " << i << " pass " << pass;
         }
-      // Every call after a length's first is a replay (3 lengths, 12 calls).
+      // Every call after a length bucket's first is a replay (3 buckets: 8
+      // for 1 token, 32 for 12 and 20, 64 for 40; 12 calls).
       EXPECT_EQ(device_graph_launches() - before, 9u) << what;
     }
   }

@@ -396,3 +396,22 @@ TEST(ModelForward, BadInputsAreErrors) {
   ck.tensors.erase("h.1.mlp.c_fc.bias");
   EXPECT_THROW(GPT2Model::from_checkpoint(ck), Error);
 }
+
+TEST(ModelForward, ClassifyBucketsCoverEveryLengthWithinThePositions) {
+  // The GPU pads one text to these lengths (gpt2_graphs.cpp).
+  EXPECT_EQ(classify_bucket(1, 1024), 8);
+  EXPECT_EQ(classify_bucket(8, 1024), 8);
+  EXPECT_EQ(classify_bucket(9, 1024), 32);
+  EXPECT_EQ(classify_bucket(51, 1024), 64);
+  EXPECT_EQ(classify_bucket(256, 1024), 256);
+  EXPECT_EQ(classify_bucket(257, 1024), 384);
+  EXPECT_EQ(classify_bucket(1000, 1024), 1024);
+  EXPECT_EQ(classify_bucket(100, 100), 100);  // never past n_positions
+  EXPECT_EQ(classify_bucket(5, 6), 6);
+  for (int64_t npos : {1, 7, 100, 1024})
+    for (int64_t n = 1; n <= npos; ++n) {
+      const int64_t b = classify_bucket(n, npos);
+      ASSERT_GE(b, n);
+      ASSERT_LE(b, npos);
+    }
+}

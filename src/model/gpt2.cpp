@@ -364,7 +364,7 @@ std::vector<int64_t> GPT2Model::pooled_positions(const TokenBatch& tb) const {
 Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
   if (!is_classifier()) fail("class logits: the model is not a GPT2ForSequenceClassification checkpoint");
   const std::vector<int64_t> pos = pooled_positions(tb);
-  if (tb.batch == 1 && replays_graphs()) return class_logits_by_graph(tb, pos[0]);
+  if (tb.batch == 1 && pads_one_text()) return class_logits_one_text(tb, pos[0]);
   const int64_t C = config_.n_embd;
   Tensor h;
   std::vector<int64_t> rows(static_cast<size_t>(tb.batch));

@@ -144,14 +144,24 @@ class GPT2Model {
   void check_tokens(const std::vector<int32_t>& ids, const std::vector<int64_t>& positions) const;
   // Whether batch-1 classification and decode steps replay CUDA graphs.
   bool replays_graphs() const;
-  // class_logits of one text of n tokens pooled at `pooled`, by graph.
-  Tensor class_logits_by_graph(const TokenBatch& tb, int64_t pooled) const;
-  // The captured batch-1 classifications, by token count.
+  // Whether class_logits of one text pads it to classify_bucket's length
+  // (on CUDA, packed): then it replays a graph per bucket, or with graphs
+  // off runs the same padded work eagerly.
+  bool pads_one_text() const;
+  // class_logits of one text of n tokens pooled at `pooled`, padded.
+  Tensor class_logits_one_text(const TokenBatch& tb, int64_t pooled) const;
+  // The batch-1 classifications (captured or not), by length bucket.
   mutable std::mutex graphs_mutex_;
   mutable std::map<int64_t, std::unique_ptr<ClassifyGraph>> classify_graphs_;
   // Whether a classification batch runs packed (no padding rows).
   bool packs_sequences() const;
 };
+
+// The length one text of n tokens is padded to on the GPU's batch-1
+// classification path (gpt2_graphs.cpp says why): 8 up to 8 tokens, then
+// multiples of 32 up to 256, then of 128; never beyond n_positions, never
+// below n.
+int64_t classify_bucket(int64_t n, int64_t n_positions);
 
 struct GenerateOptions {
   int64_t max_new_tokens = 20;

@@ -5,6 +5,16 @@
 // kernels of the eager path (run_blocks over checked device indices), so it
 // gives the same numbers; only where the inputs come from changes: buffers
 // refilled before each replay.
+//
+// One text is padded at its end to a length bucket (classify_bucket), so
+// that a handful of graphs serve every length: a capture costs milliseconds,
+// a replay a fraction of one. The padding rows come after the text's, and
+// causal attention never lets a row see a later one, so they change nothing
+// the pooled row reads (the GEMMs see more rows, which at these sizes costs
+// no time). With graphs off the same padded work runs eagerly, so both
+// paths give the same bits.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/device_memory.h"
@@ -15,9 +25,9 @@ namespace gpt2q {
 
 namespace {
 
-// Captured classifications kept per model: one per token count met, up to
+// Captured classifications kept per model: one per length bucket met, up to
 // this many (then all are dropped and captured again as needed).
-constexpr size_t kMaxClassifyGraphs = 256;
+constexpr size_t kMaxClassifyGraphs = 64;
 
 // Runs `body` through `graph`: eagerly on the first call (which also sets up
 // what the body needs on first use: GEMM plans, workspaces), then captured
@@ -33,7 +43,16 @@ void run_through_graph(G& g, const Body& body) {
 
 bool GPT2Model::replays_graphs() const { return placement_.device == Device::CUDA && packs_sequences() && cuda_graphs_enabled(); }
 
-Tensor GPT2Model::class_logits_by_graph(const TokenBatch& tb, int64_t pooled) const {
+bool GPT2Model::pads_one_text() const { return placement_.device == Device::CUDA && packs_sequences(); }
+
+int64_t classify_bucket(int64_t n, int64_t n_positions) {
+  // Up to 8 rows the linears run as GEMVs (one read of each weight); then
+  // steps of 32 rows to 256 (AG News texts average 51 tokens), then of 128.
+  const int64_t b = n <= 8 ? 8 : n <= 256 ? (n + 31) / 32 * 32 : (n + 127) / 128 * 128;
+  return std::max(n, std::min(b, n_positions));
+}
+
+Tensor GPT2Model::class_logits_one_text(const TokenBatch& tb, int64_t pooled) const {
   const int64_t n = tb.lengths.empty() ? tb.seq : tb.lengths[0], C = config_.n_embd;
   if (pooled >= n) fail("class logits: row 0 pools position {} beyond its {} tokens", pooled, n);
   const std::vector<int32_t> ids(tb.ids.begin(), tb.ids.begin() + n);
@@ -41,33 +60,42 @@ Tensor GPT2Model::class_logits_by_graph(const TokenBatch& tb, int64_t pooled) co
   for (int64_t t = 0; t < n; ++t) positions[t] = t;
   check_tokens(ids, positions);  // the model's errors, before any device work
 
+  // The padded text: the last token repeated at the next positions (valid
+  // ids and positions, read by no row of the text).
+  const int64_t N = classify_bucket(n, config_.n_positions);
+  std::vector<int32_t> padded_ids = ids;
+  padded_ids.resize(static_cast<size_t>(N), ids.empty() ? 0 : ids.back());
   std::lock_guard<std::mutex> lock(graphs_mutex_);
-  auto it = classify_graphs_.find(n);
+  auto it = classify_graphs_.find(N);
   if (it == classify_graphs_.end()) {
     if (classify_graphs_.size() >= kMaxClassifyGraphs) {
       device_synchronize(placement_.device);
       classify_graphs_.clear();
     }
     auto g = std::make_unique<ClassifyGraph>();
-    std::tie(g->ids, g->positions) = checked_tokens(ids, positions);
-    g->pooled_row = ops::CheckedIndices({pooled}, n, placement_.device);
-    g->layout = ops::SequenceLayout::packed({n}, placement_.device);
+    std::vector<int64_t> all_positions(static_cast<size_t>(N));
+    for (int64_t t = 0; t < N; ++t) all_positions[t] = t;
+    std::tie(g->ids, g->positions) = checked_tokens(padded_ids, all_positions);
+    g->pooled_row = ops::CheckedIndices({pooled}, N, placement_.device);
+    g->layout = ops::SequenceLayout::packed({N}, placement_.device);
     g->logits = Tensor::empty({1, num_labels()}, DType::F32, placement_.device);
-    it = classify_graphs_.emplace(n, std::move(g)).first;
+    it = classify_graphs_.emplace(N, std::move(g)).first;
   } else {
-    it->second->ids.assign(std::vector<int64_t>(ids.begin(), ids.end()));
+    it->second->ids.assign(std::vector<int64_t>(padded_ids.begin(), padded_ids.end()));
     it->second->pooled_row.assign({pooled});
   }
   ClassifyGraph& g = *it->second;
   const int64_t H = config_.n_head;
-  run_through_graph(g, [&] {
+  const auto body = [&] {
     Tensor h = run_blocks(g.ids, g.positions, [&](int64_t l, const Tensor& qkv, Tensor& attended) {
       ops::causal_self_attention(qkv, g.layout, H, config_.attention_scale(l), attended);
     });
     Tensor row = ops::scratch({1, C}, DType::F32, placement_.device);
     ops::gather_rows(h, g.pooled_row, row);
     score_->matmul_nt(as_activations(row), g.logits);
-  });
+  };
+  if (cuda_graphs_enabled()) run_through_graph(g, body);
+  else body();
   // A copy: the next call overwrites the graph's buffer.
   Tensor out = ops::scratch({1, num_labels()}, DType::F32, placement_.device);
   copy_bytes(out.raw(), out.device(), g.logits.raw(), g.logits.device(), g.logits.nbytes());

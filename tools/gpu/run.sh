@@ -81,7 +81,11 @@ run_sanitize() {
   local SAN="timeout ${SANITIZE_TIMEOUT:-150} $SAN"
   stage sanitizer $SAN --tool memcheck --leak-check full --error-exitcode 9 "$B/test_cuda_ops"
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_backend_ops"
-  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_model"
+  # The out-of-memory test provokes the failing cudaMallocAsync that memcheck
+  # reports as an API error: it runs on its own with those reports off.
+  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_model" --gtest_filter='-*OutOfMemory*'
+  stage sanitizer $SAN --tool memcheck --report-api-errors no --error-exitcode 9 "$B/test_cuda_model" \
+    --gtest_filter='*OutOfMemory*'
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_dequant"
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_ops" \
     --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'

@@ -32,4 +32,10 @@ struct GemmCall {
 // algorithm) are gpt2q::Error naming the shapes and types.
 void gemm(const GemmCall& call, cudaStream_t stream);
 
+// Frees the calling thread's cuBLASLt handle, plans and 32 MiB workspace
+// (queued on its stream: call it once the GEMMs are done); the next gemm()
+// makes new ones. Tests call it before checking that nothing is left
+// allocated on the device.
+void release_gemm_context();
+
 }  // namespace gpt2q::cuda

@@ -174,11 +174,14 @@ class LtContext {
   std::map<Key, std::unique_ptr<Plan>> plans_;
 };
 
+// One per host thread, made on its first GEMM. Not destroyed at exit (the
+// driver goes with the process, and the order of static destruction against
+// the CUDA runtime's is unknown): release_gemm_context() frees it earlier.
+thread_local LtContext* thread_context = nullptr;
+
 LtContext& context() {
-  // One per host thread; deliberately leaked at exit (see device_memory.cpp:
-  // the driver goes with the process, and destruction order is unknown).
-  thread_local LtContext* c = new LtContext();
-  return *c;
+  if (!thread_context) thread_context = new LtContext();
+  return *thread_context;
 }
 
 }  // namespace
@@ -186,6 +189,11 @@ LtContext& context() {
 void gemm(const GemmCall& call, cudaStream_t stream) {
   if (call.rows == 0 || call.out == 0) return;
   context().run(call, stream);
+}
+
+void release_gemm_context() {
+  delete thread_context;
+  thread_context = nullptr;
 }
 
 }  // namespace gpt2q::cuda
