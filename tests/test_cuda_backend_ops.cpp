@@ -89,43 +89,60 @@ const char* name(DType t) { return dtype_name(t).data(); }
 
 }  // namespace
 
-// Dense products in every dtype the GPU runs, with each epilogue.
+// w [in, out] (F32, on the host) as [out, in].
+Tensor transposed(const Tensor& w) {
+  const int64_t in = w.dim(0), out = w.dim(1);
+  Tensor t = Tensor::empty({out, in}, DType::F32);
+  for (int64_t k = 0; k < in; ++k)
+    for (int64_t j = 0; j < out; ++j) t.data<float>()[j * in + k] = w.data<float>()[k * out + j];
+  return t;
+}
+
+// Dense products in every dtype the GPU runs, with each epilogue, with the
+// weight [in, out] (ops::linear) and [out, in] (ops::linear_nt, as the CUDA
+// dense layers hold it).
 TEST_F(CudaBackendOps, LinearEveryDtypeAndEpilogue) {
   struct Shape3 {
     int64_t rows, in, out;
   };
-  // Rows 1..8 of 16-bit operands with out % 8 == 0 run dense_gemv (1 x 768,
-  // 3 x 3072, 8 x 40 with a partial last block); the rest cuBLASLt.
-  for (const Shape3 s : {Shape3{1, 768, 2304}, {3, 3072, 768}, {8, 40, 24}, {51, 768, 3072}, {7, 33, 17},
-                         {130, 3072, 768}})
+  // With [out, in] weights, rows 1..8 of 16-bit operands with in % 8 == 0
+  // run dense_gemv: 1 x 768 x 2304 (4 chunks per lane), 3 x 3072 x 768
+  // (several steps), 8 x 40 x 24 (a part of a warp's step), 2 x 64 x 8193
+  // (4 outputs per warp, the last warp's partly past the end); the rest,
+  // and every [in, out] product, cuBLASLt.
+  for (const Shape3 s : {Shape3{1, 768, 2304}, {3, 3072, 768}, {8, 40, 24}, {2, 64, 8193}, {51, 768, 3072},
+                         {7, 33, 17}, {130, 3072, 768}})
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
-      for (int epi = 0; epi < 4; ++epi) {
-        // 0 plain + bias, 1 gelu_new, 2 gelu_erf, 3 accumulate into an F32 y
-        ops::Epilogue e;
-        if (epi == 1) e.activation = ops::Activation::gelu_new;
-        if (epi == 2) e.activation = ops::Activation::gelu_erf;
-        if (epi == 3) e.accumulate = true;
-        const DType ydt = epi == 3 ? DType::F32 : dt;
-        const Tensor x = as(normal({s.rows, s.in}, 1.0f, 1), dt), w = as(normal({s.in, s.out}, 0.05f, 2), dt);
-        const Tensor b = as(normal({s.out}, 0.1f, 3), dt == DType::F32 ? DType::F32 : dt);
-        const Tensor y0 = normal({s.rows, s.out}, 1.0f, 4);
-        // CPU: fp32 on the same (rounded) values.
-        Tensor want = y0.clone();
-        ops::linear(f32(x), f32(w), f32(b), want, e);
-        Tensor got = epi == 3 ? gpu(y0) : poisoned({s.rows, s.out}, ydt);
-        ops::linear(gpu(x), gpu(w), gpu(b), got, e);
-        const std::string what = fmt::format("linear {} {}x{}x{} epilogue {}", name(dt), s.rows, s.in, s.out, epi);
-        if (ydt == DType::F32) {
-          // fp32 sums in another order: the error grows like sqrt(k). 1e-5
-          // holds at k = 768; at k = 3072 an H100's cuBLASLt (split-K, fp32
-          // partials) measured 1.12e-5 (device run 10), so scale by sqrt(k / 768).
-          const double tol = 1e-5 * std::sqrt(std::max(1.0, static_cast<double>(s.in) / 768.0));
-          const double worst = test::expect_close(f32(got), f32(want), tol, what);
-          std::printf("  %-58s worst rel. error %.3g\n", what.c_str(), worst);
-        } else {
-          expect_close(got, want, ydt, what);
+      for (bool nt : {false, true})
+        for (int epi = 0; epi < 4; ++epi) {
+          // 0 plain + bias, 1 gelu_new, 2 gelu_erf, 3 accumulate into an F32 y
+          ops::Epilogue e;
+          if (epi == 1) e.activation = ops::Activation::gelu_new;
+          if (epi == 2) e.activation = ops::Activation::gelu_erf;
+          if (epi == 3) e.accumulate = true;
+          const DType ydt = epi == 3 ? DType::F32 : dt;
+          const Tensor x = as(normal({s.rows, s.in}, 1.0f, 1), dt), w = as(normal({s.in, s.out}, 0.05f, 2), dt);
+          const Tensor b = as(normal({s.out}, 0.1f, 3), dt == DType::F32 ? DType::F32 : dt);
+          const Tensor y0 = normal({s.rows, s.out}, 1.0f, 4);
+          // CPU: fp32 on the same (rounded) values.
+          Tensor want = y0.clone();
+          ops::linear(f32(x), f32(w), f32(b), want, e);
+          Tensor got = epi == 3 ? gpu(y0) : poisoned({s.rows, s.out}, ydt);
+          if (nt) ops::linear_nt(gpu(x), gpu(as(transposed(f32(w)), dt)), gpu(b), got, e);
+          else ops::linear(gpu(x), gpu(w), gpu(b), got, e);
+          const std::string what = fmt::format("linear{} {} {}x{}x{} epilogue {}", nt ? "_nt" : "", name(dt),
+                                               s.rows, s.in, s.out, epi);
+          if (ydt == DType::F32) {
+            // fp32 sums in another order: the error grows like sqrt(k). 1e-5
+            // holds at k = 768; at k = 3072 an H100's cuBLASLt (split-K, fp32
+            // partials) measured 1.12e-5 (device run 3), so scale by sqrt(k / 768).
+            const double tol = 1e-5 * std::sqrt(std::max(1.0, static_cast<double>(s.in) / 768.0));
+            const double worst = test::expect_close(f32(got), f32(want), tol, what);
+            std::printf("  %-58s worst rel. error %.3g\n", what.c_str(), worst);
+          } else {
+            expect_close(got, want, ydt, what);
+          }
         }
-      }
 }
 
 TEST_F(CudaBackendOps, MatmulNtWith16BitTables) {

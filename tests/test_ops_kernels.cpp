@@ -61,6 +61,26 @@ TEST(OpsKernels, MatmulNtMatchesReference) {
   }
 }
 
+// linear_nt (w [out, in]: bias and epilogue after the product), fast and
+// reference, against linear on the transposed weight.
+TEST(OpsKernels, LinearNtEqualsLinearOnTheTransposedWeight) {
+  const Tensor x = random_tensor({5, 37}, 11), w = random_tensor({37, 19}, 12), b = random_tensor({19}, 13);
+  Tensor wt = Tensor::empty({19, 37}, DType::F32);
+  for (int64_t k = 0; k < 37; ++k)
+    for (int64_t j = 0; j < 19; ++j) wt.data<float>()[j * 37 + k] = w.data<float>()[k * 19 + j];
+  for (int epi = 0; epi < 3; ++epi) {
+    ops::Epilogue e;
+    if (epi == 1) e.activation = ops::Activation::gelu_new;
+    if (epi == 2) e.accumulate = true;
+    Tensor want = random_tensor({5, 19}, 14), got = want.clone(), ref = want.clone();
+    ops::linear(x, w, b, want, e);
+    ops::linear_nt(x, wt, b, got, e);
+    ops::reference::linear_nt(x, wt, b, ref, e);
+    expect_close(got, want, 1e-5, "linear_nt");
+    expect_close(ref, want, 1e-5, "reference linear_nt");
+  }
+}
+
 TEST(OpsKernels, LayerNormMatchesReferenceEvenWithLargeMean) {
   // A large common offset is where a one-pass E[x²] - E[x]² variance fails.
   for (float offset : {0.0f, 300.0f}) {

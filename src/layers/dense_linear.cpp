@@ -1,5 +1,8 @@
 #include "layers/dense_linear.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/ops.h"
@@ -35,7 +38,34 @@ Tensor convert_on_host(const Tensor& t, DType dtype) {
   return out;
 }
 
+// A host copy of w [in, out] transposed to [out, in], in `dtype` (as
+// convert_on_host converts).
+Tensor transpose_on_host(const Tensor& w, DType dtype) {
+  const Tensor src = convert_on_host(w, dtype);
+  const int64_t in = src.dim(0), out = src.dim(1);
+  Tensor t = Tensor::empty({out, in}, dtype);
+  const size_t es = dtype_size(dtype);
+  const auto* s = static_cast<const unsigned char*>(src.raw());
+  auto* d = static_cast<unsigned char*>(t.raw());
+  // Tiles of 32 x 32 keep both sides' reads in cache.
+#pragma omp parallel for schedule(static) if (in * out >= (1 << 16))
+  for (int64_t j0 = 0; j0 < out; j0 += 32)
+    for (int64_t k0 = 0; k0 < in; k0 += 32)
+      for (int64_t j = j0; j < std::min(out, j0 + 32); ++j)
+        for (int64_t k = k0; k < std::min(in, k0 + 32); ++k)
+          std::memcpy(d + (j * in + k) * es, s + (k * out + j) * es, es);
+  return t;
+}
+
 }  // namespace
+
+Tensor place_dense_linear_weight(const Tensor& w, const Placement& placement) {
+  if (placement.device == Device::CPU) return place_dense_weight(w, placement);
+  GPT2Q_CHECK(w.ndim() == 2 && (w.dtype() == DType::F32 || is_16bit(w.dtype())), "dense weight of {} {}",
+              dtype_name(w.dtype()), shape_str(w.shape()));
+  const DType dtype = placement.compute != DType::F32 ? placement.compute : w.dtype();
+  return to_device(transpose_on_host(w, dtype), placement.device);
+}
 
 Tensor place_dense_weight(const Tensor& t, const Placement& placement) {
   GPT2Q_CHECK(t.dtype() == DType::F32 || is_16bit(t.dtype()), "dense weight of {}", dtype_name(t.dtype()));
@@ -49,17 +79,18 @@ Tensor activation_dtype_bias(const Tensor& bias, const Placement& placement) {
   return to_device(convert_on_host(bias, placement.activations()), placement.device);
 }
 
-DenseLinear::DenseLinear(Tensor weight_in_out, Tensor bias, Placement placement)
-    : w_(std::move(weight_in_out)), b_(std::move(bias)), b_out_(activation_dtype_bias(b_, placement)),
+DenseLinear::DenseLinear(Tensor weight, Tensor bias, Placement placement)
+    : w_(std::move(weight)), b_(std::move(bias)), b_out_(activation_dtype_bias(b_, placement)),
       placement_(placement) {
   GPT2Q_CHECK(w_.defined() && w_.ndim() == 2 && (w_.dtype() == DType::F32 || is_16bit(w_.dtype())),
-              "dense linear: the weight must be a 2-D F32, F16 or BF16 tensor [in, out]");
+              "dense linear: the weight must be a 2-D F32, F16 or BF16 tensor");
   GPT2Q_CHECK(w_.device() == placement_.device, "dense linear: weight on {}, placement on {}",
               device_name(w_.device()), device_name(placement_.device));
-  GPT2Q_CHECK(!b_.defined() || (b_.dtype() == DType::F32 && b_.numel() == w_.dim(1)),
-              "dense linear: bias must be F32 [{}]", w_.dim(1));
-  in_ = w_.dim(0);
-  out_ = w_.dim(1);
+  out_in_ = placement_.device != Device::CPU;
+  in_ = w_.dim(out_in_ ? 1 : 0);
+  out_ = w_.dim(out_in_ ? 0 : 1);
+  GPT2Q_CHECK(!b_.defined() || (b_.dtype() == DType::F32 && b_.numel() == out_),
+              "dense linear: bias must be F32 [{}]", out_);
   if (cpu_bf16(placement_)) {
     // Converted once; the stored weight (often a view of the file) is let go.
     w_bf16_ = ops::pack_linear_bf16(w_);
@@ -69,7 +100,9 @@ DenseLinear::DenseLinear(Tensor weight_in_out, Tensor bias, Placement placement)
 
 void DenseLinear::forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue) const {
   if (w_bf16_.defined()) return ops::linear_bf16(x, w_bf16_, in_, out_, b_, y, epilogue);
-  ops::linear(x, w_, b_out_.defined() && y.dtype() == b_out_.dtype() ? b_out_ : b_, y, epilogue);
+  const Tensor& b = b_out_.defined() && y.dtype() == b_out_.dtype() ? b_out_ : b_;
+  if (out_in_) return ops::linear_nt(x, w_, b, y, epilogue);
+  ops::linear(x, w_, b, y, epilogue);
 }
 
 size_t DenseLinear::bytes() const {
@@ -99,7 +132,7 @@ std::unique_ptr<DenseLinear> make_dense_linear(const Tensor& weight_in_out, cons
       fail("{}: bias {} does not match weight {}", what, shape_str(bias.shape()), shape_str(weight_in_out.shape()));
     b = to_device(bias.dtype() == DType::F32 ? bias : convert_on_host(bias, DType::F32), placement.device);
   }
-  return std::make_unique<DenseLinear>(place_dense_weight(weight_in_out, placement), std::move(b), placement);
+  return std::make_unique<DenseLinear>(place_dense_linear_weight(weight_in_out, placement), std::move(b), placement);
 }
 
 }  // namespace gpt2q

@@ -69,7 +69,7 @@ backend::LinearArgs dense_args(const char* op, const Tensor& x, const Tensor& b,
 
 template <typename F>
 void linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue e, bool w_out_in) {
-  const char* op = w_out_in ? "matmul_nt" : "linear";
+  const char* op = w_out_in ? "linear_nt" : "linear";
   require_float(op, "w", w);
   same_device(op, {&x, &w, &b, &y});
   if (w.ndim() != 2)
@@ -209,6 +209,9 @@ void gather_host_indices(const QuantizedTensor& table, const Tensor& idx, Tensor
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue) {
   linear_impl<Fast>(x, w, b, y, epilogue, false);
 }
+void linear_nt(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue) {
+  linear_impl<Fast>(x, w, b, y, epilogue, true);
+}
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { linear_impl<Fast>(a, b, Tensor(), c, {}, true); }
 Tensor pack_linear_bf16(const Tensor& w) {
   const char* op = "pack_linear_bf16";
@@ -243,6 +246,9 @@ void gather_rows(const QuantizedTensor& table, const CheckedIndices& idx, Tensor
 namespace reference {
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue) {
   linear_impl<Reference>(x, w, b, y, epilogue, false);
+}
+void linear_nt(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue) {
+  linear_impl<Reference>(x, w, b, y, epilogue, true);
 }
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c) { linear_impl<Reference>(a, b, Tensor(), c, {}, true); }
 void linear_bf16(const Tensor& x, const Tensor& packed, int64_t in, int64_t out, const Tensor& b, Tensor& y,

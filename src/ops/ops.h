@@ -28,6 +28,11 @@ using backend::Epilogue;
 // 16-bit w is converted exactly (backend/cpu/half_gemm.h). On CUDA x and y
 // may also be F16 / BF16 (backend/cuda: cuBLASLt).
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue = {});
+// The same with w [out, in] (nn.Linear's layout): y = x · wᵀ + b, then the
+// epilogue. On CUDA the dense layers hold their weights so (both operands
+// contiguous along in: cuBLASLt's TN case, and each output's weights one
+// contiguous run for the few-row GEMV).
+void linear_nt(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue = {});
 // c[m, n] = a[m, k] · b[n, k]ᵀ  (e.g. logits = h · wteᵀ); b F32, F16 or BF16.
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c);
 

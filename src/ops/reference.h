@@ -8,6 +8,7 @@
 namespace gpt2q::ops::reference {
 
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue = {});
+void linear_nt(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Epilogue epilogue = {});
 void matmul_nt(const Tensor& a, const Tensor& b, Tensor& c);
 void linear_bf16(const Tensor& x, const Tensor& packed, int64_t in, int64_t out, const Tensor& b, Tensor& y,
                  Epilogue epilogue = {});

@@ -19,8 +19,9 @@
 #   bench     gpt2q bench --device cuda --method all (bench.json: the
 #             interchange format of tools/gpu_bench_report.py)
 #   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
-#   profile   ncu: every kernel of two batch-1 classifications (fp16, nf4)
-#             and of 4 greedy decode steps (fp16, nf4), its time and DRAM
+#   profile   ncu: every kernel of two batch-1 classifications (fp16, nf4),
+#             of one batch of 256 (fp16, int8, nf4, nf4-dq bf16) and of 4
+#             greedy decode steps (fp16, nf4), its time and DRAM
 #             bytes (profile_*.csv), graph nodes profiled one by one
 set -u
 cd "$(dirname "$0")/../.."
@@ -216,6 +217,12 @@ run_profile() {
   local m=(--graph-profiling node --metrics gpu__time_duration.sum,dram__bytes.sum --csv --launch-count 1500)
   stage profile timeout 200 "$ncu" "${m[@]}" --log-file "$OUT/profile_classify.csv" "$G" bench --device cuda \
     --method fp16,nf4 --model "$work/cls124m" --tokenizer "$TOK" --data "$AG" --skip batch256,lm --n1 2 --json
+  # One batch of 256 texts (after the bench's warm-up batch) per variant:
+  # where the dense 16-bit path loses to NF4, and int8 / double quant to both.
+  for v in fp16 int8-tensor nf4 nf4-dq:bf16-compute; do
+    stage profile timeout 90 "$ncu" "${m[@]}" --log-file "$OUT/profile_b256_${v%%:*}.csv" "$G" bench --device cuda \
+      --method "$v" --model "$work/cls124m" --tokenizer "$TOK" --data "$AG" --skip batch1,lm --n1 1 --n256 256 --json
+  done
   [ -d "$work/lmq_nf4" ] || "$G" quantize --model "$work/lm124m" --method nf4 --out "$work/lmq_nf4" >/dev/null
   for v in "$work/lm124m fp16" "$work/lmq_nf4 fp16"; do
     set -- $v

@@ -62,6 +62,13 @@ std::vector<float> to_f32(const void* w, DType dtype, int64_t n) {
 
 bool is_16bit(DType t) { return t == DType::F16 || t == DType::BF16; }
 
+// y[r, :] += bias (the [out, in] products have no bias of their own).
+void add_bias_rows(float* y, int64_t rows, int64_t out, const float* bias) {
+  if (!bias) return;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < out; ++j) y[r * out + j] += bias[j];
+}
+
 }  // namespace
 
 void linear_op(const backend::LinearArgs& a) {
@@ -73,15 +80,15 @@ void linear_op(const backend::LinearArgs& a) {
     if (a.w_dtype == DType::F32) {
       const auto* w = static_cast<const float*>(a.w);
       if (!a.w_out_in) return cpu::linear(x, a.rows, a.in, w, bias, a.out, y);
-      GPT2Q_CHECK(!bias, "linear: a bias with an [out, in] weight");
-      return cpu::sgemm_nt(a.rows, a.out, a.in, 1.0f, x, a.in, w, a.in, 0.0f, y, a.out);
+      cpu::sgemm_nt(a.rows, a.out, a.in, 1.0f, x, a.in, w, a.in, 0.0f, y, a.out);
+      return add_bias_rows(y, a.rows, a.out, bias);
     }
     GPT2Q_CHECK(is_16bit(a.w_dtype), "linear: weight dtype {}", dtype_name(a.w_dtype));
     const auto* w = static_cast<const uint16_t*>(a.w);
     const bool bf16 = a.w_dtype == DType::BF16;
     if (!a.w_out_in) return linear_16bit(x, a.rows, a.in, w, bf16, bias, a.out, y);
-    GPT2Q_CHECK(!bias, "linear: a bias with an [out, in] weight");
     matmul_nt_16bit(x, a.rows, a.in, w, bf16, a.out, y);
+    add_bias_rows(y, a.rows, a.out, bias);
   });
 }
 
@@ -124,8 +131,8 @@ void linear_op(const backend::LinearArgs& a) {
   }
   with_epilogue<Scalar>(a.epilogue, static_cast<float*>(a.y), a.rows, a.out, [&](float* y) {
     if (!a.w_out_in) return cpu::reference::linear(x, a.rows, a.in, w, bias, a.out, y);
-    GPT2Q_CHECK(!bias, "linear: a bias with an [out, in] weight");
     cpu::reference::matmul_nt(x, w, a.rows, a.in, a.out, y);
+    add_bias_rows(y, a.rows, a.out, bias);
   });
 }
 

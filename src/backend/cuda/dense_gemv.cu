@@ -1,10 +1,8 @@
-// Dense 16-bit GEMV for a few rows over W [in, out] (dense_gemv.h).
-//
-// A block owns 16 output columns and all of k: its 256 threads are 2
-// column threads (8 columns each, one 16-byte load of W per k) by 128
-// slices of k (k = slice, slice + 128, ...). Each thread keeps MT x 8 fp32
-// sums; the 16 slices of a warp are added by shuffles, the 8 warps' sums in
-// shared memory in warp order, so the result does not depend on timing.
+// Dense 16-bit GEMV for a few rows over W [out, in] (dense_gemv.h), the
+// structure of quant_gemv.cu's `vec` kernels with 16-bit weights: one warp
+// per R output rows; each step a lane reads U 16-byte chunks (8 weights
+// each) per row, all issued before the math, and the matching 8 activations
+// of each of the MT rows (through L1: every warp re-reads x).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -14,6 +12,7 @@
 #include "backend/cuda/dense_gemv.h"
 #include "backend/cuda/element_types.cuh"
 #include "backend/cuda/linear_epilogue.cuh"
+#include "backend/cuda/warp_reduce.cuh"
 
 namespace gpt2q::cuda {
 
@@ -21,11 +20,11 @@ namespace {
 
 using backend::Activation;
 
-constexpr int kThreads = 256, kColumnsPerBlock = 16, kSlices = 128, kWarps = kThreads / 32;
+constexpr int kWarps = 4;  // warps per block: 128 threads
 
 struct Params {
   const void* x;  // [rows, in] of T
-  const void* w;  // [in, out] of T
+  const void* w;  // [out, in] of T
   const void* bias;
   DType bias_dtype;
   void* y;  // [rows, out] of y_dtype
@@ -35,78 +34,104 @@ struct Params {
   bool accumulate;
 };
 
-template <typename T, int MT>
-__global__ void __launch_bounds__(kThreads) dense_gemv_kernel(const Params p) {
-  __shared__ float partial[kWarps][kColumnsPerBlock][MT];
-  const int tx = threadIdx.x & 1, slice = threadIdx.x >> 1;
-  const int c = blockIdx.x * kColumnsPerBlock + tx * 8;
-  const bool valid = c < p.out;  // out % 8 == 0: all 8 columns or none
-  const T* w = static_cast<const T*>(p.w);
-  const T* x = static_cast<const T*>(p.x);
-  float acc[MT][8];
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& q, float (&v)[8]) {
+  T e[8];
+  memcpy(e, &q, 16);
 #pragma unroll
-  for (int m = 0; m < MT; ++m)
+  for (int i = 0; i < 8; ++i) v[i] = to_float(e[i]);
+}
+
+template <typename T, int MT, int R, int U>
+__global__ void __launch_bounds__(kWarps * 32) dense_gemv_kernel(const __grid_constant__ Params p) {
+  const int lane = threadIdx.x & 31;
+  const int j0 = (blockIdx.x * kWarps + static_cast<int>(threadIdx.x >> 5)) * R;
+  if (j0 >= p.out) return;
+  const int C = p.in / 8;  // 16-byte chunks per row
+  const uint4* w = static_cast<const uint4*>(p.w);
+  const uint4* x = static_cast<const uint4*>(p.x);
+  float acc[R][MT];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) acc[m][e] = 0.0f;
-  if (valid) {
-#pragma unroll 4
-    for (int k = slice; k < p.in; k += kSlices) {
-      // Read once per call: a streaming load keeps L1 for x.
-      const uint4 q = __ldcs(reinterpret_cast<const uint4*>(w + static_cast<size_t>(k) * p.out + c));
-      T wv[8];
-      memcpy(wv, &q, 16);
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[r][m] = 0.0f;
+
+  for (int cb = 0; cb < C; cb += 32 * U) {
+    uint4 q[R][U];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = cb + 32 * u + lane, j = j0 + r;
+        q[r][u] = make_uint4(0, 0, 0, 0);
+        // Streaming load: each weight is read once per call; L1 keeps x.
+        if (c < C && j < p.out) q[r][u] = __ldcs(w + static_cast<size_t>(j) * C + c);
+      }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = cb + 32 * u + lane;
+      if (c >= C) break;  // the row's end (diverges only in the last step)
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         // Rows past p.rows (MT is a power of two) re-read the last one; never stored.
-        const float xv = to_float(x[static_cast<size_t>(min(m, p.rows - 1)) * p.in + k]);
+        float xv[8];
+        unpack8<T>(__ldg(x + static_cast<size_t>(min(m, p.rows - 1)) * C + c), xv);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[m][e] = fmaf(xv, to_float(wv[e]), acc[m][e]);
+        for (int r = 0; r < R; ++r) {
+          float wv[8];
+          unpack8<T>(q[r][u], wv);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[r][m] = fmaf(xv[e], wv[e], acc[r][m]);
+        }
       }
     }
   }
-  // The warp's 16 slices (lane bits 1..4), then the 8 warps in order.
+
+  constexpr int V = R * MT;
+  float v[V];
 #pragma unroll
-  for (int m = 0; m < MT; ++m)
+  for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int e = 0; e < 8; ++e)
-#pragma unroll
-      for (int off = 2; off < 32; off *= 2) acc[m][e] += __shfl_xor_sync(0xffffffffu, acc[m][e], off);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane < 2) {
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) partial[warp][lane * 8 + e][m] = acc[m][e];
+    for (int m = 0; m < MT; ++m) v[r * MT + m] = acc[r][m];
+  const float total = warp_reduce_scatter(v);
+  constexpr int shift = kScatterShift<V>;
+  if ((lane & ((1 << shift) - 1)) == 0) {
+    const int idx = lane >> shift, r = idx / MT, m = idx % MT, j = j0 + r;
+    if (j < p.out && m < p.rows) finish_output(p, m, j, total);
   }
-  __syncthreads();
-  if (threadIdx.x < kColumnsPerBlock * MT) {
-    const int col = threadIdx.x % kColumnsPerBlock, m = threadIdx.x / kColumnsPerBlock;
-    const int j = blockIdx.x * kColumnsPerBlock + col;
-    if (j < p.out && m < p.rows) {
-      float v = 0.0f;
-#pragma unroll
-      for (int wi = 0; wi < kWarps; ++wi) v += partial[wi][col][m];
-      finish_output(p, m, j, v);
-    }
-  }
+}
+
+template <typename T, int MT>
+void launch_rows(const Params& p, cudaStream_t s) {
+  auto go = [&](auto kernel, int R) {
+    const int warps = (p.out + R - 1) / R;
+    kernel<<<(warps + kWarps - 1) / kWarps, kWarps * 32, 0, s>>>(p);
+  };
+  // quant_gemv's choice: 4 rows per warp for wide outputs (the LM head), 4
+  // chunks per lane for rows longer than a warp's step, else 1.
+  const int chunks = p.in / 8;
+  if (p.out >= 8192) go(dense_gemv_kernel<T, MT, 4, 1>, 4);
+  else if (chunks > 32) go(dense_gemv_kernel<T, MT, 1, 4>, 1);
+  else go(dense_gemv_kernel<T, MT, 1, 1>, 1);
 }
 
 template <typename T>
 void launch(const Params& p, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((p.out + kColumnsPerBlock - 1) / kColumnsPerBlock);
-  if (p.rows <= 1) dense_gemv_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(p);
-  else if (p.rows <= 2) dense_gemv_kernel<T, 2><<<blocks, kThreads, 0, stream>>>(p);
-  else if (p.rows <= 4) dense_gemv_kernel<T, 4><<<blocks, kThreads, 0, stream>>>(p);
-  else dense_gemv_kernel<T, 8><<<blocks, kThreads, 0, stream>>>(p);
+  if (p.rows <= 1) launch_rows<T, 1>(p, stream);
+  else if (p.rows <= 2) launch_rows<T, 2>(p, stream);
+  else if (p.rows <= 4) launch_rows<T, 4>(p, stream);
+  else launch_rows<T, 8>(p, stream);
 }
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace
 
 bool dense_gemv_supports(const backend::LinearArgs& a) {
   const bool is16 = a.x_dtype == DType::F16 || a.x_dtype == DType::BF16;
-  return is16 && a.w_dtype == a.x_dtype && !a.w_out_in && !a.w_bf16_packed && a.rows >= 1 &&
-         a.rows <= kDenseGemvMaxRows && a.in >= 1 && a.in < (int64_t{1} << 30) && a.out % 8 == 0 &&
-         a.out < (int64_t{1} << 30) && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 &&
+  return is16 && a.w_dtype == a.x_dtype && a.w_out_in && !a.w_bf16_packed && a.rows >= 1 &&
+         a.rows <= kDenseGemvMaxRows && a.in >= 8 && a.in % 8 == 0 && a.in < (int64_t{1} << 30) && a.out >= 1 &&
+         a.out < (int64_t{1} << 30) && aligned16(a.w) && aligned16(a.x) &&
          !(a.epilogue.accumulate && a.epilogue.activation != Activation::none);
 }
 

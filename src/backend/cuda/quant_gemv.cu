@@ -18,6 +18,7 @@
 #include "backend/cuda/element_types.cuh"
 #include "backend/cuda/linear_epilogue.cuh"
 #include "backend/cuda/quant_gemv.h"
+#include "backend/cuda/warp_reduce.cuh"
 
 namespace gpt2q::cuda {
 
@@ -88,34 +89,6 @@ __device__ __forceinline__ void load_x(const T* p, float (&v)[N]) {
       v[2 * i + 1] = to_float(pair[1]);
     }
   }
-}
-
-// Reduce-scatter of V values (V a power of two <= 32) over the warp: lane l
-// ends with the warp's sum of v[l >> (5 - log2 V)]. Each halving step sends
-// half of the remaining values to the partner lane: V - 1 + 5 - log2 V
-// shuffles instead of 5 V. Template recursion keeps every index a
-// compile-time constant (a run-time loop put the array in local memory).
-template <int N, int OFF>
-__device__ __forceinline__ void reduce_scatter_level(float* v, int lane) {
-  if constexpr (N > 1) {
-    const bool upper = (lane & OFF) != 0;
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) {
-      const float send = upper ? v[i] : v[i + N / 2];
-      const float keep = upper ? v[i + N / 2] : v[i];
-      v[i] = keep + __shfl_xor_sync(0xffffffffu, send, OFF);
-    }
-    reduce_scatter_level<N / 2, OFF / 2>(v, lane);
-  } else if constexpr (OFF > 0) {
-    v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFF);
-    reduce_scatter_level<1, OFF / 2>(v, lane);
-  }
-}
-template <int V>
-__device__ __forceinline__ float warp_reduce_scatter(float (&v)[V]) {
-  static_assert(V >= 1 && V <= 32 && (V & (V - 1)) == 0, "V must be a power of two <= 32");
-  reduce_scatter_level<V, 16>(v, static_cast<int>(threadIdx.x & 31));
-  return v[0];
 }
 
 // The 4-bit table lookup by byte offset (code · 4): saves a shift per code.
@@ -250,7 +223,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_vec(const __grid_constant__ 
 #pragma unroll
     for (int m = 0; m < MT; ++m) v[r * MT + m] = acc[r][m];
   const float total = warp_reduce_scatter(v);
-  constexpr int shift = 5 - (V >= 32 ? 5 : V >= 16 ? 4 : V >= 8 ? 3 : V >= 4 ? 2 : V >= 2 ? 1 : 0);
+  constexpr int shift = kScatterShift<V>;
   if ((lane & ((1 << shift) - 1)) == 0) {
     const int idx = lane >> shift, r = idx / MT, m = idx % MT, j = j0 + r;
     if (j < p.out && m < p.rows) finish_output(p, m, j, total);
