@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cuda/gemm.h"
 #include "core/device_memory.h"
 #include "core/half.h"
 #include "ops/ops.h"
@@ -110,8 +111,10 @@ TEST_F(CudaBackendOps, LinearEveryDtypeAndEpilogue) {
   // (several steps), 8 x 40 x 24 (a part of a warp's step), 2 x 64 x 8193
   // (4 outputs per warp, the last warp's partly past the end); the rest,
   // and every [in, out] product, cuBLASLt.
+  // 1500 and 2000 rows share cuBLASLt's plan for the bucket of 2048 rows
+  // (gemm_lt.cpp).
   for (const Shape3 s : {Shape3{1, 768, 2304}, {3, 3072, 768}, {8, 40, 24}, {2, 64, 8193}, {51, 768, 3072},
-                         {7, 33, 17}, {130, 3072, 768}})
+                         {7, 33, 17}, {130, 3072, 768}, {1500, 256, 384}, {2000, 256, 384}})
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
       for (bool nt : {false, true})
         for (int epi = 0; epi < 4; ++epi) {
@@ -143,6 +146,29 @@ TEST_F(CudaBackendOps, LinearEveryDtypeAndEpilogue) {
             expect_close(got, want, ydt, what);
           }
         }
+}
+
+// Row counts above 1024 share a cuBLASLt plan per bucket, chosen for the
+// bucket and not for whichever call came first: the same product gives the
+// same bits whatever ran before it (a fresh context each order).
+TEST_F(CudaBackendOps, GemmResultsDoNotDependOnTheOrderOfCalls) {
+  const Tensor w = gpu(as(normal({384, 256}, 0.05f, 21), DType::F16)), b = gpu(as(normal({384}, 0.1f, 22), DType::F16));
+  std::vector<Tensor> xs;
+  for (int64_t rows : {1100, 2000, 1500, 2048}) xs.push_back(gpu(as(normal({rows, 256}, 1.0f, 23), DType::F16)));
+  auto run = [&](const std::vector<size_t>& order) {
+    cuda::release_gemm_context();
+    std::vector<Tensor> ys(xs.size());
+    for (size_t i : order) {
+      ys[i] = Tensor::empty({xs[i].dim(0), 384}, DType::F16, Device::CUDA);
+      ops::linear_nt(xs[i], w, b, ys[i], {ops::Activation::gelu_new});
+    }
+    return ys;
+  };
+  const std::vector<Tensor> first = run({0, 1, 2, 3}), second = run({3, 2, 1, 0});
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor p = host(first[i]), q = host(second[i]);
+    EXPECT_EQ(std::memcmp(p.raw(), q.raw(), p.nbytes()), 0) << xs[i].dim(0) << " rows";
+  }
 }
 
 TEST_F(CudaBackendOps, MatmulNtWith16BitTables) {

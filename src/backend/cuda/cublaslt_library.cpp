@@ -43,6 +43,7 @@ CublasLtLibrary load() {
   bind(lib, "cublasLtMatmulPreferenceDestroy", l.pref_destroy);
   bind(lib, "cublasLtMatmulPreferenceSetAttribute", l.pref_set);
   bind(lib, "cublasLtMatmulAlgoGetHeuristic", l.heuristic);
+  bind(lib, "cublasLtMatmulAlgoCheck", l.algo_check);
   bind(lib, "cublasLtMatmul", l.matmul);
   bind(lib, "cublasLtGetStatusString", l.status_string);
   bind(lib, "cublasLtGetStatusName", l.status_name);
