@@ -25,7 +25,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -85,8 +87,19 @@ struct Key {
 };
 
 // Row counts up to this get a plan each; above, a plan per bucket of it.
-constexpr int64_t kRowBucket = 1024;
-int64_t plan_rows(int64_t rows) { return rows <= kRowBucket ? rows : (rows + kRowBucket - 1) / kRowBucket * kRowBucket; }
+// GPT2Q_CUBLASLT_ROW_BUCKET overrides it for experiments (0: a plan per row
+// count), read once.
+int64_t row_bucket() {
+  static const int64_t bucket = [] {
+    const char* v = std::getenv("GPT2Q_CUBLASLT_ROW_BUCKET");
+    return v && *v ? std::max<int64_t>(0, std::atoll(v)) : int64_t{1024};
+  }();
+  return bucket;
+}
+int64_t plan_rows(int64_t rows) {
+  const int64_t b = row_bucket();
+  return b == 0 || rows <= b ? rows : (rows + b - 1) / b * b;
+}
 
 // The layouts of x (B) and y (C, D) for an exact row count, and the
 // algorithm that runs it.
