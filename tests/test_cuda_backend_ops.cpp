@@ -117,15 +117,16 @@ TEST_F(CudaBackendOps, LinearEveryDtypeAndEpilogue) {
                          {7, 33, 17}, {130, 3072, 768}, {1500, 256, 384}, {2000, 256, 384}})
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
       for (bool nt : {false, true})
-        for (int epi = 0; epi < 4; ++epi) {
-          // 0 plain + bias, 1 gelu_new, 2 gelu_erf, 3 accumulate into an F32 y
+        for (int epi = 0; epi < 5; ++epi) {
+          // 0 plain + bias, 1 gelu_new, 2 gelu_erf, 3 accumulate into an F32 y,
+          // 4 plain with an F32 bias (what the layers hold) into y of dt
           ops::Epilogue e;
           if (epi == 1) e.activation = ops::Activation::gelu_new;
           if (epi == 2) e.activation = ops::Activation::gelu_erf;
           if (epi == 3) e.accumulate = true;
           const DType ydt = epi == 3 ? DType::F32 : dt;
           const Tensor x = as(normal({s.rows, s.in}, 1.0f, 1), dt), w = as(normal({s.in, s.out}, 0.05f, 2), dt);
-          const Tensor b = as(normal({s.out}, 0.1f, 3), dt == DType::F32 ? DType::F32 : dt);
+          const Tensor b = as(normal({s.out}, 0.1f, 3), dt == DType::F32 || epi == 4 ? DType::F32 : dt);
           const Tensor y0 = normal({s.rows, s.out}, 1.0f, 4);
           // CPU: fp32 on the same (rounded) values.
           Tensor want = y0.clone();

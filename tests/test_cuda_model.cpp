@@ -248,6 +248,31 @@ TEST_F(CudaModel, BadIdsAreAnErrorBeforeAnyKernel) {
   }
 }
 
+// The device holds exactly the bytes gpt2q accounts for: the CPU model of the
+// same checkpoint (for a 16-bit placement of an fp32 checkpoint: of the
+// checkpoint cast to that dtype), and allocates exactly those. No second
+// (16-bit) bias copy, no padding.
+TEST_F(CudaModel, WeightsOnTheDeviceAreTheCpusAccounting) {
+  const Checkpoint src = make_synthetic_checkpoint(small_config(), ModelKind::SequenceClassification, 7);
+  for (const std::string method : {"f32", "int8-tensor", "llm-int8", "nf4"})
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+      const Checkpoint ck = variant(src, method);
+      size_t want = GPT2Model::from_checkpoint(ck)->total_weight_bytes();
+      if (method == "f32" && dt != DType::F32) {
+        quant::QuantizeOptions o;
+        o.method = dt == DType::F16 ? "fp16" : "bf16";
+        want = GPT2Model::from_checkpoint(quant::quantize_checkpoint(src, o).checkpoint)->total_weight_bytes();
+      }
+      device_synchronize(Device::CUDA);
+      const size_t before = device_memory_stats(Device::CUDA).used;
+      auto model = GPT2Model::from_checkpoint(ck, {Device::CUDA, dt});
+      device_synchronize(Device::CUDA);
+      const size_t allocated = device_memory_stats(Device::CUDA).used - before;
+      EXPECT_EQ(model->total_weight_bytes(), want) << method << " " << dtype_name(dt);
+      EXPECT_EQ(allocated, want) << method << " " << dtype_name(dt);
+    }
+}
+
 TEST_F(CudaModel, OutOfMemoryIsOneClearErrorAndFreesNothingLive) {
   const DeviceMemoryStats before = device_memory_stats(Device::CUDA);
   try {

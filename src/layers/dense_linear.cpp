@@ -74,14 +74,8 @@ Tensor place_dense_weight(const Tensor& t, const Placement& placement) {
   return to_device(convert ? convert_on_host(t, placement.compute) : t, placement.device);
 }
 
-Tensor activation_dtype_bias(const Tensor& bias, const Placement& placement) {
-  if (!bias.defined() || placement.activations() == DType::F32) return Tensor();
-  return to_device(convert_on_host(bias, placement.activations()), placement.device);
-}
-
 DenseLinear::DenseLinear(Tensor weight, Tensor bias, Placement placement)
-    : w_(std::move(weight)), b_(std::move(bias)), b_out_(activation_dtype_bias(b_, placement)),
-      placement_(placement) {
+    : w_(std::move(weight)), b_(std::move(bias)), placement_(placement) {
   GPT2Q_CHECK(w_.defined() && w_.ndim() == 2 && (w_.dtype() == DType::F32 || is_16bit(w_.dtype())),
               "dense linear: the weight must be a 2-D F32, F16 or BF16 tensor");
   GPT2Q_CHECK(w_.device() == placement_.device, "dense linear: weight on {}, placement on {}",
@@ -100,14 +94,13 @@ DenseLinear::DenseLinear(Tensor weight, Tensor bias, Placement placement)
 
 void DenseLinear::forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue) const {
   if (w_bf16_.defined()) return ops::linear_bf16(x, w_bf16_, in_, out_, b_, y, epilogue);
-  const Tensor& b = b_out_.defined() && y.dtype() == b_out_.dtype() ? b_out_ : b_;
-  if (out_in_) return ops::linear_nt(x, w_, b, y, epilogue);
-  ops::linear(x, w_, b, y, epilogue);
+  if (out_in_) return ops::linear_nt(x, w_, b_, y, epilogue);
+  ops::linear(x, w_, b_, y, epilogue);
 }
 
 size_t DenseLinear::bytes() const {
   size_t n = 0;
-  for (const Tensor* t : {&w_, &w_bf16_, &b_, &b_out_})
+  for (const Tensor* t : {&w_, &w_bf16_, &b_})
     if (t->defined()) n += t->nbytes();
   return n;
 }

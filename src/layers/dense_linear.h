@@ -41,10 +41,6 @@ class DenseLinear final : public Linear {
   Tensor w_bf16_;  // CPU, compute BF16: ops::pack_linear_bf16 of the weight
   int64_t in_ = 0, out_ = 0;
   bool out_in_ = false;  // w_ is [out, in] (on CUDA)
-  // On CUDA with F16 / BF16 activations: the bias in that dtype too, for the
-  // products whose output has it (cuBLASLt adds a bias of the output's type;
-  // the residual adds keep the fp32 one).
-  Tensor b_out_;
   Placement placement_;
 };
 
@@ -53,10 +49,6 @@ class DenseLinear final : public Linear {
 // Errors name `what`.
 std::unique_ptr<DenseLinear> make_dense_linear(const Tensor& weight_in_out, const Tensor& bias,
                                                const Placement& placement = {}, const std::string& what = "linear");
-
-// The bias copy a layer on `placement` keeps for 16-bit outputs (undefined
-// where none is needed): `bias` (F32, on the device) in the activations' dtype.
-Tensor activation_dtype_bias(const Tensor& bias, const Placement& placement);
 
 // `t` as the placement holds a dense weight: on its device; in its compute
 // dtype on CUDA with F16 / BF16 (F32 keeps the stored dtype, and so does

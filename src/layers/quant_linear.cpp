@@ -24,7 +24,7 @@ void check_compute(const Placement& p, DType compute) {
 }  // namespace
 
 QuantLinear::QuantLinear(QuantizedTensor weight, Tensor bias, ops::QuantLinearOptions options, Placement placement)
-    : w_(std::move(weight)), b_(std::move(bias)), b_out_(activation_dtype_bias(b_, placement)), options_(options),
+    : w_(std::move(weight)), b_(std::move(bias)), options_(options),
       placement_(placement) {
   check_compute(placement_, options_.compute);
   GPT2Q_CHECK(w_.defined() && w_.device() == placement_.device, "quantized linear: weight not on {}",
@@ -36,12 +36,12 @@ QuantLinear::QuantLinear(QuantizedTensor weight, Tensor bias, ops::QuantLinearOp
 }
 
 void QuantLinear::forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue) const {
-  ops::quant_linear(x, w_, b_out_.defined() && y.dtype() == b_out_.dtype() ? b_out_ : b_, y, options_, epilogue);
+  ops::quant_linear(x, w_, b_, y, options_, epilogue);
 }
 
 size_t QuantLinear::bytes() const {
   size_t n = w_.bytes();
-  for (const Tensor* t : {&b_, &b_out_})
+  for (const Tensor* t : {&b_})
     if (t->defined()) n += t->nbytes();
   return n;
 }

@@ -48,7 +48,6 @@ class QuantLinear final : public Linear {
  private:
   QuantizedTensor w_;
   Tensor b_;
-  Tensor b_out_;  // the bias in the activations' dtype (dense_linear.h's activation_dtype_bias)
   ops::QuantLinearOptions options_;
   Placement placement_;
 };

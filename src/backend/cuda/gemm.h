@@ -21,7 +21,8 @@ struct GemmCall {
   cudaDataType_t w_type = CUDA_R_32F;
   bool w_out_in = false;
   int64_t rows = 0, in = 0, out = 0;
-  const void* bias = nullptr;  // [out], of y's type (null: none)
+  const void* bias = nullptr;  // [out] (null: none)
+  bool bias_f32 = false;       // the bias is F32 (else of y's type)
   void* y = nullptr;           // [rows, out]
   cudaDataType_t y_type = CUDA_R_32F;
   bool accumulate = false;  // y += ... (beta = 1)

@@ -76,12 +76,12 @@ const char* type_name(cudaDataType_t t) {
 struct Key {
   int64_t rows, in, out;
   int x_type, w_type, y_type;
-  bool w_out_in, accumulate, bias;
+  bool w_out_in, accumulate, bias, bias_f32;
   int activation;
   uint32_t align_x, align_w, align_y, align_bias;
   auto tie() const {
-    return std::tie(rows, in, out, x_type, w_type, y_type, w_out_in, accumulate, bias, activation, align_x, align_w,
-                    align_y, align_bias);
+    return std::tie(rows, in, out, x_type, w_type, y_type, w_out_in, accumulate, bias, bias_f32, activation, align_x,
+                    align_w, align_y, align_bias);
   }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
@@ -145,7 +145,8 @@ class LtContext {
 
   void run(const GemmCall& g, cudaStream_t stream) {
     const Key key{plan_rows(g.rows), g.in,          g.out,           g.x_type,         g.w_type,
-                  g.y_type,       g.w_out_in,    g.accumulate,    g.bias != nullptr, static_cast<int>(g.activation),
+                  g.y_type,       g.w_out_in,    g.accumulate,    g.bias != nullptr, g.bias_f32 && g.bias != nullptr,
+                  static_cast<int>(g.activation),
                   alignment(g.x), alignment(g.w), alignment(g.y), g.bias ? alignment(g.bias) : 256u};
     auto it = plans_.find(key);
     if (it == plans_.end()) it = plans_.emplace(key, make_plan(g, key)).first;
@@ -204,7 +205,7 @@ class LtContext {
     else if (g.bias) epi = CUBLASLT_EPILOGUE_BIAS;
     check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)), "EPILOGUE");
     if (g.bias) {
-      const int32_t bias_type = g.y_type;
+      const int32_t bias_type = g.bias_f32 ? CUDA_R_32F : g.y_type;
       check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)), "BIAS_TYPE");
     }
     const uint64_t in = dim(g.in), out = dim(g.out);

@@ -46,9 +46,15 @@ void product(const void* x, DType x_dtype, const void* w, bool w_out_in, int64_t
              cudaStream_t stream) {
   if (x_dtype == DType::F32 && y_dtype != DType::F32)
     fail("CUDA linear: fp32 activations write an F32 output, got {}", dtype_name(y_dtype));
-  // cuBLASLt adds a bias of the output's type: convert another one (a few
-  // hundred values) for this call.
-  DeviceBuffer converted_bias(bias && bias_dtype != y_dtype ? out * dtype_size(y_dtype) : 0);
+  // cuBLASLt adds a bias of the output's type, or an F32 one to a 16-bit
+  // output (the layers hold only their F32 bias: the device holds what the
+  // CPU accounts for, and the bias is added before the one rounding to
+  // y's dtype); any other bias is converted for this call, and so is an F32
+  // one where this cuBLASLt found no algorithm for it (remembered per
+  // thread: the heuristic is not asked again).
+  thread_local bool f32_bias_unsupported = false;
+  const bool bias_f32 = bias && bias_dtype == DType::F32 && is_16bit(y_dtype) && !f32_bias_unsupported;
+  DeviceBuffer converted_bias(bias && bias_dtype != y_dtype && !bias_f32 ? out * dtype_size(y_dtype) : 0);
   if (converted_bias.get()) {
     convert(bias, bias_dtype, converted_bias.get(), y_dtype, out, stream);
     bias = converted_bias.get();
@@ -63,6 +69,7 @@ void product(const void* x, DType x_dtype, const void* w, bool w_out_in, int64_t
   g.in = in;
   g.out = out;
   g.bias = bias;
+  g.bias_f32 = bias_f32;
   g.y = y;
   g.y_type = cuda_type(y_dtype);
   g.accumulate = e.accumulate;
@@ -75,6 +82,13 @@ void product(const void* x, DType x_dtype, const void* w, bool w_out_in, int64_t
       broadcast_rows(static_cast<const float*>(bias), rows, out, static_cast<float*>(y), stream);
     } else {
       fill(static_cast<float*>(y), rows * out, 0.0f, stream);
+    }
+  } else if (bias_f32) {
+    try {
+      gemm(g, stream);
+    } catch (const Error&) {
+      f32_bias_unsupported = true;
+      return product(x, x_dtype, w, w_out_in, rows, in, out, bias, bias_dtype, y, y_dtype, e, stream);
     }
   } else {
     gemm(g, stream);
