@@ -250,8 +250,8 @@ TEST_F(CudaModel, BadIdsAreAnErrorBeforeAnyKernel) {
 
 // The device holds exactly the bytes gpt2q accounts for: the CPU model of the
 // same checkpoint (for a 16-bit placement of an fp32 checkpoint: of the
-// checkpoint cast to that dtype), and allocates exactly those. No second
-// (16-bit) bias copy, no padding.
+// checkpoint cast to that dtype), and allocates exactly those (but for
+// double quant's offsets, below). No second (16-bit) bias copy, no padding.
 TEST_F(CudaModel, WeightsOnTheDeviceAreTheCpusAccounting) {
   const Checkpoint src = make_synthetic_checkpoint(small_config(), ModelKind::SequenceClassification, 7);
   for (const std::string method : {"f32", "int8-tensor", "llm-int8", "nf4"})
@@ -269,7 +269,11 @@ TEST_F(CudaModel, WeightsOnTheDeviceAreTheCpusAccounting) {
       device_synchronize(Device::CUDA);
       const size_t allocated = device_memory_stats(Device::CUDA).used - before;
       EXPECT_EQ(model->total_weight_bytes(), want) << method << " " << dtype_name(dt);
-      EXPECT_EQ(allocated, want) << method << " " << dtype_name(dt);
+      // Double quant's nested offset (one float per quantized linear, a
+      // tensor in bitsandbytes' state and in the accounting) travels as a
+      // kernel parameter, not in device memory (device run 8).
+      const size_t offsets = method == "nf4" ? sizeof(float) * 4 * static_cast<size_t>(small_config().n_layer) : 0;
+      EXPECT_EQ(allocated + offsets, want) << method << " " << dtype_name(dt);
     }
 }
 
