@@ -12,8 +12,9 @@
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU tests
 #   cli       gpt2q on the GPU against itself on the CPU (eval predictions
 #             of every variant, perplexity, generation)
-#   agree     the fine-tuned classifier's variants, GPU against CPU, and LM
-#             variants' perplexity, GPU against CPU
+#   agree     the fine-tuned classifier's variants, GPU against CPU, LM
+#             variants' perplexity, GPU against CPU, and the KL of fp16 /
+#             bf16 compute against fp32 compute
 #   devcuda   the dev/cuda kernel harness (validation under memcheck, then
 #             the benchmarks)
 #   bench     gpt2q bench --device cuda --method all (bench.json: the
@@ -123,8 +124,19 @@ run_agree() {
         "$(awk -F, 'NR>1 && $2==$3' "$work/f_${m}_cpu.csv" | wc -l)" "$(awk -F, 'NR>1 && $2==$3' "$work/f_${m}_$v.csv" | wc -l)")"
     done
   done
+  # Issue 12, section 4: the KL of 16-bit compute against fp32 compute (the
+  # same checkpoint on the GPU; kld's reference keeps its checkpoint's fp32
+  # arithmetic, --compute-dtype sets the candidate's).
   models
   head -c 16384 "$WIKI" >"$work/wiki16k.txt"
+  for dt in fp16 bf16; do
+    local k1 k2
+    k1=$("$G" kld --reference "$cls" --candidate "$cls" --data "$held" --format jsonl --tokenizer "$TOK" \
+      --device cuda --compute-dtype $dt --json | tee -a "$OUT/cli.log")
+    k2=$("$G" kld --reference "$work/lm124m" --candidate "$work/lm124m" --text "$work/wiki16k.txt" \
+      --tokenizer "$TOK" --device cuda --compute-dtype $dt --json | tee -a "$OUT/cli.log")
+    note "KL fp32 || $dt compute: fine-tuned classifier $(echo "$k1" | python3 -c 'import json,sys; j=json.load(sys.stdin); print("mean %.3g p99 %.3g max %.3g top-1 %.4f" % (j["kld_mean"], j["kld_p99"], j["kld_max"], j["top1_agreement"]))'); random 124M LM on 16 KB of WikiText-2 $(echo "$k2" | python3 -c 'import json,sys; j=json.load(sys.stdin); print("mean %.3g p99 %.3g max %.3g top-1 %.4f" % (j["kld_mean"], j["kld_p99"], j["kld_max"], j["top1_agreement"]))')"
+  done
   for m in f32 int8-tensor llm-int8 nf4 fp4; do
     local dir=$work/lm124m
     if [ $m != f32 ]; then
