@@ -2,9 +2,14 @@
 // templates over a kernel set (fast or reference), as ops.cpp does.
 #include "ops/ops_backward.h"
 
+#include "backend/cpu/adamw_kernels.h"
 #include "backend/cpu/kernels_backward.h"
 #include "backend/cpu/reference_backward.h"
 #include "ops/op_checks.h"
+
+#ifdef GPT2Q_CUDA
+#include "backend/cuda/train_kernels.h"
+#endif
 
 namespace gpt2q::ops {
 
@@ -23,6 +28,7 @@ struct FastCpu {
   static constexpr auto attention_forward_train = cpu::attention_forward_train;
   static constexpr auto attention_backward = cpu::attention_backward;
   static constexpr auto cross_entropy = cpu::cross_entropy;
+  static constexpr auto adamw_update = cpu::adamw_update;
 };
 
 struct ReferenceCpu {
@@ -36,6 +42,36 @@ struct ReferenceCpu {
   static constexpr auto attention_forward_train = cpu::reference::attention_forward_train;
   static constexpr auto attention_backward = cpu::reference::attention_backward;
   static constexpr auto cross_entropy = cpu::reference::cross_entropy;
+  static constexpr auto adamw_update = cpu::reference::adamw_update;
+};
+
+#ifdef GPT2Q_CUDA
+// The training kernels CUDA has so far (backend/cuda/train_kernels.h), on
+// the calling thread's stream; the other backward ops are CPU-only yet.
+struct FastCuda {
+  static cudaStream_t stream() { return static_cast<cudaStream_t>(cuda_stream()); }
+  static void dropout(float* x, int64_t n, float p, uint64_t key, uint64_t first) {
+    cuda::dropout(x, n, p, key, first, stream());
+  }
+  static void gelu_new_backward(const float* x, float* dy, int64_t n) { cuda::gelu_new_backward(x, dy, n, stream()); }
+  static void gelu_erf_backward(const float* x, float* dy, int64_t n) { cuda::gelu_erf_backward(x, dy, n, stream()); }
+  static void adamw_update(const backend::AdamWArgs& a) { cuda::adamw_update(a, stream()); }
+};
+#endif
+
+// Kernel families (ops/kernel_sets.h's convention) for the ops that have
+// CUDA kernels.
+struct Fast {
+  using Cpu = FastCpu;
+#ifdef GPT2Q_CUDA
+  using Cuda = FastCuda;
+#else
+  using Cuda = void;
+#endif
+};
+struct Reference {
+  using Cpu = ReferenceCpu;
+  using Cuda = void;
 };
 
 void require_shape(const char* op, const char* what, const Tensor& t, const Shape& shape) {
@@ -52,11 +88,13 @@ void require_rows(const char* op, const char* what, const Tensor& t, int64_t row
 
 float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
-template <typename K>
+template <typename F>
 void dropout_impl(Tensor& x, float p, uint64_t key) {
   require_f32("dropout", "x", x);
   if (!(p >= 0.0f && p < 1.0f)) fail("dropout: probability {} outside [0, 1)", p);
-  dispatch("dropout", x.device(), [&] { K::dropout(x.data<float>(), x.numel(), p, key, 0); });
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>("dropout", x.device(), [&](auto k) {
+    decltype(k)::dropout(device_data<float>(x), x.numel(), p, key, 0);
+  });
 }
 
 template <typename K>
@@ -112,13 +150,32 @@ void layer_norm_backward_impl(const Tensor& x, const Tensor& w, float eps, const
   });
 }
 
-template <typename K>
-void unary_backward_impl(const char* op, const Tensor& x, Tensor& dy, void (*fn)(const float*, float*, int64_t)) {
+// run(set, x, dy, n) calls the set's kernel.
+template <typename F, typename Run>
+void unary_backward_impl(const char* op, const Tensor& x, Tensor& dy, Run&& run) {
   require_f32(op, "x", x);
   require_f32(op, "dy", dy);
   same_device(op, {&x, &dy});
   if (x.numel() != dy.numel()) fail("{}: x {} and dy {} differ", op, shape_str(x.shape()), shape_str(dy.shape()));
-  dispatch(op, x.device(), [&] { fn(x.data<float>(), dy.data<float>(), x.numel()); });
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(
+      op, x.device(), [&](auto k) { run(k, device_data<float>(x), device_data<float>(dy), x.numel()); });
+}
+
+template <typename F>
+void adamw_update_impl(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
+                       const backend::AdamWStep& k) {
+  const char* op = "adamw_update";
+  for (auto [what, t] : {std::pair<const char*, const Tensor*>{"param", &param}, {"grad", &grad},
+                         {"exp_avg", &exp_avg}, {"exp_avg_sq", &exp_avg_sq}}) {
+    require_f32(op, what, *t);
+    if (t->numel() != param.numel())
+      fail("{}: {} has {} elements, param {}", op, what, t->numel(), param.numel());
+  }
+  same_device(op, {&param, &grad, &exp_avg, &exp_avg_sq});
+  const backend::AdamWArgs a{device_data<float>(param), device_data<float>(grad), device_data<float>(exp_avg),
+                             device_data<float>(exp_avg_sq), param.numel(), k};
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, param.device(),
+                                                      [&](auto set) { decltype(set)::adamw_update(a); });
 }
 
 template <typename K>
@@ -219,8 +276,12 @@ uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site
 }
 bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_uniform(key, index) >= p; }
 
-#define GPT2Q_BACKWARD_OPS(K)                                                                                        \
-  void dropout(Tensor& x, float p, uint64_t key) { dropout_impl<K>(x, p, key); }                                      \
+#define GPT2Q_BACKWARD_OPS(K, F)                                                                                     \
+  void dropout(Tensor& x, float p, uint64_t key) { dropout_impl<F>(x, p, key); }                                      \
+  void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,                           \
+                    const backend::AdamWStep& k) {                                                                    \
+    adamw_update_impl<F>(param, grad, exp_avg, exp_avg_sq, k);                                                        \
+  }                                                                                                                   \
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db) {     \
     linear_backward_impl<K>(x, w, dy, dx, dw, db);                                                                    \
   }                                                                                                                   \
@@ -232,10 +293,14 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
     layer_norm_backward_impl<K>(x, w, eps, dy, dx, dw, db);                                                           \
   }                                                                                                                   \
   void gelu_new_backward(const Tensor& x, Tensor& dy) {                                                               \
-    unary_backward_impl<K>("gelu_new_backward", x, dy, K::gelu_new_backward);                                         \
+    unary_backward_impl<F>("gelu_new_backward", x, dy, [](auto k, const float* xp, float* dyp, int64_t n) {           \
+      decltype(k)::gelu_new_backward(xp, dyp, n);                                                                     \
+    });                                                                                                               \
   }                                                                                                                   \
   void gelu_erf_backward(const Tensor& x, Tensor& dy) {                                                               \
-    unary_backward_impl<K>("gelu_backward", x, dy, K::gelu_erf_backward);                                             \
+    unary_backward_impl<F>("gelu_backward", x, dy, [](auto k, const float* xp, float* dyp, int64_t n) {               \
+      decltype(k)::gelu_erf_backward(xp, dyp, n);                                                                     \
+    });                                                                                                               \
   }                                                                                                                   \
   void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte,               \
                           Tensor& dwpe) {                                                                             \
@@ -254,10 +319,10 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
     return cross_entropy_impl<K>(logits, targets, grad_scale, dlogits);                                               \
   }
 
-GPT2Q_BACKWARD_OPS(FastCpu)
+GPT2Q_BACKWARD_OPS(FastCpu, Fast)
 
 namespace reference {
-GPT2Q_BACKWARD_OPS(ReferenceCpu)
+GPT2Q_BACKWARD_OPS(ReferenceCpu, Reference)
 }  // namespace reference
 
 #undef GPT2Q_BACKWARD_OPS

@@ -2,12 +2,14 @@
 // Device-independent ops of the training pass (see ops.h for the
 // conventions): the backward of every op of the GPT-2 forward, dropout, a
 // forward attention that keeps its probabilities for the backward, and
-// softmax cross entropy. Each checks shapes and dtypes, then dispatches to a
-// backend (backend/cpu/kernels_backward.h). Parameter gradients are
+// softmax cross entropy, and the AdamW update. Each checks shapes and dtypes,
+// then dispatches to a backend (backend/cpu/kernels_backward.h; CUDA so far:
+// dropout, the GELU backwards and AdamW, backend/cuda/train_kernels.h). Parameter gradients are
 // ACCUMULATED (+=); activation gradients are overwritten unless said
 // otherwise. Same signatures in ops::reference run the scalar kernels.
 #include <cstdint>
 
+#include "backend/adamw_args.h"
 #include "core/tensor.h"
 
 namespace gpt2q::ops {
@@ -55,6 +57,11 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
                                     const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
                                     Tensor& dqkv);
 
+// One AdamW update of param in place, with its moments (all F32, one size,
+// one device; train/adamw.h has the formula, the constants come from
+// train::adamw_step_constants). Bit for bit the same on every device.
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const backend::AdamWStep& k);
+
 // Softmax cross entropy of logits [rows, classes] against targets (I32
 // [rows]; -1 = ignored). Returns the SUM of the per-row losses (double);
 // dlogits (may be logits itself) = grad_scale · (softmax − onehot), 0 on
@@ -76,6 +83,7 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
                                     const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
                                     Tensor& dqkv);
 double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const backend::AdamWStep& k);
 }  // namespace reference
 
 }  // namespace gpt2q::ops

@@ -1,11 +1,10 @@
 #include "train/adamw.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/adamw_kernels.h"
 #include "core/error.h"
 
 namespace gpt2q::train {
@@ -14,10 +13,7 @@ namespace {
 
 // Python scalars are doubles; torch casts each to the tensor's float32 when
 // the op runs, after the double arithmetic shown.
-struct StepConstants {
-  bool decay = false;
-  float keep = 1, w1 = 0, b2 = 0, w2 = 0, neg_step_size = 0, bc2_sqrt = 1, eps = 0;
-};
+using StepConstants = backend::AdamWStep;
 
 StepConstants step_constants(int64_t step, double lr, double weight_decay, const AdamWOptions& opts) {
   StepConstants k;
@@ -42,74 +38,28 @@ void check_sizes(std::span<float> param, std::span<const float> grad, std::span<
   GPT2Q_CHECK(step >= 1, "adamw_update: step {}", step);
 }
 
-// Elements [0, n): the decayed weight, both moments and the update in one
-// pass. The vector body does the scalar tail's operations in the same order,
-// each correctly rounded, so lanes and tail agree with the reference.
-void update_range(float* p, const float* g, float* m, float* v, size_t n, const StepConstants& k) {
-  const __m256 keep = _mm256_set1_ps(k.keep), w1 = _mm256_set1_ps(k.w1), b2 = _mm256_set1_ps(k.b2),
-               w2 = _mm256_set1_ps(k.w2), neg_step = _mm256_set1_ps(k.neg_step_size),
-               bc2_sqrt = _mm256_set1_ps(k.bc2_sqrt), eps = _mm256_set1_ps(k.eps);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 pv = _mm256_loadu_ps(p + i);
-    if (k.decay) pv = _mm256_mul_ps(pv, keep);
-    const __m256 gv = _mm256_loadu_ps(g + i), m0 = _mm256_loadu_ps(m + i), v0 = _mm256_loadu_ps(v + i);
-    const __m256 m1 = _mm256_fmadd_ps(w1, _mm256_sub_ps(gv, m0), m0);
-    const __m256 v1 = _mm256_fmadd_ps(_mm256_mul_ps(w2, gv), gv, _mm256_mul_ps(v0, b2));
-    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), bc2_sqrt), eps);
-    _mm256_storeu_ps(p + i, _mm256_add_ps(pv, _mm256_div_ps(_mm256_mul_ps(neg_step, m1), denom)));
-    _mm256_storeu_ps(m + i, m1);
-    _mm256_storeu_ps(v + i, v1);
-  }
-  for (; i < n; ++i) {
-    const float pd = k.decay ? p[i] * k.keep : p[i];
-    const float mi = std::fma(k.w1, g[i] - m[i], m[i]);
-    const float vi = std::fma(k.w2 * g[i], g[i], v[i] * k.b2);
-    const float denom = std::sqrt(vi) / k.bc2_sqrt + k.eps;
-    p[i] = pd + (k.neg_step_size * mi) / denom;
-    m[i] = mi;
-    v[i] = vi;
-  }
+backend::AdamWArgs args(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                       std::span<float> exp_avg_sq, const StepConstants& k) {
+  return {param.data(), grad.data(), exp_avg.data(), exp_avg_sq.data(), static_cast<int64_t>(param.size()), k};
 }
 
 }  // namespace
 
+backend::AdamWStep adamw_step_constants(int64_t step, double lr, double weight_decay, const AdamWOptions& opts) {
+  return step_constants(step, lr, weight_decay, opts);
+}
+
 void adamw_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
                   std::span<float> exp_avg_sq, int64_t step, double lr, double weight_decay, const AdamWOptions& opts) {
   check_sizes(param, grad, exp_avg, exp_avg_sq, step);
-  update_range(param.data(), grad.data(), exp_avg.data(), exp_avg_sq.data(), param.size(),
-               step_constants(step, lr, weight_decay, opts));
+  cpu::adamw_update(args(param, grad, exp_avg, exp_avg_sq, step_constants(step, lr, weight_decay, opts)));
 }
 
 void adamw_update_reference(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
                             std::span<float> exp_avg_sq, int64_t step, double lr, double weight_decay,
                             const AdamWOptions& opts) {
   check_sizes(param, grad, exp_avg, exp_avg_sq, step);
-  const size_t n = param.size();
-  if (weight_decay != 0) {
-    const float keep = static_cast<float>(1.0 - lr * weight_decay);
-    for (size_t i = 0; i < n; ++i) param[i] *= keep;
-  }
-  const float w1 = static_cast<float>(1.0 - opts.beta1);
-  const float b2 = static_cast<float>(opts.beta2);
-  const float w2 = static_cast<float>(1.0 - opts.beta2);
-  const double s = static_cast<double>(step);
-  const double bias_correction1 = 1.0 - std::pow(opts.beta1, s);
-  const double bias_correction2 = 1.0 - std::pow(opts.beta2, s);
-  const float neg_step_size = static_cast<float>(-(lr / bias_correction1));
-  const float bc2_sqrt = static_cast<float>(std::pow(bias_correction2, 0.5));
-  const float eps = static_cast<float>(opts.eps);
-  for (size_t i = 0; i < n; ++i) {
-    const float g = grad[i];
-    // torch's lerp for weight < 0.5: start + weight * (end - start), fused.
-    const float m = std::fma(w1, g - exp_avg[i], exp_avg[i]);
-    // torch's addcmul: self + (value * t1) * t2, the last multiply-add fused.
-    const float v = std::fma(w2 * g, g, exp_avg_sq[i] * b2);
-    const float denom = std::sqrt(v) / bc2_sqrt + eps;
-    param[i] = param[i] + (neg_step_size * m) / denom;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-  }
+  cpu::reference::adamw_update(args(param, grad, exp_avg, exp_avg_sq, step_constants(step, lr, weight_decay, opts)));
 }
 
 AdamW::AdamW(const std::vector<Parameter>& params, AdamWOptions opts) : opts_(opts) {
@@ -158,7 +108,7 @@ void AdamW::step(std::vector<Parameter>& params, double lr) {
 #pragma omp parallel for schedule(static) if (total >= 4 * kChunk)
   for (int64_t c = 0; c < count; ++c) {
     const Chunk& ch = chunks[static_cast<size_t>(c)];
-    update_range(ch.p, ch.g, ch.m, ch.v, ch.n, *ch.k);
+    cpu::adamw_update({ch.p, ch.g, ch.m, ch.v, static_cast<int64_t>(ch.n), *ch.k});
   }
 }
 

@@ -18,6 +18,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/adamw_args.h"
 #include "core/tensor.h"
 #include "train/trainable_gpt2.h"
 
@@ -28,12 +29,16 @@ struct AdamWOptions {
   double weight_decay = 0.0;
 };
 
-// One AdamW update of one tensor; `step` is the new (1-based) step count.
-// One pass over the elements, 8 at a time (AVX2, the build's baseline ISA),
-// on the calling thread. Every vector op is an IEEE-rounded one of the
-// scalar formula's (vfmadd for std::fma, vsqrtps, vdivps; no reciprocal
-// approximations, no reassociation), so the result equals
-// adamw_update_reference bit for bit (tests/test_train_adamw.cpp).
+// The per-step constants of the formula above (backend/adamw_args.h), as
+// torch computes them: in double, then rounded to float. The kernels of every
+// device (backend/cpu/adamw_kernels.h, ops::adamw_update on CUDA) apply them
+// with the same float operations, so they agree bit for bit.
+backend::AdamWStep adamw_step_constants(int64_t step, double lr, double weight_decay, const AdamWOptions& opts);
+
+// One AdamW update of one tensor on the CPU; `step` is the new (1-based) step
+// count. One pass over the elements, 8 at a time (backend/cpu/adamw_kernels.h),
+// on the calling thread; equal to adamw_update_reference bit for bit
+// (tests/test_train_adamw.cpp).
 void adamw_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
                   std::span<float> exp_avg_sq, int64_t step, double lr, double weight_decay, const AdamWOptions& opts);
 // The scalar reference: the formula above, element by element, weight decay

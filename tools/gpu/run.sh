@@ -67,7 +67,8 @@ models() {
 }
 
 run_tests() {
-  for t in test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_lib_conformance_models \
+  for t in test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_cuda_train_ops \
+           test_lib_conformance_models \
            test_lib_conformance_124m; do
     # The conformance binaries hold CPU instances too: the CPU ran them already.
     local filter=()
@@ -89,6 +90,7 @@ run_sanitize() {
   stage sanitizer $SAN --tool memcheck --report-api-errors no --error-exitcode 9 "$B/test_cuda_model" \
     --gtest_filter='*OutOfMemory*'
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_dequant"
+  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_train_ops"
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_ops" \
     --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_backend_ops" \

@@ -1,0 +1,31 @@
+#pragma once
+// CUDA kernels of the training pass, the twins of backend/cpu's
+// (kernels_backward.h, adamw_kernels.h): the first of issue 13's GPU
+// trainer. Every pointer is device memory; every launcher takes the stream
+// and neither allocates nor synchronises (capturable).
+//   - dropout: the same counter-based masks as the CPU (splitmix64 of key +
+//     index, the top 24 bits against p), so a mask is identical on both
+//     devices, and the same single multiply by 1 / (1 - p): bit for bit.
+//   - GELU backward: the reference's formula in double, rounded once (the
+//     CPU's fast kernel is within float rounding of it).
+//   - AdamW: backend/adamw_args.h's float operations, each correctly rounded
+//     (explicit _rn intrinsics: no contraction), so the update equals the
+//     CPU's bit for bit.
+#include <driver_types.h>
+
+#include <cstdint>
+
+#include "backend/adamw_args.h"
+
+namespace gpt2q::cuda {
+
+// x[i] = kept(key, first + i) ? x[i] * scale : 0 for i in [0, n), scale =
+// 1 / (1 - p) as the CPU computes it (cpu::dropout_scale). p <= 0: nothing.
+void dropout(float* x, int64_t n, float p, uint64_t key, uint64_t first, cudaStream_t stream);
+// dy[i] *= gelu'(x[i]).
+void gelu_new_backward(const float* x, float* dy, int64_t n, cudaStream_t stream);
+void gelu_erf_backward(const float* x, float* dy, int64_t n, cudaStream_t stream);
+// One AdamW update of a.n elements.
+void adamw_update(const backend::AdamWArgs& a, cudaStream_t stream);
+
+}  // namespace gpt2q::cuda
