@@ -1,16 +1,21 @@
 // The training ops that run on CUDA so far (ops/ops_backward.h;
 // backend/cuda/train_kernels.h) against the same ops on the CPU: dropout
 // masks and AdamW updates bit for bit (the same float operations on both
-// devices), the GELU backwards within float rounding of the CPU's scalar
+// devices), LayerNorm's backward within 1e-5 of the scalar reference (both
+// in double, other summation orders), the linear backward (cuBLASLt fp32)
+// within the forward's fp32 tolerance, the GELU backwards within float
+// rounding of the CPU's scalar
 // reference (both evaluate the derivative in double; libm and CUDA's
 // tanh / erfc / exp may differ in the last double bits, and the result is
 // rounded once to float). Without a GPU every test skips and says why.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "core/device_memory.h"
 #include "ops/ops_backward.h"
@@ -95,15 +100,59 @@ TEST_F(CudaTrainOps, AdamWUpdatesAreTheCpusBitForBit) {
     }
 }
 
+TEST_F(CudaTrainOps, LayerNormBackwardMatchesTheReference) {
+  // Both in double from the same float inputs, summed in other orders: the
+  // float results agree to a few ulp of the largest value. A large common
+  // offset (300) checks the two-pass statistics; 2,000 rows use every block
+  // of the partial column sums and several rows per block.
+  for (auto [rows, cols, offset] : {std::tuple<int64_t, int64_t, float>{1, 768, 0.0f}, {7, 771, 300.0f},
+                                    {2000, 64, 0.0f}}) {
+    Tensor x = rnd({rows, cols}, 21, 2.0f);
+    for (float& v : x.span<float>()) v += offset;
+    const Tensor w = rnd({cols}, 22), dy = rnd({rows, cols}, 23);
+    Tensor dx = rnd({rows, cols}, 24), dw = rnd({cols}, 25), db = rnd({cols}, 26);
+    Tensor gdx = gpu(dx), gdw = gpu(dw), gdb = gpu(db);
+    ops::reference::layer_norm_backward(x, w, 1e-5f, dy, dx, dw, db);
+    ops::layer_norm_backward(gpu(x), gpu(w), 1e-5f, gpu(dy), gdx, gdw, gdb);
+    for (const auto& [got, want, what] : {std::tuple{&gdx, &dx, "dx"}, {&gdw, &dw, "dw"}, {&gdb, &db, "db"}}) {
+      const std::string name = std::string("layer_norm_backward ") + what + " " + std::to_string(rows) + "x" +
+                               std::to_string(cols);
+      const double worst = test::expect_close(host(*got), *want, 1e-5, name);
+      std::printf("  %-40s worst rel. error %.3g\n", name.c_str(), worst);
+    }
+  }
+}
+
+TEST_F(CudaTrainOps, LinearBackwardMatchesTheReference) {
+  // cuBLASLt fp32 (no TF32) against the scalar reference's double sums: the
+  // error grows like sqrt(k) (k = out for dx, rows for dw), as the forward's
+  // fp32 tolerance (test_cuda_backend_ops): 1e-5 · sqrt(k / 768), at least 1e-5.
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 5}, {37, 64, 96}, {1500, 768, 300}}) {
+    const Tensor x = rnd({rows, in}, 31), w = rnd({in, out}, 32, 0.05f), dy = rnd({rows, out}, 33);
+    for (bool with_dx : {true, false}) {
+      Tensor dx = with_dx ? rnd({rows, in}, 34) : Tensor(), dw = rnd({in, out}, 35), db = rnd({out}, 36);
+      Tensor gdx = with_dx ? gpu(dx) : Tensor(), gdw = gpu(dw), gdb = gpu(db);
+      ops::reference::linear_backward(x, w, dy, dx, dw, db);
+      ops::linear_backward(gpu(x), gpu(w), gpu(dy), gdx, gdw, gdb);
+      auto tol = [](int64_t k) { return 1e-5 * std::sqrt(std::max(1.0, static_cast<double>(k) / 768.0)); };
+      const std::string shape = std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out);
+      if (with_dx) test::expect_close(host(gdx), dx, tol(out), "linear_backward dx " + shape);
+      const double worst = test::expect_close(host(gdw), dw, tol(rows), "linear_backward dw " + shape);
+      test::expect_close(host(gdb), db, tol(rows), "linear_backward db " + shape);
+      std::printf("  linear_backward %-20s dw worst rel. error %.3g\n", shape.c_str(), worst);
+    }
+  }
+}
+
 TEST_F(CudaTrainOps, BackwardOpsWithoutCudaKernelsSayWhich) {
   // The rest of the training pass is CPU-only yet: one clear error each.
-  const Tensor x = gpu(rnd({2, 8}, 1)), w = gpu(rnd({8}, 2)), dy = gpu(rnd({2, 8}, 3));
-  Tensor dx = gpu(rnd({2, 8}, 4)), dw = gpu(rnd({8}, 5)), db = gpu(rnd({8}, 6));
+  const Tensor a = gpu(rnd({2, 8}, 1)), b = gpu(rnd({3, 8}, 2)), dc = gpu(rnd({2, 3}, 3));
+  Tensor da = gpu(rnd({2, 8}, 4)), dbt = gpu(rnd({3, 8}, 5));
   try {
-    ops::layer_norm_backward(x, w, 1e-5f, dy, dx, dw, db);
-    ADD_FAILURE() << "layer_norm_backward ran on CUDA tensors";
+    ops::matmul_nt_backward(a, b, dc, da, dbt);
+    ADD_FAILURE() << "matmul_nt_backward ran on CUDA tensors";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("layer_norm_backward: no implementation for device"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("matmul_nt_backward: no implementation for device"), std::string::npos)
         << e.what();
   }
 }

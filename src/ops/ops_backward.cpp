@@ -56,6 +56,14 @@ struct FastCuda {
   static void gelu_new_backward(const float* x, float* dy, int64_t n) { cuda::gelu_new_backward(x, dy, n, stream()); }
   static void gelu_erf_backward(const float* x, float* dy, int64_t n) { cuda::gelu_erf_backward(x, dy, n, stream()); }
   static void adamw_update(const backend::AdamWArgs& a) { cuda::adamw_update(a, stream()); }
+  static void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps,
+                                  const float* dy, float* dx, float* dw, float* db) {
+    cuda::layer_norm_backward(x, rows, cols, w, eps, dy, dx, dw, db, stream());
+  }
+  static void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out,
+                              const float* dy, float* dx, float* dw, float* db) {
+    cuda::linear_backward(x, rows, in, w, out, dy, dx, dw, db, stream());
+  }
 };
 #endif
 
@@ -97,7 +105,7 @@ void dropout_impl(Tensor& x, float p, uint64_t key) {
   });
 }
 
-template <typename K>
+template <typename F>
 void linear_backward_impl(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db) {
   const char* op = "linear_backward";
   require_f32(op, "w", w);
@@ -109,9 +117,10 @@ void linear_backward_impl(const Tensor& x, const Tensor& w, const Tensor& dy, Te
   require_shape(op, "dw", dw, w.shape());
   if (db.defined()) require_shape(op, "db", db, {out});
   same_device(op, {&x, &w, &dy, &dx, &dw, &db});
-  dispatch(op, x.device(), [&] {
-    K::linear_backward(x.data<float>(), rows, in, w.data<float>(), out, dy.data<float>(), data_or_null(dx),
-                       dw.data<float>(), data_or_null(db));
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, x.device(), [&](auto k) {
+    decltype(k)::linear_backward(device_data<float>(x), rows, in, device_data<float>(w), out, device_data<float>(dy),
+                                 dx.defined() ? device_data<float>(dx) : nullptr, device_data<float>(dw),
+                                 db.defined() ? device_data<float>(db) : nullptr);
   });
 }
 
@@ -132,7 +141,7 @@ void matmul_nt_backward_impl(const Tensor& a, const Tensor& b, const Tensor& dc,
   });
 }
 
-template <typename K>
+template <typename F>
 void layer_norm_backward_impl(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,
                               Tensor& db) {
   const char* op = "layer_norm_backward";
@@ -144,9 +153,10 @@ void layer_norm_backward_impl(const Tensor& x, const Tensor& w, float eps, const
   require_shape(op, "dw", dw, {cols});
   require_shape(op, "db", db, {cols});
   same_device(op, {&x, &w, &dy, &dx, &dw, &db});
-  dispatch(op, x.device(), [&] {
-    K::layer_norm_backward(x.data<float>(), rows, cols, w.data<float>(), eps, dy.data<float>(), dx.data<float>(),
-                           dw.data<float>(), db.data<float>());
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, x.device(), [&](auto k) {
+    decltype(k)::layer_norm_backward(device_data<float>(x), rows, cols, device_data<float>(w), eps,
+                                     device_data<float>(dy), device_data<float>(dx), device_data<float>(dw),
+                                     device_data<float>(db));
   });
 }
 
@@ -283,14 +293,14 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
     adamw_update_impl<F>(param, grad, exp_avg, exp_avg_sq, k);                                                        \
   }                                                                                                                   \
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx, Tensor& dw, Tensor& db) {     \
-    linear_backward_impl<K>(x, w, dy, dx, dw, db);                                                                    \
+    linear_backward_impl<F>(x, w, dy, dx, dw, db);                                                                    \
   }                                                                                                                   \
   void matmul_nt_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db) {               \
     matmul_nt_backward_impl<K>(a, b, dc, da, db);                                                                     \
   }                                                                                                                   \
   void layer_norm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,    \
                            Tensor& db) {                                                                              \
-    layer_norm_backward_impl<K>(x, w, eps, dy, dx, dw, db);                                                           \
+    layer_norm_backward_impl<F>(x, w, eps, dy, dx, dw, db);                                                           \
   }                                                                                                                   \
   void gelu_new_backward(const Tensor& x, Tensor& dy) {                                                               \
     unary_backward_impl<F>("gelu_new_backward", x, dy, [](auto k, const float* xp, float* dyp, int64_t n) {           \

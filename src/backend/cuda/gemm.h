@@ -15,8 +15,9 @@ namespace gpt2q::cuda {
 enum class GemmActivation : uint8_t { none, gelu_tanh };
 
 struct GemmCall {
-  const void* x = nullptr;  // [rows, in]
+  const void* x = nullptr;  // [rows, in], or [in, rows] when x_in_rows
   cudaDataType_t x_type = CUDA_R_32F;
+  bool x_in_rows = false;  // x stored transposed: the product reads xᵀ (a weight gradient: Xᵀ · dY)
   const void* w = nullptr;  // [in, out], or [out, in] when w_out_in
   cudaDataType_t w_type = CUDA_R_32F;
   bool w_out_in = false;

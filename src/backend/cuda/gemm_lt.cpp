@@ -76,12 +76,12 @@ const char* type_name(cudaDataType_t t) {
 struct Key {
   int64_t rows, in, out;
   int x_type, w_type, y_type;
-  bool w_out_in, accumulate, bias, bias_f32;
+  bool w_out_in, x_in_rows, accumulate, bias, bias_f32;
   int activation;
   uint32_t align_x, align_w, align_y, align_bias;
   auto tie() const {
-    return std::tie(rows, in, out, x_type, w_type, y_type, w_out_in, accumulate, bias, bias_f32, activation, align_x,
-                    align_w, align_y, align_bias);
+    return std::tie(rows, in, out, x_type, w_type, y_type, w_out_in, x_in_rows, accumulate, bias, bias_f32, activation,
+                    align_x, align_w, align_y, align_bias);
   }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
@@ -144,10 +144,22 @@ class LtContext {
   LtContext& operator=(const LtContext&) = delete;
 
   void run(const GemmCall& g, cudaStream_t stream) {
-    const Key key{plan_rows(g.rows), g.in,          g.out,           g.x_type,         g.w_type,
-                  g.y_type,       g.w_out_in,    g.accumulate,    g.bias != nullptr, g.bias_f32 && g.bias != nullptr,
+    const Key key{plan_rows(g.rows),
+                  g.in,
+                  g.out,
+                  g.x_type,
+                  g.w_type,
+                  g.y_type,
+                  g.w_out_in,
+                  g.x_in_rows,
+                  g.accumulate,
+                  g.bias != nullptr,
+                  g.bias_f32 && g.bias != nullptr,
                   static_cast<int>(g.activation),
-                  alignment(g.x), alignment(g.w), alignment(g.y), g.bias ? alignment(g.bias) : 256u};
+                  alignment(g.x),
+                  alignment(g.w),
+                  alignment(g.y),
+                  g.bias ? alignment(g.bias) : 256u};
     auto it = plans_.find(key);
     if (it == plans_.end()) it = plans_.emplace(key, make_plan(g, key)).first;
     Plan& p = *it->second;
@@ -167,7 +179,12 @@ class LtContext {
  private:
   std::unique_ptr<RowsPlan> make_rows(const GemmCall& g, int64_t rows) {
     auto r = std::make_unique<RowsPlan>();
-    check_lt(cublaslt().layout_create(&r->b, g.x_type, dim(g.in), dim(rows), dim(g.in)), "layout B");
+    // B: x as column-major [in, rows] (op N), or, stored [in, rows] row-major,
+    // column-major [rows, in] (op T).
+    if (g.x_in_rows)
+      check_lt(cublaslt().layout_create(&r->b, g.x_type, dim(rows), dim(g.in), dim(rows)), "layout B");
+    else
+      check_lt(cublaslt().layout_create(&r->b, g.x_type, dim(g.in), dim(rows), dim(g.in)), "layout B");
     check_lt(cublaslt().layout_create(&r->c, g.y_type, dim(g.out), dim(rows), dim(g.out)), "layout C");
     return r;
   }
@@ -197,7 +214,8 @@ class LtContext {
     const cublasComputeType_t compute = p->integer ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F;
     const cudaDataType_t scale = p->integer ? CUDA_R_32I : CUDA_R_32F;
     check_lt(lt.desc_create(&p->desc, compute, scale), "cublasLtMatmulDescCreate");
-    const cublasOperation_t op_a = g.w_out_in ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = CUBLAS_OP_N;
+    const cublasOperation_t op_a = g.w_out_in ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = g.x_in_rows ? CUBLAS_OP_T : CUBLAS_OP_N;
     check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)), "TRANSA");
     check_lt(lt.desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)), "TRANSB");
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;

@@ -1,6 +1,8 @@
 // train_kernels.h: elementwise kernels of the training pass (dropout, GELU
 // backward, AdamW), grid-stride loops over any n.
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/gemm.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/train_kernels.h"
 
@@ -57,7 +59,137 @@ __global__ void adamw_kernel(const backend::AdamWArgs a) {
   }
 }
 
+// Rows r = blockIdx.x, + gridDim.x, ...: dx of each row, and the block's
+// partial column sums of dy·x̂ and dy (double) in partial[block][2][cols],
+// each column owned by one thread of the block.
+constexpr int kLnThreads = 256;
+
+__global__ void __launch_bounds__(kLnThreads)
+    layer_norm_backward_rows(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,
+                             float* dx, double* partial) {
+  __shared__ double scratch[32];
+  double* pdw = partial + static_cast<int64_t>(blockIdx.x) * 2 * cols;
+  double* pdb = pdw + cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) pdw[c] = pdb[c] = 0.0;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * cols;
+    const float* g = dy + r * cols;
+    double sum = 0.0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c];
+    const double mean = block_sum(sum, scratch) / static_cast<double>(cols);
+    double sq = 0.0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const double d = xr[c] - mean;
+      sq += d * d;
+    }
+    const double rstd = 1.0 / sqrt(block_sum(sq, scratch) / static_cast<double>(cols) + static_cast<double>(eps));
+    double mg = 0.0, mgx = 0.0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const double xhat = (xr[c] - mean) * rstd, gw = static_cast<double>(g[c]) * w[c];
+      mg += gw;
+      mgx += gw * xhat;
+      pdw[c] += static_cast<double>(g[c]) * xhat;
+      pdb[c] += g[c];
+    }
+    mg = block_sum(mg, scratch) / static_cast<double>(cols);
+    mgx = block_sum(mgx, scratch) / static_cast<double>(cols);
+    float* dxr = dx + r * cols;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const double xhat = (xr[c] - mean) * rstd;
+      dxr[c] += static_cast<float>(rstd * (static_cast<double>(g[c]) * w[c] - mg - xhat * mgx));
+    }
+  }
+}
+
+// dw[c] += Σ_b partial[b][0][c], db[c] += Σ_b partial[b][1][c], b in order.
+__global__ void layer_norm_backward_columns(const double* partial, int blocks, int64_t cols, float* dw, float* db) {
+  for (int64_t c = grid_start(); c < cols; c += grid_stride()) {
+    double sw = 0.0, sb = 0.0;
+    for (int b = 0; b < blocks; ++b) {
+      sw += partial[static_cast<int64_t>(b) * 2 * cols + c];
+      sb += partial[static_cast<int64_t>(b) * 2 * cols + cols + c];
+    }
+    dw[c] = static_cast<float>(dw[c] + sw);
+    db[c] = static_cast<float>(db[c] + sb);
+  }
+}
+
+// Partial column sums of rows blockIdx.x, + gridDim.x, ... in double.
+__global__ void column_partials(const float* x, int64_t rows, int64_t cols, double* partial) {
+  double* p = partial + static_cast<int64_t>(blockIdx.x) * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    double s = 0.0;
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) s += x[r * cols + c];
+    p[c] = s;
+  }
+}
+
+__global__ void add_column_partials(const double* partial, int blocks, int64_t cols, float* out) {
+  for (int64_t c = grid_start(); c < cols; c += grid_stride()) {
+    double s = 0.0;
+    for (int b = 0; b < blocks; ++b) s += partial[static_cast<int64_t>(b) * cols + c];
+    out[c] = static_cast<float>(out[c] + s);
+  }
+}
+
+// Blocks of the row passes: a function of the row count only.
+int row_pass_blocks(int64_t rows) { return static_cast<int>(rows < 264 ? rows : 264); }
+
 }  // namespace
+
+void column_sums_accumulate(const float* x, int64_t rows, int64_t cols, float* out, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const int blocks = row_pass_blocks(rows);
+  DeviceBuffer partial(static_cast<size_t>(blocks) * static_cast<size_t>(cols) * sizeof(double));
+  column_partials<<<blocks, kLnThreads, 0, stream>>>(x, rows, cols, partial.get<double>());
+  check_launch("column sums kernel");
+  add_column_partials<<<elementwise_blocks(cols), kElementwiseThreads, 0, stream>>>(partial.get<double>(), blocks,
+                                                                                    cols, out);
+  check_launch("column sums add kernel");
+}
+
+void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* dy,
+                     float* dx, float* dw, float* db, cudaStream_t stream) {
+  if (rows <= 0) return;
+  GemmCall g;
+  if (dx) {
+    // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is the [out', in'] weight of that product.
+    g.x = dy;
+    g.w = w;
+    g.w_out_in = true;
+    g.rows = rows;
+    g.in = out;
+    g.out = in;
+    g.y = dx;
+    gemm(g, stream);
+  }
+  // dw[in, out] += xᵀ[in, rows] · dy[rows, out]: x read transposed.
+  g = GemmCall{};
+  g.x = x;
+  g.x_in_rows = true;
+  g.w = dy;
+  g.rows = in;
+  g.in = rows;
+  g.out = out;
+  g.y = dw;
+  g.accumulate = true;
+  gemm(g, stream);
+  if (db) column_sums_accumulate(dy, rows, out, db, stream);
+}
+
+void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,
+                         float* dx, float* dw, float* db, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  // A function of the row count only (the sums' order must not depend on
+  // the device): enough blocks to fill a large GPU, few partial rows to add.
+  const int blocks = row_pass_blocks(rows);
+  DeviceBuffer partial(static_cast<size_t>(blocks) * 2 * static_cast<size_t>(cols) * sizeof(double));
+  layer_norm_backward_rows<<<blocks, kLnThreads, 0, stream>>>(x, rows, cols, w, eps, dy, dx, partial.get<double>());
+  check_launch("layer_norm_backward kernel");
+  layer_norm_backward_columns<<<elementwise_blocks(cols), kElementwiseThreads, 0, stream>>>(
+      partial.get<double>(), blocks, cols, dw, db);
+  check_launch("layer_norm_backward columns kernel");
+}
 
 void dropout(float* x, int64_t n, float p, uint64_t key, uint64_t first, cudaStream_t stream) {
   if (p <= 0.0f || n <= 0) return;

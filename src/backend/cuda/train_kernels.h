@@ -11,6 +11,8 @@
 //   - AdamW: backend/adamw_args.h's float operations, each correctly rounded
 //     (explicit _rn intrinsics: no contraction), so the update equals the
 //     CPU's bit for bit.
+//   - LayerNorm backward: the scalar reference's double arithmetic, with
+//     deterministic column sums.
 #include <driver_types.h>
 
 #include <cstdint>
@@ -27,5 +29,23 @@ void gelu_new_backward(const float* x, float* dy, int64_t n, cudaStream_t stream
 void gelu_erf_backward(const float* x, float* dy, int64_t n, cudaStream_t stream);
 // One AdamW update of a.n elements.
 void adamw_update(const backend::AdamWArgs& a, cudaStream_t stream);
+
+// LayerNorm's backward as cpu::layer_norm_backward (statistics recomputed
+// from x as the forward does, in double): dx += ∂L/∂x, dw += Σ dy·x̂,
+// db += Σ dy. The column sums run in two passes, partial sums per chunk of
+// rows (double) then the chunks in order: the result depends on the row
+// count only, never on timing. Takes a scratch from the caching pool.
+void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,
+                         float* dx, float* dw, float* db, cudaStream_t stream);
+
+// out[c] += Σ_r x[r, c] (fp32 x [rows, cols]), summed in double in two
+// passes as layer_norm_backward's column sums (deterministic).
+void column_sums_accumulate(const float* x, int64_t rows, int64_t cols, float* out, cudaStream_t stream);
+
+// y = x·W + b, W [in, out], fp32 (cuBLASLt, no TF32): dx = dy·Wᵀ
+// (overwritten; skipped when null), dw += xᵀ·dy (β = 1), db += Σ_rows dy
+// (skipped when null): cpu::linear_backward's contract.
+void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* dy,
+                     float* dx, float* dw, float* db, cudaStream_t stream);
 
 }  // namespace gpt2q::cuda
