@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "core/device_memory.h"
 #include "ops/ops_backward.h"
@@ -142,6 +143,42 @@ TEST_F(CudaTrainOps, LinearBackwardMatchesTheReference) {
       std::printf("  linear_backward %-20s dw worst rel. error %.3g\n", shape.c_str(), worst);
     }
   }
+}
+
+TEST_F(CudaTrainOps, EmbeddingBackwardIsTheCpusBitForBit) {
+  // Repeated ids and positions (the tied wte of an LM batch): each table row
+  // adds its rows in ascending order on both devices.
+  const int64_t rows = 300, cols = 70;
+  std::vector<int32_t> id(rows);
+  std::vector<int64_t> pos(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    id[r] = static_cast<int32_t>((r * 7919) % 53);
+    pos[r] = r % 16;
+  }
+  const Tensor ids = Tensor::from_vector(id, {rows}), positions = Tensor::from_vector(pos, {rows});
+  const Tensor dout = rnd({rows, cols}, 41);
+  Tensor dwte = rnd({60, cols}, 42), dwpe = rnd({20, cols}, 43);
+  Tensor gwte = gpu(dwte), gwpe = gpu(dwpe);
+  ops::embedding_backward(ids, positions, dout, dwte, dwpe);
+  ops::embedding_backward(ids, positions, gpu(dout), gwte, gwpe);
+  EXPECT_TRUE(same_bits(gwte, dwte));
+  EXPECT_TRUE(same_bits(gwpe, dwpe));
+}
+
+TEST_F(CudaTrainOps, CrossEntropyMatchesTheReference) {
+  const int64_t rows = 9, cols = 50257;
+  const Tensor logits = rnd({rows, cols}, 51, 8.0f);
+  const Tensor targets = Tensor::from_vector(std::vector<int32_t>{3, -1, 50256, 0, 7, -1, 100, 2, 49999}, {rows});
+  Tensor want = Tensor::empty({rows, cols}, DType::F32), got = gpu(rnd({rows, cols}, 52));
+  const double loss_cpu = ops::reference::cross_entropy(logits, targets, 0.5f, want);
+  const double loss_gpu = ops::cross_entropy(gpu(logits), targets, 0.5f, got);
+  EXPECT_NEAR(loss_gpu, loss_cpu, 1e-12 * std::fabs(loss_cpu));
+  const double worst = test::expect_close(host(got), want, 1e-6, "cross_entropy dlogits");
+  std::printf("  cross_entropy loss %.15g / %.15g, dlogits worst rel. error %.3g\n", loss_gpu, loss_cpu, worst);
+  // In place (dlogits aliasing logits), as the trainer calls it.
+  Tensor inplace = gpu(logits);
+  EXPECT_NEAR(ops::cross_entropy(inplace, targets, 0.5f, inplace), loss_cpu, 1e-12 * std::fabs(loss_cpu));
+  test::expect_close(host(inplace), want, 1e-6, "cross_entropy in place");
 }
 
 TEST_F(CudaTrainOps, BackwardOpsWithoutCudaKernelsSayWhich) {

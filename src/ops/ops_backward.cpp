@@ -64,6 +64,15 @@ struct FastCuda {
                               const float* dy, float* dx, float* dw, float* db) {
     cuda::linear_backward(x, rows, in, w, out, dy, dx, dw, db, stream());
   }
+  // ids, positions and targets are host arrays (checked there by the ops).
+  static void embedding_backward(const int32_t* ids, const int64_t* positions, int64_t rows, const float* dout,
+                                 int64_t cols, float* dwte, float* dwpe) {
+    cuda::embedding_backward(ids, positions, rows, dout, cols, dwte, dwpe, stream());
+  }
+  static double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols,
+                              float grad_scale, float* dlogits) {
+    return cuda::cross_entropy(logits, targets, rows, cols, grad_scale, dlogits, stream());
+  }
 };
 #endif
 
@@ -188,20 +197,24 @@ void adamw_update_impl(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tenso
                                                       [&](auto set) { decltype(set)::adamw_update(a); });
 }
 
-template <typename K>
+template <typename F>
 void embedding_backward_impl(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte,
                              Tensor& dwpe) {
   const char* op = "embedding_backward";
   require_f32(op, "dwte", dwte);
   require_f32(op, "dwpe", dwpe);
   const int64_t rows = check_embedding_args(op, ids, positions, dwte, dwpe), cols = dwte.dim(1);
+  if (ids.device() != Device::CPU || positions.device() != Device::CPU)
+    fail("{}: ids and positions are read on the host, got {} tensors", op,
+         device_name(ids.device() != Device::CPU ? ids.device() : positions.device()));
   require_rows(op, "dout", dout, rows, cols);
   same_device(op, {&dout, &dwte, &dwpe});
   const int32_t* id = ids.data<int32_t>();
   const int64_t* pos = positions.data<int64_t>();
   check_embedding_indices(id, pos, rows, dwte.dim(0), dwpe.dim(0));
-  dispatch(op, dout.device(), [&] {
-    K::embedding_backward(id, pos, rows, dout.data<float>(), cols, dwte.data<float>(), dwpe.data<float>());
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, dout.device(), [&](auto k) {
+    decltype(k)::embedding_backward(id, pos, rows, device_data<float>(dout), cols, device_data<float>(dwte),
+                                    device_data<float>(dwpe));
   });
 }
 
@@ -260,7 +273,7 @@ void attention_backward_impl(const Tensor& qkv, const Tensor& key_mask, const Te
   });
 }
 
-template <typename K>
+template <typename F>
 double cross_entropy_impl(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {
   const char* op = "cross_entropy";
   require_f32(op, "logits", logits);
@@ -269,12 +282,15 @@ double cross_entropy_impl(const Tensor& logits, const Tensor& targets, float gra
   if (targets.dtype() != DType::I32 || targets.numel() != rows)
     fail("{}: targets must be I32 [{}], got {} {}", op, rows, dtype_name(targets.dtype()), shape_str(targets.shape()));
   same_device(op, {&logits, &dlogits});
+  if (targets.device() != Device::CPU)
+    fail("{}: targets are read on the host, got a {} tensor", op, device_name(targets.device()));
   const int32_t* t = targets.data<int32_t>();
   for (int64_t r = 0; r < rows; ++r)
     if (t[r] < -1 || t[r] >= cols) fail("{}: target {} outside [0, {}) (or -1 = ignored)", op, t[r], cols);
   double total = 0.0;
-  dispatch(op, logits.device(), [&] {
-    total = K::cross_entropy(logits.data<float>(), t, rows, cols, grad_scale, dlogits.data<float>());
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, logits.device(), [&](auto k) {
+    total = decltype(k)::cross_entropy(device_data<float>(logits), t, rows, cols, grad_scale,
+                                       device_data<float>(dlogits));
   });
   return total;
 }
@@ -314,7 +330,7 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
   }                                                                                                                   \
   void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte,               \
                           Tensor& dwpe) {                                                                             \
-    embedding_backward_impl<K>(ids, positions, dout, dwte, dwpe);                                                     \
+    embedding_backward_impl<F>(ids, positions, dout, dwte, dwpe);                                                     \
   }                                                                                                                   \
   void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,    \
                                    Tensor& probs, Tensor& dropped, Tensor& out) {                                     \
@@ -326,7 +342,7 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
     attention_backward_impl<K>(qkv, key_mask, probs, dropped, params, dout, dqkv);                                    \
   }                                                                                                                   \
   double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {             \
-    return cross_entropy_impl<K>(logits, targets, grad_scale, dlogits);                                               \
+    return cross_entropy_impl<F>(logits, targets, grad_scale, dlogits);                                               \
   }
 
 GPT2Q_BACKWARD_OPS(FastCpu, Fast)

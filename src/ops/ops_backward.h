@@ -43,7 +43,8 @@ void layer_norm_backward(const Tensor& x, const Tensor& w, float eps, const Tens
 // In place dy *= gelu'(x), x the activation's input.
 void gelu_new_backward(const Tensor& x, Tensor& dy);
 void gelu_erf_backward(const Tensor& x, Tensor& dy);
-// dwte[ids[r]] += dout[r], dwpe[positions[r]] += dout[r] (ids I32, positions I64).
+// dwte[ids[r]] += dout[r], dwpe[positions[r]] += dout[r] (ids I32, positions
+// I64, both host tensors on every device: they are checked there).
 void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte, Tensor& dwpe);
 
 // Causal self-attention as ops::causal_self_attention (qkv [B, T, 3C], key
@@ -63,7 +64,7 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const backend::AdamWStep& k);
 
 // Softmax cross entropy of logits [rows, classes] against targets (I32
-// [rows]; -1 = ignored). Returns the SUM of the per-row losses (double);
+// [rows], a host tensor on every device; -1 = ignored). Returns the SUM of the per-row losses (double);
 // dlogits (may be logits itself) = grad_scale · (softmax − onehot), 0 on
 // ignored rows. Targets outside [0, classes) are an Error.
 double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);

@@ -1,10 +1,15 @@
 // train_kernels.h: elementwise kernels of the training pass (dropout, GELU
 // backward, AdamW), grid-stride loops over any n.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/train_kernels.h"
+#include "core/device_memory.h"
 
 namespace gpt2q::cuda {
 
@@ -132,6 +137,45 @@ __global__ void add_column_partials(const double* partial, int blocks, int64_t c
   }
 }
 
+// One block per touched table row (blockIdx.x over the groups): table row
+// index[g] += the rows order[offset[g] .. offset[g + 1]) of dout, in order.
+__global__ void grouped_row_add(const int64_t* index, const int64_t* offset, const int64_t* order,
+                                const float* dout, int64_t cols, float* table) {
+  const int64_t g = blockIdx.x;
+  float* dst = table + index[g] * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float v = dst[c];
+    for (int64_t k = offset[g]; k < offset[g + 1]; ++k) v = __fadd_rn(v, dout[order[k] * cols + c]);
+    dst[c] = v;
+  }
+}
+
+__global__ void __launch_bounds__(kLnThreads)
+    cross_entropy_rows(const float* logits, const int32_t* targets, int64_t cols, float grad_scale, float* dlogits,
+                       double* row_loss) {
+  __shared__ double scratch[32];
+  const int64_t r = blockIdx.x;
+  const float* x = logits + r * cols;
+  float* d = dlogits + r * cols;
+  const int32_t t = targets[r];
+  if (t < 0) {
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) d[c] = 0.0f;
+    if (threadIdx.x == 0) row_loss[r] = 0.0;
+    return;
+  }
+  double mx = -static_cast<double>(INFINITY);
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmax(mx, static_cast<double>(x[c]));
+  mx = block_max(mx, scratch, -static_cast<double>(INFINITY));
+  double sum = 0.0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += exp(x[c] - mx);
+  sum = block_sum(sum, scratch);
+  const double xt = x[t];  // read before d (which may alias x) is written
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+    d[c] = static_cast<float>(grad_scale * (exp(x[c] - mx) / sum - (c == t ? 1.0 : 0.0)));
+  if (threadIdx.x == 0) row_loss[r] = log(sum) + mx - xt;
+}
+
 // Blocks of the row passes: a function of the row count only.
 int row_pass_blocks(int64_t rows) { return static_cast<int>(rows < 264 ? rows : 264); }
 
@@ -175,6 +219,64 @@ void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, i
   g.accumulate = true;
   gemm(g, stream);
   if (db) column_sums_accumulate(dy, rows, out, db, stream);
+}
+
+namespace {
+
+// The rows of dout grouped by the table row they add to (ascending), each
+// group in ascending r, uploaded, then one grouped_row_add.
+template <typename Index>
+void add_rows_by_index(const Index* index_host, int64_t rows, const float* dout, int64_t cols, float* table,
+                       cudaStream_t stream) {
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return index_host[a] < index_host[b]; });
+  std::vector<int64_t> index, offset;
+  for (int64_t k = 0; k < rows; ++k) {
+    const auto i = static_cast<int64_t>(index_host[order[k]]);
+    if (index.empty() || index.back() != i) {
+      index.push_back(i);
+      offset.push_back(k);
+    }
+  }
+  offset.push_back(rows);
+  const int64_t groups = static_cast<int64_t>(index.size());
+  DeviceBuffer buf((2 * static_cast<size_t>(groups) + 1 + static_cast<size_t>(rows)) * sizeof(int64_t));
+  int64_t* d_index = buf.get<int64_t>();
+  int64_t* d_offset = d_index + groups;
+  int64_t* d_order = d_offset + groups + 1;
+  copy_bytes(d_index, Device::CUDA, index.data(), Device::CPU, index.size() * sizeof(int64_t));
+  copy_bytes(d_offset, Device::CUDA, offset.data(), Device::CPU, offset.size() * sizeof(int64_t));
+  copy_bytes(d_order, Device::CUDA, order.data(), Device::CPU, order.size() * sizeof(int64_t));
+  grouped_row_add<<<static_cast<unsigned>(groups), kLnThreads, 0, stream>>>(d_index, d_offset, d_order, dout, cols,
+                                                                            table);
+  check_launch("embedding_backward kernel");
+}
+
+}  // namespace
+
+void embedding_backward(const int32_t* ids_host, const int64_t* positions_host, int64_t rows, const float* dout,
+                        int64_t cols, float* dwte, float* dwpe, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  add_rows_by_index(ids_host, rows, dout, cols, dwte, stream);
+  add_rows_by_index(positions_host, rows, dout, cols, dwpe, stream);
+}
+
+double cross_entropy(const float* logits, const int32_t* targets_host, int64_t rows, int64_t cols, float grad_scale,
+                     float* dlogits, cudaStream_t stream) {
+  if (rows <= 0) return 0.0;
+  DeviceBuffer buf(static_cast<size_t>(rows) * (sizeof(double) + sizeof(int32_t)));
+  double* d_loss = buf.get<double>();
+  auto* d_targets = reinterpret_cast<int32_t*>(d_loss + rows);
+  copy_bytes(d_targets, Device::CUDA, targets_host, Device::CPU, static_cast<size_t>(rows) * sizeof(int32_t));
+  cross_entropy_rows<<<static_cast<unsigned>(rows), kLnThreads, 0, stream>>>(logits, d_targets, cols, grad_scale,
+                                                                             dlogits, d_loss);
+  check_launch("cross_entropy kernel");
+  std::vector<double> loss(static_cast<size_t>(rows));
+  copy_bytes(loss.data(), Device::CPU, d_loss, Device::CUDA, loss.size() * sizeof(double));  // waits for the stream
+  double total = 0.0;
+  for (double l : loss) total += l;
+  return total;
 }
 
 void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,

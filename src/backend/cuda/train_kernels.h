@@ -48,4 +48,20 @@ void column_sums_accumulate(const float* x, int64_t rows, int64_t cols, float* o
 void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream);
 
+// dwte[ids[r]] += dout[r], dwpe[positions[r]] += dout[r], as
+// cpu::embedding_backward: each touched row adds its rows' gradients in
+// ascending r, one float add at a time, so the result is the CPU's bit for
+// bit. ids and positions are HOST arrays (ops checks them there): grouped by
+// row on the host and uploaded (a synchronous staging copy: not capturable).
+void embedding_backward(const int32_t* ids_host, const int64_t* positions_host, int64_t rows, const float* dout,
+                        int64_t cols, float* dwte, float* dwpe, cudaStream_t stream);
+
+// Softmax cross entropy per row of logits [rows, cols] against HOST targets
+// (-1 = ignored), cpu::reference::cross_entropy's arithmetic (double sums):
+// dlogits = grad_scale · (softmax − onehot), 0 on ignored rows (may alias
+// logits). Returns the sum of the row losses, added on the host in row
+// order: this waits for the stream (the loss is the step's logged scalar).
+double cross_entropy(const float* logits, const int32_t* targets_host, int64_t rows, int64_t cols, float grad_scale,
+                     float* dlogits, cudaStream_t stream);
+
 }  // namespace gpt2q::cuda
