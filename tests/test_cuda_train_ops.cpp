@@ -181,15 +181,32 @@ TEST_F(CudaTrainOps, CrossEntropyMatchesTheReference) {
   test::expect_close(host(inplace), want, 1e-6, "cross_entropy in place");
 }
 
-TEST_F(CudaTrainOps, BackwardOpsWithoutCudaKernelsSayWhich) {
-  // The rest of the training pass is CPU-only yet: one clear error each.
-  const Tensor a = gpu(rnd({2, 8}, 1)), b = gpu(rnd({3, 8}, 2)), dc = gpu(rnd({2, 3}, 3));
-  Tensor da = gpu(rnd({2, 8}, 4)), dbt = gpu(rnd({3, 8}, 5));
+TEST_F(CudaTrainOps, MatmulNtBackwardMatchesTheReference) {
+  // The heads' backward (logits = h · wteᵀ, classifier scores): cuBLASLt fp32
+  // against double sums, the forward's fp32 tolerance in sqrt(k).
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{16, 768, 4}, {300, 64, 1000}}) {
+    const Tensor a = rnd({m, k}, 61), b = rnd({n, k}, 62, 0.05f), dc = rnd({m, n}, 63);
+    Tensor da = Tensor::empty({m, k}, DType::F32), db = rnd({n, k}, 64);
+    Tensor gda = gpu(rnd({m, k}, 65)), gdb = gpu(db);
+    ops::reference::matmul_nt_backward(a, b, dc, da, db);
+    ops::matmul_nt_backward(gpu(a), gpu(b), gpu(dc), gda, gdb);
+    auto tol = [](int64_t kk) { return 1e-5 * std::sqrt(std::max(1.0, static_cast<double>(kk) / 768.0)); };
+    test::expect_close(host(gda), da, tol(n), "matmul_nt_backward da");
+    test::expect_close(host(gdb), db, tol(m), "matmul_nt_backward db");
+  }
+}
+
+TEST_F(CudaTrainOps, AttentionBackwardWithoutACudaKernelSaysSo) {
+  // The rest of the training pass is CPU-only yet: one clear error.
+  const int64_t B = 1, T = 4, C = 8;
+  const Tensor qkv = gpu(rnd({B, T, 3 * C}, 1));
+  Tensor probs = gpu(rnd({B, 1, T, T}, 2)), dropped, out = gpu(rnd({B, T, C}, 3));
   try {
-    ops::matmul_nt_backward(a, b, dc, da, dbt);
-    ADD_FAILURE() << "matmul_nt_backward ran on CUDA tensors";
+    ops::causal_self_attention_train(qkv, Tensor(), {1, 0.35f, 0.0f, 0}, probs, dropped, out);
+    ADD_FAILURE() << "causal_self_attention_train ran on CUDA tensors";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("matmul_nt_backward: no implementation for device"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("causal_self_attention_train: no implementation for device"),
+              std::string::npos)
         << e.what();
   }
 }

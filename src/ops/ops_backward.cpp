@@ -64,6 +64,10 @@ struct FastCuda {
                               const float* dy, float* dx, float* dw, float* db) {
     cuda::linear_backward(x, rows, in, w, out, dy, dx, dw, db, stream());
   }
+  static void matmul_nt_backward(const float* a, int64_t m, int64_t k, const float* b, int64_t n, const float* dc,
+                                 float* da, float* db) {
+    cuda::matmul_nt_backward(a, m, k, b, n, dc, da, db, stream());
+  }
   // ids, positions and targets are host arrays (checked there by the ops).
   static void embedding_backward(const int32_t* ids, const int64_t* positions, int64_t rows, const float* dout,
                                  int64_t cols, float* dwte, float* dwpe) {
@@ -133,7 +137,7 @@ void linear_backward_impl(const Tensor& x, const Tensor& w, const Tensor& dy, Te
   });
 }
 
-template <typename K>
+template <typename F>
 void matmul_nt_backward_impl(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db) {
   const char* op = "matmul_nt_backward";
   require_f32(op, "b", b);
@@ -144,9 +148,9 @@ void matmul_nt_backward_impl(const Tensor& a, const Tensor& b, const Tensor& dc,
   if (da.defined()) require_rows(op, "da", da, m, k);
   require_shape(op, "db", db, b.shape());
   same_device(op, {&a, &b, &dc, &da, &db});
-  dispatch(op, a.device(), [&] {
-    K::matmul_nt_backward(a.data<float>(), m, k, b.data<float>(), n, dc.data<float>(), data_or_null(da),
-                          db.data<float>());
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, a.device(), [&](auto set) {
+    decltype(set)::matmul_nt_backward(device_data<float>(a), m, k, device_data<float>(b), n, device_data<float>(dc),
+                                      da.defined() ? device_data<float>(da) : nullptr, device_data<float>(db));
   });
 }
 
@@ -312,7 +316,7 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
     linear_backward_impl<F>(x, w, dy, dx, dw, db);                                                                    \
   }                                                                                                                   \
   void matmul_nt_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor& da, Tensor& db) {               \
-    matmul_nt_backward_impl<K>(a, b, dc, da, db);                                                                     \
+    matmul_nt_backward_impl<F>(a, b, dc, da, db);                                                                     \
   }                                                                                                                   \
   void layer_norm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor& dw,    \
                            Tensor& db) {                                                                              \

@@ -279,6 +279,33 @@ double cross_entropy(const float* logits, const int32_t* targets_host, int64_t r
   return total;
 }
 
+void matmul_nt_backward(const float* a, int64_t m, int64_t k, const float* b, int64_t n, const float* dc, float* da,
+                        float* db, cudaStream_t stream) {
+  if (m <= 0) return;
+  GemmCall g;
+  if (da) {
+    // da[m, k] = dc[m, n] · b[n, k]: b is the [in, out] weight of that product.
+    g.x = dc;
+    g.w = b;
+    g.rows = m;
+    g.in = n;
+    g.out = k;
+    g.y = da;
+    gemm(g, stream);
+  }
+  // db[n, k] += dcᵀ[n, m] · a[m, k]: dc read transposed.
+  g = GemmCall{};
+  g.x = dc;
+  g.x_in_rows = true;
+  g.w = a;
+  g.rows = n;
+  g.in = m;
+  g.out = k;
+  g.y = db;
+  g.accumulate = true;
+  gemm(g, stream);
+}
+
 void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,
                          float* dx, float* dw, float* db, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;

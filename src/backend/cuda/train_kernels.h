@@ -48,6 +48,11 @@ void column_sums_accumulate(const float* x, int64_t rows, int64_t cols, float* o
 void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream);
 
+// c = a·bᵀ, a [m, k], b [n, k], fp32: da = dc·b (overwritten; skipped when
+// null), db += dcᵀ·a (β = 1): cpu::matmul_nt_backward's contract.
+void matmul_nt_backward(const float* a, int64_t m, int64_t k, const float* b, int64_t n, const float* dc, float* da,
+                        float* db, cudaStream_t stream);
+
 // dwte[ids[r]] += dout[r], dwpe[positions[r]] += dout[r], as
 // cpu::embedding_backward: each touched row adds its rows' gradients in
 // ascending r, one float add at a time, so the result is the CPU's bit for
