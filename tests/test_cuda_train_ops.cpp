@@ -196,17 +196,34 @@ TEST_F(CudaTrainOps, MatmulNtBackwardMatchesTheReference) {
   }
 }
 
-TEST_F(CudaTrainOps, AttentionBackwardWithoutACudaKernelSaysSo) {
-  // The rest of the training pass is CPU-only yet: one clear error.
-  const int64_t B = 1, T = 4, C = 8;
-  const Tensor qkv = gpu(rnd({B, T, 3 * C}, 1));
-  Tensor probs = gpu(rnd({B, 1, T, T}, 2)), dropped, out = gpu(rnd({B, T, C}, 3));
-  try {
-    ops::causal_self_attention_train(qkv, Tensor(), {1, 0.35f, 0.0f, 0}, probs, dropped, out);
-    ADD_FAILURE() << "causal_self_attention_train ran on CUDA tensors";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("causal_self_attention_train: no implementation for device"),
-              std::string::npos)
-        << e.what();
+TEST_F(CudaTrainOps, AttentionForwardAndBackwardMatchTheReference) {
+  // The reference's double arithmetic on both devices (exp differs in the
+  // last bits): probabilities, outputs and gradients within 1e-6 of it.
+  // Padding (a key mask), dropout on the probabilities, and a row that sees
+  // no key (key 0 masked: it averages every value, as the reference).
+  const int64_t B = 2, T = 37, H = 3, hd = 16, C = H * hd;
+  const Tensor qkv = rnd({B, T, 3 * C}, 71, 2.0f), dout = rnd({B, T, C}, 72);
+  Tensor mask = Tensor::empty({B, T}, DType::U8);
+  for (int64_t t = 0; t < T; ++t) {
+    mask.data<uint8_t>()[t] = t < 30 ? 1 : 0;
+    mask.data<uint8_t>()[T + t] = t == 0 ? 0 : 1;
+  }
+  for (float p : {0.0f, 0.2f}) {
+    const ops::AttentionTrainParams params{H, 0.25f, p, ops::dropout_key(9, 3, 0, 4)};
+    Tensor probs = Tensor::empty({B, H, T, T}, DType::F32), dropped, out = Tensor::empty({B, T, C}, DType::F32);
+    if (p > 0) dropped = Tensor::empty({B, H, T, T}, DType::F32);
+    Tensor gprobs = gpu(probs), gdropped = p > 0 ? gpu(dropped) : Tensor(), gout = gpu(out);
+    ops::reference::causal_self_attention_train(qkv, mask, params, probs, dropped, out);
+    ops::causal_self_attention_train(gpu(qkv), gpu(mask), params, gprobs, gdropped, gout);
+    const std::string what = p > 0 ? " with dropout" : "";
+    test::expect_close(host(gprobs), probs, 1e-6, "attention probs" + what);
+    if (p > 0) test::expect_close(host(gdropped), dropped, 1e-6, "attention dropped" + what);
+    test::expect_close(host(gout), out, 1e-6, "attention out" + what);
+    Tensor dqkv = Tensor::empty(qkv.shape(), DType::F32), gdqkv = gpu(rnd(qkv.shape(), 73));
+    ops::reference::causal_self_attention_backward(qkv, mask, probs, dropped, params, dout, dqkv);
+    ops::causal_self_attention_backward(gpu(qkv), gpu(mask), gpu(probs), p > 0 ? gpu(dropped) : Tensor(), params,
+                                        gpu(dout), gdqkv);
+    const double worst = test::expect_close(host(gdqkv), dqkv, 1e-6, "attention dqkv" + what);
+    std::printf("  attention backward%s: dqkv worst rel. error %.3g\n", what.c_str(), worst);
   }
 }

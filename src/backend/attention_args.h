@@ -37,4 +37,16 @@ struct AttentionArgs {
   int64_t key_mask_stride = 0;
 };
 
+// Causal self-attention of the training pass over qkv [B, T, 3C] (no
+// cache), with dropout on the probabilities (cpu/kernels_backward.h has the
+// contract). attn_p = 0 disables dropout; the mask index of probability
+// (b, h, i, j), j <= i, is ((b·H + h)·T + i)·T + j.
+struct TrainAttentionArgs {
+  int64_t batch = 0, seq = 0, n_head = 0, head_dim = 0;
+  float scale = 1.0f, attn_p = 0.0f;
+  uint64_t dropout_key = 0;
+  const uint8_t* key_mask = nullptr;  // [batch, key_mask_stride], null = all keys valid
+  int64_t key_mask_stride = 0;
+};
+
 }  // namespace gpt2q::backend

@@ -11,19 +11,6 @@
 namespace gpt2q::ops::detail {
 
 // The one place that knows which devices have kernels.
-// For ops with CPU kernels only (the backward ops): runs on_cpu for CPU
-// tensors, and is an Error for any other device.
-template <typename CpuFn>
-inline void dispatch(const char* op, Device device, CpuFn&& on_cpu) {
-  switch (device) {
-    case Device::CPU:
-      on_cpu();
-      return;
-    default:
-      fail("{}: no implementation for device {} in this build", op, device_name(device));
-  }
-}
-
 // For ops with a kernel set per device (a struct of static kernels with the
 // same signatures, e.g. FastCpu and FastCuda in ops.cpp): calls
 // run(CpuSet{}) or run(CudaSet{}) by device, so one generic lambda serves

@@ -8,6 +8,7 @@
 #include "ops/op_checks.h"
 
 #ifdef GPT2Q_CUDA
+#include "backend/cuda/attention_train.h"
 #include "backend/cuda/train_kernels.h"
 #endif
 
@@ -68,6 +69,15 @@ struct FastCuda {
                                  float* da, float* db) {
     cuda::matmul_nt_backward(a, m, k, b, n, dc, da, db, stream());
   }
+  static void attention_forward_train(const backend::TrainAttentionArgs& a, const float* qkv, float* probs,
+                                      float* dropped, float* out) {
+    cuda::attention_forward_train(a, qkv, probs, dropped, out, stream());
+  }
+  static void attention_backward(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs,
+                                 const float* /*dropped: recomputed from the counters*/, const float* dout,
+                                 float* dqkv) {
+    cuda::attention_backward(a, qkv, probs, dout, dqkv, stream());
+  }
   // ids, positions and targets are host arrays (checked there by the ops).
   static void embedding_backward(const int32_t* ids, const int64_t* positions, int64_t rows, const float* dout,
                                  int64_t cols, float* dwte, float* dwpe) {
@@ -106,8 +116,6 @@ void require_rows(const char* op, const char* what, const Tensor& t, int64_t row
   if (rows_of(t) != rows || last_dim(t) != cols)
     fail("{}: {} is {}, expected [{}, {}]", op, what, shape_str(t.shape()), rows, cols);
 }
-
-float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
 template <typename F>
 void dropout_impl(Tensor& x, float p, uint64_t key) {
@@ -237,7 +245,7 @@ cpu::TrainAttentionArgs attention_args(const char* op, const Tensor& qkv, const 
   a.dropout_key = p.dropout_key;
   check_key_mask(op, key_mask, a.batch, a.seq);
   if (key_mask.defined()) {
-    a.key_mask = key_mask.data<uint8_t>();
+    a.key_mask = device_data<uint8_t>(key_mask);
     a.key_mask_stride = key_mask.dim(1);
   }
   return a;
@@ -249,7 +257,7 @@ void check_probs(const char* op, const cpu::TrainAttentionArgs& a, const Tensor&
   if (a.attn_p > 0.0f || dropped.defined()) require_shape(op, "dropped", dropped, shape);
 }
 
-template <typename K>
+template <typename F>
 void attention_train_impl(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
                           Tensor& probs, Tensor& dropped, Tensor& out) {
   const char* op = "causal_self_attention_train";
@@ -257,12 +265,14 @@ void attention_train_impl(const Tensor& qkv, const Tensor& key_mask, const Atten
   check_probs(op, a, probs, dropped);
   require_shape(op, "out", out, {a.batch, a.seq, a.n_head * a.head_dim});
   same_device(op, {&qkv, &key_mask, &probs, &dropped, &out});
-  dispatch(op, qkv.device(), [&] {
-    K::attention_forward_train(a, qkv.data<float>(), probs.data<float>(), data_or_null(dropped), out.data<float>());
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, qkv.device(), [&](auto k) {
+    decltype(k)::attention_forward_train(a, device_data<float>(qkv), device_data<float>(probs),
+                                         dropped.defined() ? device_data<float>(dropped) : nullptr,
+                                         device_data<float>(out));
   });
 }
 
-template <typename K>
+template <typename F>
 void attention_backward_impl(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs, const Tensor& dropped,
                              const AttentionTrainParams& params, const Tensor& dout, Tensor& dqkv) {
   const char* op = "causal_self_attention_backward";
@@ -271,9 +281,10 @@ void attention_backward_impl(const Tensor& qkv, const Tensor& key_mask, const Te
   require_shape(op, "dout", dout, {a.batch, a.seq, a.n_head * a.head_dim});
   require_shape(op, "dqkv", dqkv, qkv.shape());
   same_device(op, {&qkv, &key_mask, &probs, &dropped, &dout, &dqkv});
-  dispatch(op, qkv.device(), [&] {
-    K::attention_backward(a, qkv.data<float>(), probs.data<float>(), data_or_null(dropped), dout.data<float>(),
-                          dqkv.data<float>());
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, qkv.device(), [&](auto k) {
+    decltype(k)::attention_backward(a, device_data<float>(qkv), device_data<float>(probs),
+                                    dropped.defined() ? device_data<float>(dropped) : nullptr,
+                                    device_data<float>(dout), device_data<float>(dqkv));
   });
 }
 
@@ -306,7 +317,7 @@ uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site
 }
 bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_uniform(key, index) >= p; }
 
-#define GPT2Q_BACKWARD_OPS(K, F)                                                                                     \
+#define GPT2Q_BACKWARD_OPS(F)                                                                                        \
   void dropout(Tensor& x, float p, uint64_t key) { dropout_impl<F>(x, p, key); }                                      \
   void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,                           \
                     const backend::AdamWStep& k) {                                                                    \
@@ -338,21 +349,21 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
   }                                                                                                                   \
   void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,    \
                                    Tensor& probs, Tensor& dropped, Tensor& out) {                                     \
-    attention_train_impl<K>(qkv, key_mask, params, probs, dropped, out);                                              \
+    attention_train_impl<F>(qkv, key_mask, params, probs, dropped, out);                                              \
   }                                                                                                                   \
   void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,                \
                                       const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,  \
                                       Tensor& dqkv) {                                                                 \
-    attention_backward_impl<K>(qkv, key_mask, probs, dropped, params, dout, dqkv);                                    \
+    attention_backward_impl<F>(qkv, key_mask, probs, dropped, params, dout, dqkv);                                    \
   }                                                                                                                   \
   double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {             \
     return cross_entropy_impl<F>(logits, targets, grad_scale, dlogits);                                               \
   }
 
-GPT2Q_BACKWARD_OPS(FastCpu, Fast)
+GPT2Q_BACKWARD_OPS(Fast)
 
 namespace reference {
-GPT2Q_BACKWARD_OPS(ReferenceCpu, Reference)
+GPT2Q_BACKWARD_OPS(Reference)
 }  // namespace reference
 
 #undef GPT2Q_BACKWARD_OPS

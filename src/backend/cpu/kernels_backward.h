@@ -7,6 +7,7 @@
 // several uses (the tied wte) and micro-batches add up.
 #include <cstdint>
 
+#include "backend/attention_args.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "core/splitmix64.h"
 
@@ -58,13 +59,7 @@ void embedding_backward(const int32_t* ids, const int64_t* positions, int64_t ro
 // out [B, T, C] = dropped·v. The backward reads the mask back from dropped.
 // attn_p = 0 disables dropout; the mask index of probability (b, h, i, j),
 // j <= i, is ((b·H + h)·T + i)·T + j (above the diagonal nothing is dropped).
-struct TrainAttentionArgs {
-  int64_t batch = 0, seq = 0, n_head = 0, head_dim = 0;
-  float scale = 1.0f, attn_p = 0.0f;
-  uint64_t dropout_key = 0;
-  const uint8_t* key_mask = nullptr;  // [batch, key_mask_stride], null = all keys valid
-  int64_t key_mask_stride = 0;
-};
+using TrainAttentionArgs = backend::TrainAttentionArgs;  // backend/attention_args.h
 void attention_forward_train(const TrainAttentionArgs& a, const float* qkv, float* probs, float* dropped,
                              float* out);
 // dqkv [B, T, 3C] (overwritten) from dout [B, T, C], with the forward's probs

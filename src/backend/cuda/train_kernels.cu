@@ -6,6 +6,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/dropout.cuh"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/train_kernels.h"
@@ -15,18 +16,10 @@ namespace gpt2q::cuda {
 
 namespace {
 
-// core/splitmix64.h, for device code (the same constants and steps).
-__device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 __global__ void dropout_kernel(float* x, int64_t n, float p, float scale, uint64_t key, uint64_t first) {
   for (int64_t i = grid_start(); i < n; i += grid_stride()) {
     // cpu::dropout_uniform: the top 24 bits as a multiple of 2^-24 (exact).
-    const float u = static_cast<float>(splitmix64(key + first + static_cast<uint64_t>(i)) >> 40) * 0x1p-24f;
+    const float u = dropout_uniform(key, first + static_cast<uint64_t>(i));
     x[i] = u >= p ? __fmul_rn(x[i], scale) : 0.0f;
   }
 }

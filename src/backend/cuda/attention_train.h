@@ -1,0 +1,22 @@
+#pragma once
+// The causal self-attention of the training pass on CUDA, the twin of
+// cpu::attention_forward_train / attention_backward (backend/attention_args.h
+// TrainAttentionArgs; every pointer device memory, the key mask too). fp32
+// in, double sums, the probabilities kept [B, H, T, T] for the backward.
+// Neither allocates from the driver nor synchronises; the backward takes a
+// [B, H, T, T] double scratch from the caching pool.
+#include <driver_types.h>
+
+#include "backend/attention_args.h"
+
+namespace gpt2q::cuda {
+
+// probs: the softmax before dropout; dropped (may be null when attn_p is 0):
+// after it; out [B, T, C] = dropped · v.
+void attention_forward_train(const backend::TrainAttentionArgs& a, const float* qkv, float* probs, float* dropped,
+                             float* out, cudaStream_t stream);
+// dqkv [B, T, 3C] (overwritten) from dout [B, T, C] and the forward's probs.
+void attention_backward(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs, const float* dout,
+                        float* dqkv, cudaStream_t stream);
+
+}  // namespace gpt2q::cuda
