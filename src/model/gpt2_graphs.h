@@ -8,11 +8,11 @@
 
 namespace gpt2q {
 
-// One text of a given token count through the classifier.
+// One text padded to a length bucket N (classify_bucket) through the classifier.
 struct ClassifyGraph {
-  ops::CheckedIndices ids, positions;  // [n]: the text's tokens, 0..n-1
+  ops::CheckedIndices ids, positions;  // [N]: the text padded to its bucket, 0..N-1
   ops::CheckedIndices pooled_row;      // [1]: the position the classifier reads
-  ops::SequenceLayout layout;          // one packed sequence of n rows
+  ops::SequenceLayout layout;          // one packed sequence of N rows
   Tensor logits;                       // F32 [1, num_labels]: written by each replay
   DeviceGraph graph;
   bool eager = false;  // the capture failed: run the same work without a graph

@@ -124,18 +124,12 @@ struct FastCuda {
 #endif
 
 // Kernel families: which set runs on which device (void: none).
-struct Fast {
-  using Cpu = FastCpu;
 #ifdef GPT2Q_CUDA
-  using Cuda = FastCuda;
+using Fast = KernelFamily<FastCpu, FastCuda>;
 #else
-  using Cuda = void;
+using Fast = KernelFamily<FastCpu, void>;
 #endif
-};
-struct Reference {
-  using Cpu = ReferenceCpu;
-  using Cuda = void;
-};
+using Reference = KernelFamily<ReferenceCpu, void>;
 
 template <typename F, typename Run>
 void run_kernels(const char* op, Device device, Run&& run) {

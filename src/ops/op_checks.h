@@ -34,6 +34,14 @@ inline void dispatch_kernels(const char* op, Device device, Run&& run) {
   fail("{}: no implementation for device {} in this build", op, device_name(device));
 }
 
+// A kernel family: which set of kernels runs on which device (Cuda = void:
+// none). ops names its families with it (kernel_sets.h, ops_backward.cpp).
+template <typename CpuSet, typename CudaSet>
+struct KernelFamily {
+  using Cpu = CpuSet;
+  using Cuda = CudaSet;
+};
+
 // Typed pointer to a tensor's data on whichever device it lives (Tensor::data
 // is for host access only). For kernels that dispatch_kernels has matched to
 // the tensor's device.

@@ -92,18 +92,12 @@ struct FastCuda {
 
 // Kernel families (ops/kernel_sets.h's convention) for the ops that have
 // CUDA kernels.
-struct Fast {
-  using Cpu = FastCpu;
 #ifdef GPT2Q_CUDA
-  using Cuda = FastCuda;
+using Fast = KernelFamily<FastCpu, FastCuda>;
 #else
-  using Cuda = void;
+using Fast = KernelFamily<FastCpu, void>;
 #endif
-};
-struct Reference {
-  using Cpu = ReferenceCpu;
-  using Cuda = void;
-};
+using Reference = KernelFamily<ReferenceCpu, void>;
 
 void require_shape(const char* op, const char* what, const Tensor& t, const Shape& shape) {
   require_f32(op, what, t);

@@ -87,18 +87,7 @@ __global__ void __launch_bounds__(kWarps * 32) dense_gemv_kernel(const __grid_co
     }
   }
 
-  constexpr int V = R * MT;
-  float v[V];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < MT; ++m) v[r * MT + m] = acc[r][m];
-  const float total = warp_reduce_scatter(v);
-  constexpr int shift = kScatterShift<V>;
-  if ((lane & ((1 << shift) - 1)) == 0) {
-    const int idx = lane >> shift, r = idx / MT, m = idx % MT, j = j0 + r;
-    if (j < p.out && m < p.rows) finish_output(p, m, j, total);
-  }
+  reduce_and_finish(p, acc, j0, lane);
 }
 
 template <typename T, int MT>

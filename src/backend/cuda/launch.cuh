@@ -61,4 +61,23 @@ __device__ inline T block_max(T v, T* scratch, T lowest) {
   return m;
 }
 
+// The CPU's LayerNorm statistics (backend/cpu/formulas.h) of one row of
+// `cols` floats, for every thread of the block: the mean first, then the
+// squared deviations from it, both summed in double (a large common offset
+// costs no precision). `scratch` as block_sum's.
+struct RowStats {
+  double mean, rstd;
+};
+__device__ inline RowStats block_row_stats(const float* xr, int64_t cols, float eps, double* scratch) {
+  double sum = 0.0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c];
+  const double mean = block_sum(sum, scratch) / static_cast<double>(cols);
+  double sq = 0.0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const double d = xr[c] - mean;
+    sq += d * d;
+  }
+  return {mean, 1.0 / sqrt(block_sum(sq, scratch) / static_cast<double>(cols) + static_cast<double>(eps))};
+}
+
 }  // namespace gpt2q::cuda

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "backend/cuda/warp_reduce.cuh"
 #include "backend/linear_args.h"
 
 namespace gpt2q::cuda {
@@ -37,6 +38,25 @@ __device__ __forceinline__ void finish_output(const P& p, int m, int j, float v)
   const size_t i = static_cast<size_t>(m) * p.out + j;
   if (p.accumulate) v += load_as_float(p.y, p.y_dtype, i);
   store_from_float(p.y, p.y_dtype, i, v);
+}
+
+// A GEMV warp's sums, acc[r][m] for output j0 + r of activation row m, added
+// over the lanes (warp_reduce_scatter: a fixed order) and each finished by
+// one lane; outputs past p.out and rows past p.rows are not stored.
+template <int R, int MT, typename P>
+__device__ __forceinline__ void reduce_and_finish(const P& p, const float (&acc)[R][MT], int j0, int lane) {
+  constexpr int V = R * MT;
+  float v[V];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MT; ++m) v[r * MT + m] = acc[r][m];
+  const float total = warp_reduce_scatter(v);
+  constexpr int shift = kScatterShift<V>;
+  if ((lane & ((1 << shift) - 1)) == 0) {
+    const int idx = lane >> shift, r = idx / MT, m = idx % MT, j = j0 + r;
+    if (j < p.out && m < p.rows) finish_output(p, m, j, total);
+  }
 }
 
 }  // namespace gpt2q::cuda

@@ -216,18 +216,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_vec(const __grid_constant__ 
     }
   }
 
-  constexpr int V = R * MT;
-  float v[V];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < MT; ++m) v[r * MT + m] = acc[r][m];
-  const float total = warp_reduce_scatter(v);
-  constexpr int shift = kScatterShift<V>;
-  if ((lane & ((1 << shift) - 1)) == 0) {
-    const int idx = lane >> shift, r = idx / MT, m = idx % MT, j = j0 + r;
-    if (j < p.out && m < p.rows) finish_output(p, m, j, total);
-  }
+  reduce_and_finish(p, acc, j0, lane);
 }
 
 // Any shape, block size and alignment: one warp per output row, one element

@@ -31,15 +31,8 @@ __global__ void layer_norm_kernel(const float* x, int64_t rows, int64_t cols, co
   __shared__ double scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
-    double sum = 0.0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c];
-    const double mean = block_sum(sum, scratch) / static_cast<double>(cols);
-    double sq = 0.0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const double d = xr[c] - mean;
-      sq += d * d;
-    }
-    const double rstd = 1.0 / sqrt(block_sum(sq, scratch) / static_cast<double>(cols) + static_cast<double>(eps));
+    const RowStats st = block_row_stats(xr, cols, eps, scratch);
+    const double mean = st.mean, rstd = st.rstd;
     T* yr = y + r * cols;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
       yr[c] = from_float<T>(static_cast<float>((xr[c] - mean) * rstd * w[c] + b[c]));

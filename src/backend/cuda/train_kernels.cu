@@ -72,15 +72,8 @@ __global__ void __launch_bounds__(kLnThreads)
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
     const float* g = dy + r * cols;
-    double sum = 0.0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c];
-    const double mean = block_sum(sum, scratch) / static_cast<double>(cols);
-    double sq = 0.0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const double d = xr[c] - mean;
-      sq += d * d;
-    }
-    const double rstd = 1.0 / sqrt(block_sum(sq, scratch) / static_cast<double>(cols) + static_cast<double>(eps));
+    const RowStats st = block_row_stats(xr, cols, eps, scratch);
+    const double mean = st.mean, rstd = st.rstd;
     double mg = 0.0, mgx = 0.0;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
       const double xhat = (xr[c] - mean) * rstd, gw = static_cast<double>(g[c]) * w[c];
@@ -185,32 +178,35 @@ void column_sums_accumulate(const float* x, int64_t rows, int64_t cols, float* o
   check_launch("column sums add kernel");
 }
 
+namespace {
+
+// fp32 y[rows, out] = (or +=, accumulate) x · W: x stored [rows, in], or
+// [in, rows] (x_in_rows: read transposed); W stored [in, out], or [out, in]
+// (w_out_in).
+void fp32_product(const float* x, bool x_in_rows, const float* w, bool w_out_in, int64_t rows, int64_t in,
+                  int64_t out, float* y, bool accumulate, cudaStream_t stream) {
+  GemmCall g;
+  g.x = x;
+  g.x_in_rows = x_in_rows;
+  g.w = w;
+  g.w_out_in = w_out_in;
+  g.rows = rows;
+  g.in = in;
+  g.out = out;
+  g.y = y;
+  g.accumulate = accumulate;
+  gemm(g, stream);
+}
+
+}  // namespace
+
 void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream) {
   if (rows <= 0) return;
-  GemmCall g;
-  if (dx) {
-    // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is the [out', in'] weight of that product.
-    g.x = dy;
-    g.w = w;
-    g.w_out_in = true;
-    g.rows = rows;
-    g.in = out;
-    g.out = in;
-    g.y = dx;
-    gemm(g, stream);
-  }
+  // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is that product's [out', in'] weight.
+  if (dx) fp32_product(dy, false, w, true, rows, out, in, dx, false, stream);
   // dw[in, out] += xᵀ[in, rows] · dy[rows, out]: x read transposed.
-  g = GemmCall{};
-  g.x = x;
-  g.x_in_rows = true;
-  g.w = dy;
-  g.rows = in;
-  g.in = rows;
-  g.out = out;
-  g.y = dw;
-  g.accumulate = true;
-  gemm(g, stream);
+  fp32_product(x, true, dy, false, in, rows, out, dw, true, stream);
   if (db) column_sums_accumulate(dy, rows, out, db, stream);
 }
 
@@ -275,28 +271,10 @@ double cross_entropy(const float* logits, const int32_t* targets_host, int64_t r
 void matmul_nt_backward(const float* a, int64_t m, int64_t k, const float* b, int64_t n, const float* dc, float* da,
                         float* db, cudaStream_t stream) {
   if (m <= 0) return;
-  GemmCall g;
-  if (da) {
-    // da[m, k] = dc[m, n] · b[n, k]: b is the [in, out] weight of that product.
-    g.x = dc;
-    g.w = b;
-    g.rows = m;
-    g.in = n;
-    g.out = k;
-    g.y = da;
-    gemm(g, stream);
-  }
+  // da[m, k] = dc[m, n] · b[n, k]: b is that product's [in, out] weight.
+  if (da) fp32_product(dc, false, b, false, m, n, k, da, false, stream);
   // db[n, k] += dcᵀ[n, m] · a[m, k]: dc read transposed.
-  g = GemmCall{};
-  g.x = dc;
-  g.x_in_rows = true;
-  g.w = a;
-  g.rows = n;
-  g.in = m;
-  g.out = k;
-  g.y = db;
-  g.accumulate = true;
-  gemm(g, stream);
+  fp32_product(dc, true, a, false, n, m, k, db, true, stream);
 }
 
 void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,
