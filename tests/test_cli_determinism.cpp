@@ -8,6 +8,8 @@
 
 #include <sys/wait.h>
 
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -95,6 +97,27 @@ TEST_F(Determinism, LogitsAreIdenticalWithOneAndTwoThreads) {
                                          shell_quote(gpt2_tokenizer_dir()) + texts);
   ASSERT_FALSE(out[0].empty());
   EXPECT_EQ(out[0], out[1]);  // the printed floats round-trip: same text, same bits
+}
+
+// A CPU that OpenBLAS does not know gets the newest kernel set its features
+// run (cpu::blas_coretype_upgrade), never a generic pre-AVX2 one, which
+// would also split the GEMMs' inner dimension across threads.
+TEST(BlasKernels, AnAvx2CpuNeverRunsAGenericKernelSet) {
+  const std::string cmd = "env -u OPENBLAS_CORETYPE " + shell_quote(gpt2q_binary()) + " --version";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  ASSERT_EQ(pclose(p), 0) << out;
+  const size_t at = out.find("(core: ");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string core = out.substr(at + 7, out.find(')', at) - at - 7);
+  for (char& c : core) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool avx2 = out.find(" avx2") != std::string::npos || out.find("(avx2") != std::string::npos;
+  if (!avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const char* generic : {"prescott", "core2", "penryn", "nehalem", "sandybridge", "katmai", "atom"})
+    EXPECT_NE(core, generic) << out;
 }
 
 }  // namespace

@@ -102,6 +102,8 @@ TEST(Config, BadValuesNameFileAndKey) {
       {{{"id2label", {{"0", "a"}, {"2", "b"}}}}, "key 'id2label': keys must be"},
       {{{"id2label", {{"00", "a"}}}}, "key 'id2label': keys must be"},
       {{{"id2label", {{"0", 1}}}}, "key 'id2label': label 0 must be a string"},
+      {{{"id2label", {{"0", "a"}, {"1", "b"}, {"2", "a"}}}},
+       "key 'id2label': label \"a\" is given twice (ids 0 and 2)"},
       {{{"id2label", {{"0", "a"}, {"1", "b"}}}, {"num_labels", 3}},
        "key 'num_labels' is 3 but id2label has 2 labels"},
       {{{"id2label", {{"0", "a"}, {"1", "b"}}}, {"label2id", {{"a", 1}, {"b", 0}}}},

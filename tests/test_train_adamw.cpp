@@ -2,7 +2,8 @@
 // tools/make_adamw_fixtures.py): 5 AdamW steps with HF's linear warmup
 // schedule reproduce torch.optim.AdamW's weights and moments bit for bit;
 // the schedule equals transformers' get_linear_schedule_with_warmup; global
-// norm clipping equals torch.nn.utils.clip_grad_norm_.
+// norm clipping equals torch.nn.utils.clip_grad_norm_; the trainer's flat
+// buffers give the tensor-by-tensor results bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,8 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/file_util.h"
 #include "io/safetensors.h"
+#include "ops/ops_backward.h"
 #include "support/test_env.h"
 #include "train/adamw.h"
 #include "train/grad_clip.h"
@@ -246,3 +249,100 @@ TEST(GradClip, NoClippingWhenMaxNormIsZeroButNormIsReported) {
 }
 
 }  // namespace
+
+// The flat form the trainer uses (TrainableGPT2's one buffer for values and
+// one for gradients, AdamW's moments laid out alike, ops::clip_grad_norm
+// over segments) against the tensor-by-tensor forms above, bit for bit.
+namespace {
+
+GPT2Config flat_test_config() {
+  GPT2Config c;
+  c.vocab_size = 50;
+  c.n_positions = 16;
+  c.n_embd = 24;
+  c.n_layer = 2;
+  c.n_head = 3;
+  return c;
+}
+
+// Seeded gradients in the model's flat buffer (gaps stay zero).
+void fill_grads(TrainableGPT2& m, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  for (Parameter& p : m.parameters())
+    for (float& v : p.grad.span<float>()) v = static_cast<float>((g() >> 40) * 0x1p-24) - 0.5f;
+}
+
+std::vector<Parameter> clones(const std::vector<Parameter>& ps) {
+  std::vector<Parameter> out;
+  for (const Parameter& p : ps) out.push_back({p.name, p.value.clone(), p.grad.clone(), p.decay, 0});
+  return out;
+}
+
+}  // namespace
+
+TEST(FlatParameters, ValuesAndGradsViewOneBufferEachDecayingFirst) {
+  TrainableGPT2 m = TrainableGPT2::init(flat_test_config(), Task::Classify, 3, 1);
+  const FlatLayout& l = m.layout();
+  EXPECT_EQ(m.flat_values().numel(), l.total);
+  EXPECT_EQ(m.flat_grads().numel(), l.total);
+  ASSERT_EQ(m.grad_segments().size(), m.parameters().size());
+  int64_t elems = 0;
+  for (size_t i = 0; i < m.parameters().size(); ++i) {
+    const Parameter& p = m.parameters()[i];
+    SCOPED_TRACE(p.name);
+    EXPECT_EQ(p.offset % FlatLayout::kAlign, 0);
+    EXPECT_EQ(p.offset < l.decay_end, p.decay);
+    EXPECT_EQ(p.value.storage(), m.flat_values().storage());
+    EXPECT_EQ(p.grad.storage(), m.flat_grads().storage());
+    EXPECT_EQ(p.value.offset(), static_cast<size_t>(p.offset) * sizeof(float));
+    EXPECT_EQ(m.grad_segments()[i].offset, p.offset);
+    EXPECT_EQ(m.grad_segments()[i].numel, p.value.numel());
+    elems += p.value.numel();
+  }
+  EXPECT_LT(l.total - elems, FlatLayout::kAlign * static_cast<int64_t>(m.parameters().size()));
+  // zero_grad clears the whole buffer.
+  fill_grads(m, 3);
+  m.zero_grad();
+  for (float g : m.flat_grads().span<const float>()) ASSERT_EQ(g, 0.0f);
+}
+
+TEST(FlatParameters, ClipOverTheFlatBufferEqualsTensorByTensorBitForBit) {
+  for (double max_norm : {0.0, 0.5, 1e6}) {
+    TrainableGPT2 m = TrainableGPT2::init(flat_test_config(), Task::LM, 0, 2);
+    fill_grads(m, 9);
+    std::vector<Parameter> ref = clones(m.parameters());
+    Tensor again = m.flat_grads().clone();
+    const float want = clip_grad_norm(ref, max_norm);
+    EXPECT_EQ(bits(clip_grad_norm(m, max_norm)), bits(want)) << max_norm;
+    const backend::GradClip r = ops::reference::clip_grad_norm(again, m.grad_segments(), max_norm);
+    EXPECT_EQ(bits(r.total_norm), bits(want));
+    for (size_t i = 0; i < ref.size(); ++i) {
+      expect_bit_equal(m.parameters()[i].grad, ref[i].grad, "clipped " + ref[i].name);
+      const Tensor view = Tensor::from_storage(again.storage(), m.parameters()[i].grad.offset(),
+                                               ref[i].grad.shape(), DType::F32);
+      expect_bit_equal(view, ref[i].grad, "reference-clipped " + ref[i].name);
+    }
+  }
+  Tensor flat = Tensor::empty({10}, DType::F32);
+  const backend::GradSegment outside[] = {{4, 7}};
+  EXPECT_THROW(ops::clip_grad_norm(flat, outside, 1.0), Error);
+}
+
+TEST(FlatParameters, AdamWOverTheFlatBuffersEqualsPerTensorAdamWBitForBit) {
+  TrainableGPT2 m = TrainableGPT2::init(flat_test_config(), Task::Classify, 4, 5);
+  std::vector<Parameter> ref = clones(m.parameters());
+  AdamWOptions o;
+  o.weight_decay = 0.01;
+  AdamW flat(m, o), per_tensor(ref, o);
+  for (int step = 0; step < 3; ++step) {
+    fill_grads(m, 20 + static_cast<uint64_t>(step));
+    for (size_t i = 0; i < ref.size(); ++i) ref[i].grad = m.parameters()[i].grad.clone();
+    flat.step(m.parameters(), 1e-3 * (step + 1));
+    per_tensor.step(ref, 1e-3 * (step + 1));
+  }
+  for (size_t i = 0; i < ref.size(); ++i) {
+    expect_bit_equal(m.parameters()[i].value, ref[i].value, "value " + ref[i].name);
+    expect_bit_equal(flat.exp_avg()[i], per_tensor.exp_avg()[i], "exp_avg " + ref[i].name);
+    expect_bit_equal(flat.exp_avg_sq()[i], per_tensor.exp_avg_sq()[i], "exp_avg_sq " + ref[i].name);
+  }
+}

@@ -5,18 +5,21 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/device_args.h"
 #include "train/finetune.h"
 
 namespace {
 
 struct FinetuneArgs {
   gpt2q::train::FinetuneRequest request;
+  std::string device = "cpu";
   bool json = false, quiet = false;
 };
 
 void run(FinetuneArgs& a) {
   using namespace gpt2q::train;
   a.request.progress = !a.quiet;
+  a.request.device = gpt2q::cli::resolve_device({a.device, std::nullopt}).device;
   const FinetuneRequest& r = a.request;
   const FinetuneOutcome outcome = finetune(r);
   if (a.json) {
@@ -71,6 +74,8 @@ GPT2Q_COMMAND(finetune) {
   cmd->add_option("--max-length", r.max_length, "tokens per text (classify) or per block (lm)")->capture_default_str();
   cmd->add_option("--grad-clip", r.grad_clip, "max global gradient norm (0: no clipping)")->capture_default_str();
   cmd->add_option("--dropout", r.dropout, "embd/attn/resid dropout probability (default: the config's)");
+  cmd->add_option("--device", a->device, "cpu (default), cuda or cuda:N: where the model trains (fp32)")
+      ->capture_default_str();
   cmd->add_option("--seed", r.seed, "seed of the init, the data order, the split and dropout")->capture_default_str();
   cmd->add_option("--out", r.out, "output directory (an HF checkpoint; see docs/training.md)")->required();
   cmd->add_flag("--resume", r.resume, "continue the interrupted run in --out (same arguments)");

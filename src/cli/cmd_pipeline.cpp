@@ -124,6 +124,7 @@ void run(PipelineArgs& a) {
   o.compare_device = d.device;
   o.compare_compute = d.compute;
   o.compare_device_description = d.description;
+  o.finetune.device = d.device;  // the training stages run where the comparison does
   const auto r = gpt2q::pipeline::run_pipeline(o);
   if (a.json) {
     gpt2q::cli::print_json(r.summary);
@@ -162,7 +163,8 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_option("--out", a->out, "output dir (stages are resumed from it)")->capture_default_str();
   cmd->add_option("--model", a->model, "a fine-tuned classifier checkpoint: skip training");
   cmd->add_option("--base", a->base, "an HF GPT-2 checkpoint to fine-tune (e.g. gpt2 or distilgpt2)");
-  cmd->add_option("--init", o.init, "with no --base: a fresh GPT-2 of this geometry (tiny, small, ... or WxLxH)")
+  cmd->add_option("--init,--geometry", o.init,
+                  "with no --base: a fresh GPT-2 of this geometry (tiny, 124m = small, ... or WxLxH)")
       ->capture_default_str();
   cmd->add_option("--pretrain-text", a->pretrain_text, "first train the fresh GPT-2 as a language model on this text");
   cmd->add_option("--pretrain-epochs", o.pretrain_epochs, "epochs of LM pre-training")->capture_default_str();

@@ -163,6 +163,15 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (dst_device == Device::CPU) check(cudaStreamSynchronize(s), "a copy to the host (cudaStreamSynchronize)", bytes);
 }
 
+void zero_bytes(void* dst, Device device, size_t bytes) {
+  if (bytes == 0) return;
+  if (device == Device::CPU) {
+    std::memset(dst, 0, bytes);
+    return;
+  }
+  check(cudaMemsetAsync(dst, 0, bytes, thread_stream()), "cudaMemsetAsync", bytes);
+}
+
 void device_synchronize(Device device) {
   if (device != Device::CUDA) return;
   check(cudaStreamSynchronize(thread_stream()), "cudaStreamSynchronize", 0);
@@ -232,6 +241,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (dst_device != Device::CPU || src_device != Device::CPU)
     fail("copy from {} to {} is not available in this build", device_name(src_device), device_name(dst_device));
   if (bytes) std::memcpy(dst, src, bytes);
+}
+
+void zero_bytes(void* dst, Device device, size_t bytes) {
+  if (device != Device::CPU) fail("{} is not available in this build", device_name(device));
+  if (bytes) std::memset(dst, 0, bytes);
 }
 
 void* cuda_stream() { fail("CUDA is not available in this build"); }

@@ -47,6 +47,9 @@ void device_free(void* p, Device device) noexcept;
 // waits for the work queued before it); other copies are queued.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 
+// Sets `bytes` at dst on `device` to zero (on a GPU, queued on the stream).
+void zero_bytes(void* dst, Device device, size_t bytes);
+
 // The calling thread's CUDA stream (a cudaStream_t), created on first use.
 void* cuda_stream();
 // Waits for the calling thread's stream; a fault inside a kernel queued

@@ -127,6 +127,14 @@ std::vector<std::string> read_labels(const json& j, const std::string& src) {
       seen[idx] = true;
       labels[idx] = v.get<std::string>();
     }
+    // label2id maps names to ids, so a repeated name would lose an entry when
+    // the config is saved (and the saved file would not load again).
+    std::map<std::string, size_t> first;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      auto [it, fresh] = first.emplace(labels[i], i);
+      if (!fresh)
+        fail("{}: key 'id2label': label {} is given twice (ids {} and {})", src, brief(json(labels[i])), it->second, i);
+    }
   }
   if (j.contains("num_labels") && !j["num_labels"].is_null()) {
     const json& v = j["num_labels"];

@@ -74,13 +74,12 @@ Tensor place_dense_weight(const Tensor& t, const Placement& placement) {
   return to_device(convert ? convert_on_host(t, placement.compute) : t, placement.device);
 }
 
-DenseLinear::DenseLinear(Tensor weight, Tensor bias, Placement placement)
-    : w_(std::move(weight)), b_(std::move(bias)), placement_(placement) {
+DenseLinear::DenseLinear(Tensor weight, Tensor bias, Placement placement, bool out_in)
+    : w_(std::move(weight)), b_(std::move(bias)), out_in_(out_in), placement_(placement) {
   GPT2Q_CHECK(w_.defined() && w_.ndim() == 2 && (w_.dtype() == DType::F32 || is_16bit(w_.dtype())),
               "dense linear: the weight must be a 2-D F32, F16 or BF16 tensor");
   GPT2Q_CHECK(w_.device() == placement_.device, "dense linear: weight on {}, placement on {}",
               device_name(w_.device()), device_name(placement_.device));
-  out_in_ = placement_.device != Device::CPU;
   in_ = w_.dim(out_in_ ? 1 : 0);
   out_ = w_.dim(out_in_ ? 0 : 1);
   GPT2Q_CHECK(!b_.defined() || (b_.dtype() == DType::F32 && b_.numel() == out_),
@@ -96,6 +95,12 @@ void DenseLinear::forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue) co
   if (w_bf16_.defined()) return ops::linear_bf16(x, w_bf16_, in_, out_, b_, y, epilogue);
   if (out_in_) return ops::linear_nt(x, w_, b_, y, epilogue);
   ops::linear(x, w_, b_, y, epilogue);
+}
+
+std::unique_ptr<DenseLinear> DenseLinear::over_in_out(Tensor weight_in_out, Tensor bias, Placement placement) {
+  GPT2Q_CHECK(placement.compute == DType::F32 && weight_in_out.dtype() == DType::F32,
+              "dense linear over a [in, out] weight: fp32 only");
+  return std::unique_ptr<DenseLinear>(new DenseLinear(std::move(weight_in_out), std::move(bias), placement, false));
 }
 
 size_t DenseLinear::bytes() const {

@@ -24,7 +24,13 @@ class DenseLinear final : public Linear {
   // weight F32 / F16 / BF16 as the placement holds it ([in, out] on the CPU,
   // [out, in] on CUDA: place_dense_linear_weight), bias [out] F32 or
   // undefined, both on the placement's device (make_dense_linear places them).
-  DenseLinear(Tensor weight, Tensor bias, Placement placement);
+  DenseLinear(Tensor weight, Tensor bias, Placement placement)
+      : DenseLinear(std::move(weight), std::move(bias), placement, placement.device != Device::CPU) {}
+  // Over a weight kept in the Conv1D layout [in, out] on every device
+  // (ops::linear; cuBLASLt on CUDA), shared, not copied: the training
+  // pass's layers, which must see their parameters' in-place updates.
+  // fp32 placements only.
+  static std::unique_ptr<DenseLinear> over_in_out(Tensor weight_in_out, Tensor bias, Placement placement);
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   void forward(const Tensor& x, Tensor& y, ops::Epilogue epilogue = {}) const override;
@@ -38,9 +44,10 @@ class DenseLinear final : public Linear {
 
  private:
   Tensor w_, b_;
+  DenseLinear(Tensor weight, Tensor bias, Placement placement, bool out_in);
   Tensor w_bf16_;  // CPU, compute BF16: ops::pack_linear_bf16 of the weight
   int64_t in_ = 0, out_ = 0;
-  bool out_in_ = false;  // w_ is [out, in] (on CUDA)
+  bool out_in_ = false;  // w_ is [out, in] (on CUDA, except over_in_out's)
   Placement placement_;
 };
 

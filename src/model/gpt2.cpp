@@ -224,34 +224,90 @@ Tensor GPT2Model::run_blocks(const std::vector<int32_t>& ids, const std::vector<
 }
 
 Tensor GPT2Model::run_blocks(const ops::CheckedIndices& ids, const ops::CheckedIndices& positions,
-                             const AttentionFn& attend) const {
-  const int64_t rows = ids.size(), C = config_.n_embd;
+                             const AttentionFn& attend, ForwardTrace* trace) const {
+  const int64_t rows = ids.size(), C = config_.n_embd, I = config_.inner();
   const Device dev = placement_.device;
   const DType act = placement_.activations();
-  Tensor x = ops::scratch({rows, C}, DType::F32, dev);  // the residual stream, fp32 on every device
+  auto buffer = [&](int64_t cols, DType dtype) { return ops::scratch({rows, cols}, dtype, dev); };
+  Tensor x = buffer(C, DType::F32);  // the residual stream, fp32 on every device
   embed_tokens(*wte_, *wpe_, ids, positions, x);
+  if (trace) ops::dropout(x, trace->dropout.p_embd, trace->dropout.key(dropout_site_embd()));
 
-  // Every buffer below is written in full before it is read. The linears
-  // read and write the placement's activation dtype; the residual adds go
-  // into x (fp32) inside the projections' products.
-  Tensor normed = ops::scratch({rows, C}, act, dev);
-  Tensor qkv = ops::scratch({rows, 3 * C}, act, dev);
-  Tensor attended = ops::scratch({rows, C}, act, dev);
-  Tensor inner = ops::scratch({rows, config_.inner()}, act, dev);
+  // Inference: every buffer below is written in full before it is read and
+  // serves every layer; the linears read and write the placement's
+  // activation dtype; the residual adds go into x (fp32) inside the
+  // projections' products, and GELU into c_fc's. Traced (training): each
+  // layer keeps its own buffers and a new residual stream after each add,
+  // and the adds and the activation run apart, for dropout and for the
+  // pre-activation the backward reads.
+  LayerTrace shared;
+  if (!trace) {
+    shared.ln1 = buffer(C, act);
+    shared.qkv = buffer(3 * C, act);
+    shared.attn = buffer(C, act);
+    shared.fc_pre = buffer(I, act);
+    shared.ln2 = shared.ln1;
+  } else {
+    trace->layers.assign(static_cast<size_t>(config_.n_layer), LayerTrace{});
+  }
+  Tensor projected, activated;  // traced only
+  if (trace) {
+    projected = buffer(C, DType::F32);
+    activated = buffer(I, DType::F32);
+  }
+  // x_out = x_in + dropout(proj(in)): into x itself (inference), or into a
+  // new stream buffer that leaves x_in as it was.
+  auto residual = [&](const Linear& proj, const Tensor& in, Tensor& stream, uint64_t site) {
+    if (!trace) return proj.forward(in, stream, {.accumulate = true});
+    proj.forward(in, projected);
+    ops::dropout(projected, trace->dropout.p_resid, trace->dropout.key(site));
+    Tensor next = buffer(C, DType::F32);
+    copy_bytes(next.raw(), dev, stream.raw(), dev, stream.nbytes());
+    ops::add_inplace(next, projected);
+    stream = next;
+  };
+  const ops::Activation gelu = gelu_exact_ ? ops::Activation::gelu_erf : ops::Activation::gelu_new;
   const float eps = static_cast<float>(config_.layer_norm_epsilon);
   for (int64_t l = 0; l < config_.n_layer; ++l) {
     const BlockWeights& bw = blocks_[l];
-    ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, normed);
-    bw.c_attn->forward(normed, qkv);
-    attend(l, qkv, attended);
-    bw.attn_c_proj->forward(attended, x, {.accumulate = true});
+    LayerTrace& a = trace ? trace->layers[l] : shared;
+    if (trace) {
+      a.x_in = x;
+      a.ln1 = buffer(C, act);
+      a.qkv = buffer(3 * C, act);
+      a.attn = buffer(C, act);
+      a.ln2 = buffer(C, act);
+      a.fc_pre = buffer(I, act);
+    }
+    ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, a.ln1);
+    bw.c_attn->forward(a.ln1, a.qkv);
+    attend(l, a.qkv, a.attn);
+    residual(*bw.attn_c_proj, a.attn, x, dropout_site_attn_resid(l));
+    if (trace) a.x_mid = x;
 
-    ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, normed);
-    bw.c_fc->forward(normed, inner, {.activation = gelu_exact_ ? ops::Activation::gelu_erf : ops::Activation::gelu_new});
-    bw.mlp_c_proj->forward(inner, x, {.accumulate = true});
+    ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, a.ln2);
+    if (!trace) {
+      bw.c_fc->forward(a.ln2, a.fc_pre, {.activation = gelu});
+      residual(*bw.mlp_c_proj, a.fc_pre, x, dropout_site_mlp_resid(l));
+      continue;
+    }
+    bw.c_fc->forward(a.ln2, a.fc_pre);
+    copy_bytes(activated.raw(), dev, a.fc_pre.raw(), dev, a.fc_pre.nbytes());
+    if (gelu_exact_) {
+      ops::gelu_erf(activated);
+    } else {
+      ops::gelu_new(activated);
+    }
+    residual(*bw.mlp_c_proj, activated, x, dropout_site_mlp_resid(l));
   }
-  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
-  return x;
+  if (!trace) {
+    ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
+    return x;
+  }
+  trace->x_final = x;
+  Tensor h = buffer(C, DType::F32);
+  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, h);
+  return h;
 }
 
 bool GPT2Model::packs_sequences() const {
@@ -338,16 +394,22 @@ Tensor GPT2Model::lm_logits(const TokenBatch& tb, KVCache* cache) const {
   return lm_logits_from_hidden(h).view({tb.batch, tb.seq, config_.vocab_size});
 }
 
+void check_token_batch(const TokenBatch& tb) { check_batch(tb); }
+
 std::vector<int64_t> GPT2Model::pooled_positions(const TokenBatch& tb) const {
+  return gpt2q::pooled_positions(config_, tb);
+}
+
+std::vector<int64_t> pooled_positions(const GPT2Config& config, const TokenBatch& tb) {
   check_batch(tb);
   std::vector<int64_t> pos(static_cast<size_t>(tb.batch));
   for (int64_t b = 0; b < tb.batch; ++b) {
-    if (!config_.pad_token_id) {
+    if (!config.pad_token_id) {
       pos[b] = row_length(tb, b) - 1;
       continue;
     }
     // HF: argmax_t of t * (ids[t] != pad), the first maximum on ties.
-    const int64_t pad = *config_.pad_token_id;
+    const int64_t pad = *config.pad_token_id;
     int64_t best = 0, best_value = 0;
     for (int64_t t = 0; t < tb.seq; ++t) {
       const int64_t value = tb.ids[b * tb.seq + t] != pad ? t : 0;

@@ -16,6 +16,7 @@
 #include "layers/embedding_table.h"
 #include "layers/linear.h"
 #include "layers/placement.h"
+#include "model/gpt2_trace.h"
 #include "ops/ops.h"
 
 namespace gpt2q {
@@ -54,6 +55,13 @@ struct BlockWeights {
 };
 
 struct ClassifyGraph;  // gpt2_graphs.cpp
+
+// The checks every forward makes of a batch (ids count, lengths 1..seq),
+// each failure an Error.
+void check_token_batch(const TokenBatch& batch);
+// Which position of each row a GPT2ForSequenceClassification with `config`
+// reads (see GPT2Model::class_logits); checks the batch first.
+std::vector<int64_t> pooled_positions(const GPT2Config& config, const TokenBatch& batch);
 
 class GPT2Model {
  public:
@@ -103,6 +111,22 @@ class GPT2Model {
   // Which position of each row the classifier reads (see class_logits).
   std::vector<int64_t> pooled_positions(const TokenBatch& batch) const;
 
+  // The forward of a training step (train/train_pass.cpp runs the backward):
+  // hidden_states' checks, padding mask and layer sequence, with HF's
+  // train-mode dropout and every activation the backward reads kept in
+  // `trace` (gpt2_trace.h); trace.h is the result. fp32 activations only
+  // (an fp32 placement); the attention keeps its probabilities
+  // (ops::causal_self_attention_train).
+  void forward_traced(const TokenBatch& batch, const TraceDropout& dropout, ForwardTrace& trace) const;
+
+  // A model whose weights are the given fp32 tensors themselves, not copies
+  // (so it sees every in-place update): HF names (wte.weight, h.0.ln_1.weight,
+  // h.0.attn.c_attn.weight [in, out], ..., score.weight), all on `device`.
+  // The linears keep the Conv1D layout on every device. The training pass's
+  // model.
+  static std::unique_ptr<GPT2Model> over_tensors(const GPT2Config& config, ModelKind kind,
+                                                 const std::map<std::string, Tensor>& tensors, Device device);
+
   // capacity: 1..n_positions positions.
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 
@@ -135,8 +159,11 @@ class GPT2Model {
                     const AttentionFn& attend) const;
   // The same over ids and positions already checked and on the device: no
   // host work, so that it can be captured as a CUDA graph.
+  // With a trace (forward_traced): HF's train-mode dropout, and every
+  // activation the backward needs kept in it (gpt2_trace.h); the result is
+  // then a new buffer and x stays trace->x_final.
   Tensor run_blocks(const ops::CheckedIndices& ids, const ops::CheckedIndices& positions,
-                    const AttentionFn& attend) const;
+                    const AttentionFn& attend, ForwardTrace* trace = nullptr) const;
   // Ids and positions checked against wte and wpe (the errors name the
   // token id or the position), on the model's device.
   std::pair<ops::CheckedIndices, ops::CheckedIndices> checked_tokens(const std::vector<int32_t>& ids,

@@ -2,13 +2,17 @@
 // templates over a kernel set (fast or reference), as ops.cpp does.
 #include "ops/ops_backward.h"
 
+#include <cmath>
+
 #include "backend/cpu/adamw_kernels.h"
+#include "backend/cpu/grad_norm_kernels.h"
 #include "backend/cpu/kernels_backward.h"
 #include "backend/cpu/reference_backward.h"
 #include "ops/op_checks.h"
 
 #ifdef GPT2Q_CUDA
 #include "backend/cuda/attention_train.h"
+#include "backend/cuda/grad_norm.h"
 #include "backend/cuda/train_kernels.h"
 #endif
 
@@ -30,6 +34,7 @@ struct FastCpu {
   static constexpr auto attention_backward = cpu::attention_backward;
   static constexpr auto cross_entropy = cpu::cross_entropy;
   static constexpr auto adamw_update = cpu::adamw_update;
+  static constexpr auto clip_grad_norm = cpu::clip_grad_norm;
 };
 
 struct ReferenceCpu {
@@ -44,6 +49,7 @@ struct ReferenceCpu {
   static constexpr auto attention_backward = cpu::reference::attention_backward;
   static constexpr auto cross_entropy = cpu::reference::cross_entropy;
   static constexpr auto adamw_update = cpu::reference::adamw_update;
+  static constexpr auto clip_grad_norm = cpu::reference::clip_grad_norm;
 };
 
 #ifdef GPT2Q_CUDA
@@ -57,6 +63,10 @@ struct FastCuda {
   static void gelu_new_backward(const float* x, float* dy, int64_t n) { cuda::gelu_new_backward(x, dy, n, stream()); }
   static void gelu_erf_backward(const float* x, float* dy, int64_t n) { cuda::gelu_erf_backward(x, dy, n, stream()); }
   static void adamw_update(const backend::AdamWArgs& a) { cuda::adamw_update(a, stream()); }
+  static backend::GradClip clip_grad_norm(float* flat, const backend::GradSegment* segments, int64_t count,
+                                          double max_norm) {
+    return cuda::clip_grad_norm(flat, segments, count, max_norm, stream());
+  }
   static void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps,
                                   const float* dy, float* dx, float* dw, float* db) {
     cuda::layer_norm_backward(x, rows, cols, w, eps, dy, dx, dw, db, stream());
@@ -304,6 +314,24 @@ double cross_entropy_impl(const Tensor& logits, const Tensor& targets, float gra
   return total;
 }
 
+template <typename F>
+backend::GradClip clip_grad_norm_impl(Tensor& flat, std::span<const backend::GradSegment> segments, double max_norm) {
+  const char* op = "clip_grad_norm";
+  require_f32(op, "flat_grads", flat);
+  if (!std::isfinite(max_norm)) fail("{}: max_norm {} is not finite", op, max_norm);
+  // Segments may come in any order (the parameters' order sets the sum's);
+  // each must lie inside the buffer.
+  for (const backend::GradSegment& s : segments)
+    if (s.offset < 0 || s.numel < 0 || s.offset + s.numel > flat.numel())
+      fail("{}: segment [{}, +{}) lies outside the buffer of {}", op, s.offset, s.numel, flat.numel());
+  backend::GradClip clip;
+  dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, flat.device(), [&](auto k) {
+    clip = decltype(k)::clip_grad_norm(device_data<float>(flat), segments.data(),
+                                       static_cast<int64_t>(segments.size()), max_norm);
+  });
+  return clip;
+}
+
 }  // namespace
 
 uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t micro, uint64_t site) {
@@ -352,6 +380,10 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
   }                                                                                                                   \
   double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {             \
     return cross_entropy_impl<F>(logits, targets, grad_scale, dlogits);                                               \
+  }                                                                                                                   \
+  backend::GradClip clip_grad_norm(Tensor& flat_grads, std::span<const backend::GradSegment> segments,                \
+                                   double max_norm) {                                                                 \
+    return clip_grad_norm_impl<F>(flat_grads, segments, max_norm);                                                    \
   }
 
 GPT2Q_BACKWARD_OPS(Fast)

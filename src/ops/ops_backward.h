@@ -3,13 +3,15 @@
 // conventions): the backward of every op of the GPT-2 forward, dropout, a
 // forward attention that keeps its probabilities for the backward, and
 // softmax cross entropy, and the AdamW update. Each checks shapes and dtypes,
-// then dispatches to a backend (backend/cpu/kernels_backward.h; CUDA so far:
-// dropout, the GELU backwards and AdamW, backend/cuda/train_kernels.h). Parameter gradients are
+// then dispatches to a backend (backend/cpu/kernels_backward.h,
+// backend/cuda/train_kernels.h and their neighbours). Parameter gradients are
 // ACCUMULATED (+=); activation gradients are overwritten unless said
 // otherwise. Same signatures in ops::reference run the scalar kernels.
 #include <cstdint>
+#include <span>
 
 #include "backend/adamw_args.h"
+#include "backend/grad_norm_args.h"
 #include "core/tensor.h"
 
 namespace gpt2q::ops {
@@ -63,6 +65,13 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
 // train::adamw_step_constants). Bit for bit the same on every device.
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const backend::AdamWStep& k);
 
+// Global-norm gradient clipping (backend/grad_norm_args.h) of gradients held
+// in one flat F32 buffer, each parameter a segment of it: returns the total
+// norm before clipping and the factor applied (max_norm <= 0: none). The
+// norm comes back to the host, so on a GPU this waits for the stream.
+backend::GradClip clip_grad_norm(Tensor& flat_grads, std::span<const backend::GradSegment> segments,
+                                 double max_norm);
+
 // Softmax cross entropy of logits [rows, classes] against targets (I32
 // [rows], a host tensor on every device; -1 = ignored). Returns the SUM of the per-row losses (double);
 // dlogits (may be logits itself) = grad_scale · (softmax − onehot), 0 on
@@ -85,6 +94,8 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
                                     Tensor& dqkv);
 double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const backend::AdamWStep& k);
+backend::GradClip clip_grad_norm(Tensor& flat_grads, std::span<const backend::GradSegment> segments,
+                                 double max_norm);
 }  // namespace reference
 
 }  // namespace gpt2q::ops

@@ -53,7 +53,8 @@ struct PipelineOptions {
   bool force = false, progress = true;
   std::string command_line;
   // Where the comparison runs (report::CompareOptions: device, compute dtype
-  // and the device line of the report). Fine-tuning runs on the CPU.
+  // and the device line of the report). The training stages run on
+  // finetune.device (the CLI sets both from --device; fp32 there).
   Device compare_device = Device::CPU;
   std::optional<DType> compare_compute;
   std::string compare_device_description = "CPU";

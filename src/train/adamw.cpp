@@ -6,6 +6,7 @@
 
 #include "backend/cpu/adamw_kernels.h"
 #include "core/error.h"
+#include "ops/ops_backward.h"
 
 namespace gpt2q::train {
 
@@ -71,8 +72,35 @@ AdamW::AdamW(const std::vector<Parameter>& params, AdamWOptions opts) : opts_(op
   }
 }
 
+AdamW::AdamW(TrainableGPT2& model, AdamWOptions opts)
+    : opts_(opts), values_(model.flat_values()), grads_(model.flat_grads()), layout_(model.layout()) {
+  flat_avg_ = Tensor::empty(values_.shape(), DType::F32, values_.device());
+  flat_avg_sq_ = Tensor::empty(values_.shape(), DType::F32, values_.device());
+  for (const Parameter& p : model.parameters()) {
+    const size_t at = static_cast<size_t>(p.offset) * sizeof(float);
+    exp_avg_.push_back(Tensor::from_storage(flat_avg_.storage(), at, p.value.shape(), DType::F32));
+    exp_avg_sq_.push_back(Tensor::from_storage(flat_avg_sq_.storage(), at, p.value.shape(), DType::F32));
+  }
+}
+
 void AdamW::step(std::vector<Parameter>& params, double lr) {
   GPT2Q_CHECK(params.size() == exp_avg_.size(), "AdamW: {} parameters, state for {}", params.size(), exp_avg_.size());
+  if (values_.defined() && values_.device() != Device::CPU) {
+    ++steps_;
+    auto range = [](const Tensor& flat, int64_t begin, int64_t end) {
+      return Tensor::from_storage(flat.storage(), flat.offset() + static_cast<size_t>(begin) * sizeof(float),
+                                  {end - begin}, DType::F32);
+    };
+    const std::pair<int64_t, int64_t> groups[] = {{0, layout_.decay_end}, {layout_.decay_end, layout_.total}};
+    for (const auto& [begin, end] : groups) {
+      if (end == begin) continue;
+      const bool decay = begin == 0 && opts_.weight_decay != 0;
+      Tensor p = range(values_, begin, end), m = range(flat_avg_, begin, end), v = range(flat_avg_sq_, begin, end);
+      ops::adamw_update(p, range(grads_, begin, end), m, v,
+                        step_constants(steps_, lr, decay ? opts_.weight_decay : 0.0, opts_));
+    }
+    return;
+  }
   ++steps_;
   // The tensors are separate buffers: cut each into chunks of kChunk
   // elements (a multiple of 8, so only a tensor's last chunk has a scalar

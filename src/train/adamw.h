@@ -49,8 +49,16 @@ void adamw_update_reference(std::span<float> param, std::span<const float> grad,
 
 class AdamW {
  public:
-  // State (exp_avg, exp_avg_sq) zero, shaped like each parameter.
+  // State (exp_avg, exp_avg_sq) zero, shaped like each parameter (host
+  // tensors: parameters on the CPU).
   AdamW(const std::vector<Parameter>& params, AdamWOptions opts);
+  // State in flat buffers on the model's device, laid out as its parameters
+  // (FlatLayout), exp_avg()[i] viewing parameter i's range. step() must then
+  // be given model.parameters(). Off the CPU a step is one AdamW launch per
+  // weight-decay group over the whole flat range (its gaps are zero and
+  // stay zero); on the CPU it is the per-tensor pass below. Either way each
+  // element gets the same float operations, so the bits agree.
+  AdamW(TrainableGPT2& model, AdamWOptions opts);
 
   // One step over all parameters with learning rate `lr` (the scheduled one):
   // adamw_update's per-element work over all tensors, cut into chunks that
@@ -70,6 +78,10 @@ class AdamW {
   AdamWOptions opts_;
   int64_t steps_ = 0;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  // The flat form (the second constructor): the model's buffers and the
+  // moments' own, all laid out by `layout_`.
+  Tensor values_, grads_, flat_avg_, flat_avg_sq_;
+  FlatLayout layout_;
 };
 
 }  // namespace gpt2q::train

@@ -39,7 +39,7 @@ EvalReport evaluate(const TrainableGPT2& model, const Examples& examples, int64_
       count += lv.count;
       continue;
     }
-    const Tensor logits = model.logits(batch);
+    const Tensor logits = to_device(model.logits(batch), Device::CPU);
     const int64_t k = logits.dim(1);
     const float* z = logits.data<float>();
     for (int64_t b = 0; b < batch.batch; ++b) {

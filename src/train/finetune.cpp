@@ -29,6 +29,8 @@ nlohmann::json settings_of(const FinetuneRequest& a) {
   j["--labels"] = a.labels ? nlohmann::json(*a.labels) : nlohmann::json();
   j["--num-labels"] = a.num_labels ? nlohmann::json(*a.num_labels) : nlohmann::json();
   j["--format"] = a.format ? nlohmann::json(*a.format) : nlohmann::json();
+  // Only off the CPU, so that the states of earlier CPU runs still resume.
+  if (a.device != Device::CPU) j["--device"] = std::string(device_name(a.device));
   return j;
 }
 
@@ -197,9 +199,9 @@ FinetuneOutcome finetune(const FinetuneRequest& a) {
   if (task == Task::Classify) cfg.id2label = data.label_names;
   auto model = ckpt ? [&] {
     ckpt->config = cfg;
-    return TrainableGPT2::from_checkpoint(*ckpt, task, num_labels, a.seed);
+    return TrainableGPT2::from_checkpoint(*ckpt, task, num_labels, a.seed, a.device);
   }()
-                    : TrainableGPT2::init(cfg, task, num_labels, a.seed);
+                    : TrainableGPT2::init(cfg, task, num_labels, a.seed, a.device);
   if (a.dropout) model.set_dropout(*a.dropout);
 
   TrainOptions o;

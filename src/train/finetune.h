@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
 #include "train/trainer.h"
 
 namespace gpt2q::train {
@@ -23,6 +24,9 @@ struct FinetuneRequest {
   double lr = 2e-5, weight_decay = 0.0, grad_clip = 1.0;
   uint64_t seed = 42;
   bool resume = false, progress = true;
+  // Where the model trains (fp32 on every device); a resume must use the
+  // same device (the sums' order, so the last bits, differ between them).
+  Device device = Device::CPU;
 };
 
 struct FinetuneOutcome {

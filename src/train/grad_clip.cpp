@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/ops_backward.h"
+
 namespace gpt2q::train {
 
 float global_grad_norm(const std::vector<Parameter>& params) {
@@ -24,6 +26,10 @@ float clip_grad_norm(std::vector<Parameter>& params, double max_norm) {
   for (auto& p : params)
     for (float& g : p.grad.span<float>()) g *= coef;
   return total;
+}
+
+float clip_grad_norm(TrainableGPT2& model, double max_norm) {
+  return ops::clip_grad_norm(model.flat_grads(), model.grad_segments(), max_norm).total_norm;
 }
 
 }  // namespace gpt2q::train

@@ -15,7 +15,11 @@ namespace gpt2q::train {
 // The total norm of all gradients (float32 value, as torch returns it).
 float global_grad_norm(const std::vector<Parameter>& params);
 // Clips in place; returns the total norm before clipping. max_norm <= 0: no
-// clipping (the norm is still returned, for the log).
+// clipping (the norm is still returned, for the log). Tensor by tensor on
+// the host: the scalar reference of the flat form below.
 float clip_grad_norm(std::vector<Parameter>& params, double max_norm);
+// The same over the model's flat gradient buffer, on its device
+// (ops::clip_grad_norm): on the CPU bit for bit the tensor-by-tensor result.
+float clip_grad_norm(TrainableGPT2& model, double max_norm);
 
 }  // namespace gpt2q::train

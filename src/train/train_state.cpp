@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "core/json_read.h"
 #include "io/safetensors.h"
@@ -22,7 +23,7 @@ void restore(const SafetensorsFile& f, const std::string& name, Tensor& into) {
   if (t.dtype() != DType::F32 || t.shape() != into.shape())
     fail("{}: {} is {} {}, the model needs F32 {}", f.path.string(), name, dtype_name(t.dtype()), shape_str(t.shape()),
          shape_str(into.shape()));
-  std::memcpy(into.raw(), t.raw(), t.nbytes());
+  copy_bytes(into.raw(), into.device(), t.raw(), Device::CPU, t.nbytes());
 }
 
 // An integer field of the metadata (a JSON integer, not 1e12 or "5").
@@ -84,9 +85,10 @@ void save_train_state(const std::filesystem::path& path, const TrainableGPT2& mo
   std::vector<std::pair<std::string, Tensor>> tensors;
   tensors.reserve(3 * params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    tensors.emplace_back("param/" + params[i].name, params[i].value);
-    tensors.emplace_back("exp_avg/" + params[i].name, opt.exp_avg()[i]);
-    tensors.emplace_back("exp_avg_sq/" + params[i].name, opt.exp_avg_sq()[i]);
+    // Views on the CPU; copies from a device.
+    tensors.emplace_back("param/" + params[i].name, to_device(params[i].value, Device::CPU));
+    tensors.emplace_back("exp_avg/" + params[i].name, to_device(opt.exp_avg()[i], Device::CPU));
+    tensors.emplace_back("exp_avg_sq/" + params[i].name, to_device(opt.exp_avg_sq()[i], Device::CPU));
   }
   nlohmann::json meta = {{"version", kVersion},
                          {"step", pos.step},

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/device_memory.h"
 #include "model/synthetic_weights.h"
 #include "train/trainable_impl.h"
 
@@ -90,10 +91,10 @@ void set_task(ModelState& m, const GPT2Config& config, Task task) {
   m.gelu_exact = config.activation_function == "gelu";
 }
 
+// Host values; link() moves them into the flat buffers.
 void add_param(ModelState& impl, const std::string& name, Tensor value) {
   Parameter p;
   p.name = name;
-  p.grad = Tensor::empty(value.shape(), DType::F32);
   p.value = std::move(value);
   p.decay = decays(name);
   impl.params.push_back(std::move(p));
@@ -101,7 +102,41 @@ void add_param(ModelState& impl, const std::string& name, Tensor value) {
 
 }  // namespace
 
-void ModelState::link() {
+namespace {
+
+// Lays the parameters out in flat buffers on `device` (FlatLayout) and makes
+// each Parameter's value and grad views of them.
+void flatten(ModelState& m, Device device) {
+  auto align = [](int64_t n) { return (n + FlatLayout::kAlign - 1) / FlatLayout::kAlign * FlatLayout::kAlign; };
+  int64_t at = 0;
+  for (bool decay : {true, false}) {
+    for (Parameter& p : m.params)
+      if (p.decay == decay) {
+        p.offset = at;
+        at = align(at + p.value.numel());
+      }
+    if (decay) m.layout.decay_end = at;
+  }
+  m.layout.total = at;
+  m.device = device;
+  m.values = Tensor::empty({at}, DType::F32, device);  // zero-filled: the gaps stay zero
+  m.grads = Tensor::empty({at}, DType::F32, device);
+  m.segments.clear();
+  for (Parameter& p : m.params) {
+    const Tensor host = to_device(p.value, Device::CPU);
+    const size_t byte_offset = static_cast<size_t>(p.offset) * sizeof(float);
+    Tensor value = Tensor::from_storage(m.values.storage(), byte_offset, host.shape(), DType::F32);
+    copy_bytes(value.raw(), device, host.raw(), Device::CPU, host.nbytes());
+    p.value = std::move(value);
+    p.grad = Tensor::from_storage(m.grads.storage(), byte_offset, host.shape(), DType::F32);
+    m.segments.push_back({p.offset, p.value.numel()});
+  }
+}
+
+}  // namespace
+
+void ModelState::link(Device on) {
+  flatten(*this, on);
   auto find = [&](const std::string& name) {
     for (size_t i = 0; i < params.size(); ++i)
       if (params[i].name == name) return i;
@@ -120,28 +155,24 @@ void ModelState::link() {
                       find(p + "ln_2.weight"), find(p + "ln_2.bias"), find(p + "mlp.c_fc.weight"),
                       find(p + "mlp.c_fc.bias"), find(p + "mlp.c_proj.weight"), find(p + "mlp.c_proj.bias")});
   }
-  Checkpoint views;
-  views.dir = "<training model>";
-  views.config = config;
-  views.kind = kind();
-  for (const Parameter& p : params) {
-    views.tensors[p.name] = p.value;
-    views.source[p.name] = "training";
-  }
-  view_model = GPT2Model::from_checkpoint(views);
+  std::map<std::string, Tensor> views;
+  for (const Parameter& p : params) views[p.name] = p.value;
+  view_model = GPT2Model::over_tensors(config, kind(), views, device);
 }
 
-TrainableGPT2 TrainableGPT2::init(const GPT2Config& config, Task task, int64_t num_labels, uint64_t seed) {
+TrainableGPT2 TrainableGPT2::init(const GPT2Config& config, Task task, int64_t num_labels, uint64_t seed,
+                                  Device device) {
   const GPT2Config c = task_config(config, task, num_labels);
   auto impl = std::make_unique<Impl>();
   set_task(*impl, c, task);
   for (const TensorSpec& spec : expected_tensors(c, impl->kind()))
     add_param(*impl, spec.name, init_value(c, spec.name, spec.shape, seed));
-  impl->link();
+  impl->link(device);
   return TrainableGPT2(std::move(impl));
 }
 
-TrainableGPT2 TrainableGPT2::from_checkpoint(const Checkpoint& ckpt, Task task, int64_t num_labels, uint64_t seed) {
+TrainableGPT2 TrainableGPT2::from_checkpoint(const Checkpoint& ckpt, Task task, int64_t num_labels, uint64_t seed,
+                                             Device device) {
   const std::string src = ckpt.dir.string();
   if (ckpt.quantized()) fail("{}: a quantized checkpoint cannot be trained (start from the fp32/fp16 model)", src);
   if (task == Task::Classify && num_labels <= 0) {
@@ -174,7 +205,7 @@ TrainableGPT2 TrainableGPT2::from_checkpoint(const Checkpoint& ckpt, Task task, 
            shape_str(spec.shape), spec.dims);
     add_param(*impl, spec.name, t.clone());
   }
-  impl->link();
+  impl->link(device);
   return TrainableGPT2(std::move(impl));
 }
 
@@ -190,19 +221,22 @@ int64_t TrainableGPT2::num_labels() const { return impl_->num_labels; }
 std::vector<Parameter>& TrainableGPT2::parameters() { return impl_->params; }
 const std::vector<Parameter>& TrainableGPT2::parameters() const { return impl_->params; }
 const GPT2Model& TrainableGPT2::inference_model() const { return *impl_->view_model; }
+Device TrainableGPT2::device() const { return impl_->device; }
+const Tensor& TrainableGPT2::flat_values() const { return impl_->values; }
+Tensor& TrainableGPT2::flat_grads() { return impl_->grads; }
+const FlatLayout& TrainableGPT2::layout() const { return impl_->layout; }
+std::span<const backend::GradSegment> TrainableGPT2::grad_segments() const { return impl_->segments; }
 
 void TrainableGPT2::set_dropout(double p) {
   if (!(p >= 0.0 && p < 1.0)) fail("dropout probability {} outside [0, 1)", p);
   impl_->config.embd_pdrop = impl_->config.attn_pdrop = impl_->config.resid_pdrop = p;
 }
 
-void TrainableGPT2::zero_grad() {
-  for (Parameter& p : impl_->params) std::fill(p.grad.span<float>().begin(), p.grad.span<float>().end(), 0.0f);
-}
+void TrainableGPT2::zero_grad() { zero_bytes(impl_->grads.raw(), impl_->device, impl_->grads.nbytes()); }
 
 std::vector<std::pair<std::string, Tensor>> TrainableGPT2::canonical_tensors() const {
   std::vector<std::pair<std::string, Tensor>> out;
-  for (const Parameter& p : impl_->params) out.emplace_back(p.name, p.value);
+  for (const Parameter& p : impl_->params) out.emplace_back(p.name, to_device(p.value, Device::CPU));
   return out;
 }
 

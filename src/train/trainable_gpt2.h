@@ -14,8 +14,8 @@
 //     probabilities, resid_pdrop after attn.c_proj and mlp.c_proj; classifier:
 //     none on the head, as HF) scaled by 1/(1-p) on kept elements.
 //
-// This is the CPU reference trainer; the CUDA trainer will implement the same
-// interface. Backward ops live in ops/ops_backward.h with scalar references.
+// Every step is an op of ops/ops.h and ops/ops_backward.h (scalar references
+// beside them), so the same pass runs on the CPU and on CUDA.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/grad_norm_args.h"
 #include "core/tensor.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
@@ -34,9 +35,24 @@ enum class Task { Classify, LM };
 
 struct Parameter {
   std::string name;   // canonical HF name: "wte.weight", "h.0.attn.c_attn.weight", "ln_f.bias", "score.weight"
-  Tensor value;       // fp32, owned; Conv1D weights keep HF's [in, out] layout
+  Tensor value;       // fp32; Conv1D weights keep HF's [in, out] layout
   Tensor grad;        // same shape; forward_backward accumulates into it
   bool decay = true;  // weight decay applies (not to biases and LayerNorm weights, as HF's Trainer)
+  // In a TrainableGPT2, value and grad are views of the model's flat buffers
+  // (flat_values(), flat_grads()) at this element offset.
+  int64_t offset = 0;
+};
+
+// Where a TrainableGPT2's parameters sit in its flat buffers (llm.c's one
+// allocation for parameters and one for gradients): the decaying parameters
+// first, then the others, each at a multiple of kAlign elements (256 bytes:
+// every parameter is aligned for vector loads and cuBLASLt). The optimizer
+// mirrors this layout for its moments, so that one AdamW launch per group
+// updates everything; the gaps are zero and stay zero.
+struct FlatLayout {
+  static constexpr int64_t kAlign = 64;
+  int64_t decay_end = 0;  // [0, decay_end): weight-decayed parameters (and gaps)
+  int64_t total = 0;      // [decay_end, total): the others
 };
 
 // Dropout masks come from a counter-based generator: whether element i of
@@ -60,11 +76,15 @@ class TrainableGPT2 {
   // fp32 copies of a checkpoint's weights (16-bit converted; quantized ones
   // are an Error). Classify on a checkpoint without score.weight adds a new
   // head initialised as HF does (normal(0, 0.02), drawn from `seed`).
-  static TrainableGPT2 from_checkpoint(const Checkpoint& ckpt, Task task, int64_t num_labels, uint64_t seed);
+  // `device`: where parameters, gradients and every step of the pass live
+  // (fp32 on every device).
+  static TrainableGPT2 from_checkpoint(const Checkpoint& ckpt, Task task, int64_t num_labels, uint64_t seed,
+                                       Device device = Device::CPU);
   // A fresh model with HF's _init_weights: Linear/Conv1D and embeddings
   // normal(0, initializer_range = 0.02), c_proj weights normal(0, 0.02 /
   // sqrt(2 n_layer)), biases 0, LayerNorm 1 / 0. Seeded, portable generator.
-  static TrainableGPT2 init(const GPT2Config& config, Task task, int64_t num_labels, uint64_t seed);
+  static TrainableGPT2 init(const GPT2Config& config, Task task, int64_t num_labels, uint64_t seed,
+                            Device device = Device::CPU);
 
   TrainableGPT2(TrainableGPT2&&) noexcept;
   TrainableGPT2& operator=(TrainableGPT2&&) noexcept;
@@ -77,16 +97,23 @@ class TrainableGPT2 {
   // Sets embd_pdrop, attn_pdrop and resid_pdrop to p (0 <= p < 1): the
   // probabilities forward_backward uses; saved with config().
   void set_dropout(double p);
-  // An inference model whose weights are views of the current values (it
-  // sees every update in place), for evaluation with src/eval. Valid while
-  // this object lives.
+  // The model whose weights are the current values themselves (it sees
+  // every update in place): the forward of training and evaluation, usable
+  // with src/eval. Valid while this object lives.
   const GPT2Model& inference_model() const;
+  Device device() const;
 
   // In a fixed order (HF's named_parameters order; the tied lm_head is not a
   // separate parameter). Optimizers and checkpoints rely on this order.
   std::vector<Parameter>& parameters();
   const std::vector<Parameter>& parameters() const;
   void zero_grad();
+  // The flat buffers every Parameter's value and grad view, their layout,
+  // and each parameter's range of them in parameters() order.
+  const Tensor& flat_values() const;
+  Tensor& flat_grads();
+  const FlatLayout& layout() const;
+  std::span<const backend::GradSegment> grad_segments() const;
 
   // Forward with `dropout`, loss, and backward; gradients are ADDED to
   // Parameter::grad, scaled by `grad_scale` (1 for a whole batch; 1/k to
@@ -99,7 +126,8 @@ class TrainableGPT2 {
   // Eval-mode logits: classify [batch, num_labels]; LM [batch, seq, vocab].
   Tensor logits(const TokenBatch& batch) const;
 
-  // Canonical name -> tensor views of the current values, for save_checkpoint.
+  // Canonical name -> the current values on the host, for save_checkpoint
+  // (views on the CPU, copies from other devices).
   std::vector<std::pair<std::string, Tensor>> canonical_tensors() const;
 
  private:

@@ -24,12 +24,18 @@ struct ModelState {
   std::vector<Parameter> params;  // HF named_parameters order
   size_t wte = 0, wpe = 0, ln_f_w = 0, ln_f_b = 0, score = 0;
   std::vector<BlockParams> blocks;
-  // An inference model whose weights are views of `params` (it sees every
-  // in-place update): evaluation, and the pooled-position rule.
+  // The model whose weights are `params` themselves (it sees every in-place
+  // update, GPT2Model::over_tensors): the forward of every pass, training
+  // (forward_traced) and evaluation (hidden_states) alike.
   std::unique_ptr<GPT2Model> view_model;
+  Device device = Device::CPU;
+  Tensor values, grads;  // the flat buffers (FlatLayout)
+  FlatLayout layout;
+  std::vector<backend::GradSegment> segments;  // params order
 
-  // Finds the parameters by name and builds view_model; params must be complete.
-  void link();
+  // Moves the parameters (host tensors, complete) into flat buffers on
+  // `device`, finds them by name and builds view_model over them.
+  void link(Device device);
   ModelKind kind() const { return task == Task::Classify ? ModelKind::SequenceClassification : ModelKind::CausalLM; }
   const Tensor& value(size_t i) const { return params[i].value; }
   Tensor& grad(size_t i) { return params[i].grad; }

@@ -51,7 +51,8 @@ std::string kept_note(const OutputLayout& out) {
 // weights even when the loss and gradients it came from were finite.
 void check_finite_weights(const TrainableGPT2& model, const OutputLayout& out, int64_t step) {
   for (const auto& p : model.parameters()) {
-    const auto v = p.value.span<const float>();
+    const Tensor host = to_device(p.value, Device::CPU);
+    const auto v = host.span<const float>();
     bool finite = true;
 #pragma omp parallel for reduction(&& : finite) schedule(static)
     for (size_t i = 0; i < v.size(); ++i) finite = finite && std::isfinite(v[i]);
@@ -135,7 +136,7 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
 
   AdamWOptions aw;
   aw.weight_decay = opts.weight_decay;
-  AdamW opt(model.parameters(), aw);
+  AdamW opt(model, aw);
   TrainPosition pos;
   if (opts.resume) pos = load_train_state(out.state_path(), model, opt, opts.settings, {total, per_epoch});
   if (opts.resume && pos.step >= total) {
@@ -182,7 +183,7 @@ TrainSummary train_loop(TrainableGPT2& model, const Examples& train, const Examp
       model.zero_grad();
       drop.step = static_cast<uint64_t>(pos.step);
       const LossValue lv = model.forward_backward(batch, classify ? std::span<const int32_t>(labels) : std::span<const int32_t>(), drop);
-      const float norm = clip_grad_norm(model.parameters(), opts.grad_clip);
+      const float norm = clip_grad_norm(model, opts.grad_clip);
       // A NaN/Inf loss or gradient would poison every later step and the
       // saved weights: stop before this update.
       if (!std::isfinite(lv.loss) || !std::isfinite(norm))

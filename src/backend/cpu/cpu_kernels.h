@@ -15,6 +15,23 @@ namespace gpt2q::cpu {
 // "OpenBLAS 0.3.21 ... (core: Zen)": what the GEMMs run on, for reports.
 std::string blas_description();
 
+// The OpenBLAS kernel set (an OPENBLAS_CORETYPE value) to use instead of the
+// one OpenBLAS chose, or "" to keep it. OpenBLAS picks its kernels by CPU
+// model at load; a model newer than the library (Emerald Rapids for
+// Debian's 0.3.21) falls back to a generic SSE3 set ("Prescott"): several
+// times slower, and its GEMMs split the inner dimension across threads, so
+// results would depend on the thread count. Then this names the newest set
+// the CPU's features run: Cooperlake (AVX-512 BF16), SkylakeX (AVX-512),
+// Haswell (AVX2 + FMA). An OPENBLAS_CORETYPE already set is kept.
+std::string blas_coretype_upgrade();
+// Switches OpenBLAS to blas_coretype_upgrade()'s kernel set, once, before the
+// first product (every GEMM entry point of backend/cpu calls it): it sets
+// OPENBLAS_CORETYPE and re-runs OpenBLAS's own kernel selection
+// (gotoblas_dynamic_init of a DYNAMIC_ARCH build, found with dlsym; without
+// it nothing changes). So the CLI, the tests and any program linking gpt2q
+// run the same kernels.
+void ensure_blas_kernels();
+
 // Below this many elements a loop runs on one thread: waking the team (and,
 // on a busy machine, waiting for every thread of it to be scheduled) costs
 // more than the work. Transcendental loops (GELU, softmax, attention) pay

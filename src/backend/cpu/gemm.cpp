@@ -1,11 +1,18 @@
 // GEMM through OpenBLAS. Row-major throughout; GPT-2's Conv1D weights are
 // [in, out], so a linear layer is a plain NN product.
 #include <cblas.h>
+#include <dlfcn.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <mutex>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "core/cpu_features.h"
 #include "core/error.h"
 
 namespace gpt2q::cpu {
@@ -40,14 +47,47 @@ void gemv_row(bool b_transposed, int64_t n, int64_t k, float alpha, const float*
 }  // namespace
 
 std::string blas_description() {
+  ensure_blas_kernels();
   std::string s = openblas_get_config();
   const char* core = openblas_get_corename();
   if (core) s += std::string(" (core: ") + core + ")";
   return s;
 }
 
+std::string blas_coretype_upgrade() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return "";
+  const char* core = openblas_get_corename();
+  if (!core) return "";
+  std::string name(core);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // The sets older than AVX2 that OpenBLAS falls back to.
+  static const char* kGeneric[] = {"prescott", "katmai", "coppermine", "northwood", "banias", "core2",
+                                   "penryn",   "dunnington", "nehalem", "atom", "sandybridge"};
+  if (std::find(std::begin(kGeneric), std::end(kGeneric), name) == std::end(kGeneric)) return "";
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512_ok() && f.avx512dq && f.avx512bf16) return "Cooperlake";
+  if (f.avx512_ok() && f.avx512dq) return "SkylakeX";
+  if (f.avx2 && f.fma) return "Haswell";
+  return "";
+}
+
+void ensure_blas_kernels() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string core = blas_coretype_upgrade();
+    if (core.empty()) return;
+    using Fn = void (*)();
+    const auto init = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+    const auto quit = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+    if (!init || !quit || setenv("OPENBLAS_CORETYPE", core.c_str(), 0) != 0) return;
+    quit();  // forgets the kernel table (nothing else), so that init chooses again
+    init();
+  });
+}
+
 void sgemm_nn(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
               int64_t ldb, float beta, float* c, int64_t ldc) {
+  ensure_blas_kernels();
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_only(m, n, beta, c, ldc);
   if (m == 1) return gemv_row(false, n, k, alpha, a, b, ldb, beta, c);
@@ -57,6 +97,7 @@ void sgemm_nn(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
 
 void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
               int64_t ldb, float beta, float* c, int64_t ldc) {
+  ensure_blas_kernels();
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_only(m, n, beta, c, ldc);
   if (m == 1) return gemv_row(true, n, k, alpha, a, b, ldb, beta, c);

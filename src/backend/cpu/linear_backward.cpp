@@ -19,6 +19,7 @@ blasint blas_dim(int64_t v) {
 
 void sgemm_tn(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
               int64_t ldb, float beta, float* c, int64_t ldc) {
+  ensure_blas_kernels();
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i)

@@ -1,0 +1,101 @@
+// GPT2Model's side of training: the traced forward (run_blocks with a
+// ForwardTrace, gpt2_trace.h) and a model built over the training
+// parameters themselves.
+#include <fmt/format.h>
+
+#include "core/device_memory.h"
+#include "layers/dense_linear.h"
+#include "model/gpt2.h"
+#include "ops/ops_backward.h"
+
+namespace gpt2q {
+
+std::unique_ptr<GPT2Model> GPT2Model::over_tensors(const GPT2Config& config, ModelKind kind,
+                                                   const std::map<std::string, Tensor>& tensors, Device device) {
+  auto get = [&](const std::string& name) -> const Tensor& {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) fail("training model: missing parameter {}", name);
+    if (it->second.dtype() != DType::F32 || it->second.device() != device)
+      fail("training model: parameter {} must be F32 on {}", name, device_name(device));
+    return it->second;
+  };
+  auto m = std::make_unique<GPT2Model>();
+  m->placement_ = Placement{device, DType::F32};
+  m->config_ = config;
+  m->kind_ = kind;
+  m->gelu_exact_ = config.activation_function == "gelu";
+  m->wte_ = std::make_unique<EmbeddingTable>(get("wte.weight"), m->placement_);
+  m->wpe_ = std::make_unique<EmbeddingTable>(get("wpe.weight"), m->placement_);
+  auto linear = [&](const std::string& module) {
+    return DenseLinear::over_in_out(get(module + ".weight"), get(module + ".bias"), m->placement_);
+  };
+  for (int64_t l = 0; l < config.n_layer; ++l) {
+    const std::string p = fmt::format("h.{}.", l);
+    BlockWeights bw;
+    bw.ln_1_w = get(p + "ln_1.weight");
+    bw.ln_1_b = get(p + "ln_1.bias");
+    bw.ln_2_w = get(p + "ln_2.weight");
+    bw.ln_2_b = get(p + "ln_2.bias");
+    bw.c_attn = linear(p + "attn.c_attn");
+    bw.attn_c_proj = linear(p + "attn.c_proj");
+    bw.c_fc = linear(p + "mlp.c_fc");
+    bw.mlp_c_proj = linear(p + "mlp.c_proj");
+    m->blocks_.push_back(std::move(bw));
+  }
+  m->ln_f_w_ = get("ln_f.weight");
+  m->ln_f_b_ = get("ln_f.bias");
+  if (kind == ModelKind::SequenceClassification)
+    m->score_ = std::make_unique<EmbeddingTable>(get("score.weight"), m->placement_);
+  return m;
+}
+
+void GPT2Model::forward_traced(const TokenBatch& tb, const TraceDropout& dropout, ForwardTrace& trace) const {
+  if (placement_.activations() != DType::F32)
+    fail("training forward: the model computes in {}; training runs fp32", dtype_name(placement_.activations()));
+  check_token_batch(tb);
+  if (tb.seq > config_.n_positions)
+    fail("sequence of {} positions exceeds the model's n_positions = {}", tb.seq, config_.n_positions);
+  const int64_t B = tb.batch, T = tb.seq, C = config_.n_embd, H = config_.n_head, rows = B * T;
+  const Device dev = placement_.device;
+  trace = ForwardTrace{};
+  trace.dropout = dropout;
+  trace.B = B;
+  trace.T = T;
+  trace.rows = rows;
+  std::vector<int64_t> positions(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) positions[r] = r % T;
+  trace.ids = Tensor::from_vector(tb.ids, {rows});
+  trace.positions = Tensor::from_vector(positions, {rows});
+  // Right padding masks positions >= length, as hidden_states does on the CPU.
+  bool padded = false;
+  for (int64_t len : tb.lengths) padded |= len < T;
+  if (padded) {
+    Tensor mask = Tensor::empty({B, T}, DType::U8);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < tb.lengths[b]; ++t) mask.data<uint8_t>()[b * T + t] = 1;
+    trace.key_mask = to_device(mask, dev);
+  }
+  const auto [ids, pos] = checked_tokens(tb.ids, positions);
+  Tensor h = run_blocks(
+      ids, pos,
+      [&](int64_t l, const Tensor& qkv, Tensor& attended) {
+        LayerTrace& a = trace.layers[l];
+        a.probs = ops::scratch({B, H, T, T}, DType::F32, dev);
+        if (dropout.p_attn > 0.0f) a.dropped = ops::scratch({B, H, T, T}, DType::F32, dev);
+        Tensor out = attended.view({B, T, C});
+        const ops::AttentionTrainParams ap{H, config_.attention_scale(l), dropout.p_attn,
+                                           dropout.key(dropout_site_attn(l))};
+        ops::causal_self_attention_train(qkv.view({B, T, 3 * C}), trace.key_mask, ap, a.probs, a.dropped, out);
+      },
+      &trace);
+  // [B, T, features], as the backward ops (the attention's) take them.
+  auto bt = [&](Tensor& t) {
+    if (t.defined()) t = t.view({B, T, t.dim(-1)});
+  };
+  for (LayerTrace& a : trace.layers)
+    for (Tensor* t : {&a.x_in, &a.ln1, &a.qkv, &a.attn, &a.x_mid, &a.ln2, &a.fc_pre}) bt(*t);
+  bt(trace.x_final);
+  trace.h = h.view({B, T, C});
+}
+
+}  // namespace gpt2q
