@@ -159,3 +159,32 @@ TEST(CliPipeline, BadVariantWritesNothing) {
 }
 
 }  // namespace
+
+void write_file(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+// LM pre-training on several texts (issue 13: WikiText-2 valid and
+// tiny-shakespeare) joins them, in order, into OUT/data/pretrain.txt; the
+// evaluation text itself is refused before anything is written.
+TEST(CliPipeline, PretrainsOnSeveralTextsButNeverOnWikiTextTest) {
+  const fs::path dir = gpt2q::test::temp_dir("cli_pipeline_pretrain");
+  write_file(dir / "a.txt", "The first text of the pre-training.\n");
+  write_file(dir / "b.txt", "And the second one, which follows it");
+  const fs::path out = dir / "run";
+  auto r = run_gpt2q(pipeline(out, "--pretrain-text " + shell_quote(dir / "a.txt") + " --pretrain-text " +
+                                       shell_quote(dir / "b.txt") + " --pretrain-epochs 1",
+                              "fp32"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_text(out / "data" / "pretrain.txt"),
+            "The first text of the pre-training.\nAnd the second one, which follows it");
+  const json s = json::parse(r.out);
+  EXPECT_TRUE(s["stages"].contains("pretrain")) << s.dump();
+  EXPECT_TRUE(fs::exists(out / "pretrain" / "model.safetensors"));
+
+  write_file(dir / "wiki.test.raw", "evaluation text\n");
+  const fs::path out2 = dir / "refused";
+  r = run_gpt2q(pipeline(out2, "--pretrain-text " + shell_quote(dir / "wiki.test.raw")));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("WikiText-2 test is the evaluation text"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out2));
+  fs::remove_all(dir);
+}

@@ -153,3 +153,34 @@ TEST_F(ResumeState, FinalStateOfARunEndingInsideAnEpochResumes) {
   EXPECT_EQ(s.steps_run, 0);
   fs::remove_all(dir);
 }
+
+// Where a run trained is a resume setting off the CPU ("--device" in the
+// settings, as finetune records it): an unfinished GPU run does not go on on
+// the CPU (nor the reverse), while a finished one is "nothing to do" on any
+// device (a pipeline that trained on the CPU compares on the GPU).
+TEST_F(ResumeState, AnUnfinishedRunResumesOnlyOnItsDeviceAFinishedOneAnywhere) {
+  const OutputLayout out{test::temp_dir("resume_device")};
+  TrainOptions o = options();
+  o.settings["--device"] = "cuda";  // as if trained there (the settings are all the state knows)
+  o.stop_after_steps = 3;
+  run_tiny(out, o);
+  EXPECT_NE(resume_error(out).find("--resume with a different --device (state: \"cuda\", now: cpu)"),
+            std::string::npos)
+      << resume_error(out);
+  edit_state(out.state_path(), [](json& j) { j["settings"].erase("--device"); });
+  TrainOptions on_gpu = options();
+  on_gpu.settings["--device"] = "cuda";
+  on_gpu.resume = true;
+  try {
+    run_tiny(out, on_gpu);
+    ADD_FAILURE() << "a CPU run resumed with --device cuda";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different --device"), std::string::npos) << e.what();
+  }
+  // Finished (on the CPU): resuming with --device cuda has nothing to do.
+  EXPECT_EQ(resume_error(out), "(resumed)");
+  const TrainSummary done = run_tiny(out, on_gpu);
+  EXPECT_EQ(done.steps, 16);
+  EXPECT_EQ(done.steps_run, 0);
+  fs::remove_all(out.root);
+}

@@ -22,7 +22,8 @@ struct PipelineArgs {
   gpt2q::pipeline::PipelineOptions opt;
   std::string data = "../shared/data/ag_news/test.csv", tokenizer = "../shared/data/gpt2-tokenizer",
               out = "out/pipeline";
-  std::optional<std::string> model, base, pretrain_text;
+  std::optional<std::string> model, base;
+  std::vector<std::string> pretrain_texts;
   std::optional<std::string> config;
   bool json = false, quiet = false;
 };
@@ -115,7 +116,7 @@ void run(PipelineArgs& a) {
   o.out = a.out;
   if (a.model) o.model = *a.model;
   if (a.base) o.base = *a.base;
-  if (a.pretrain_text) o.pretrain_text = *a.pretrain_text;
+  for (const std::string& t : a.pretrain_texts) o.pretrain_texts.emplace_back(t);
   o.progress = !a.quiet;
   gpt2q::Progress::set_enabled(!a.quiet);
   o.finetune.progress = !a.quiet;
@@ -166,7 +167,8 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_option("--init,--geometry", o.init,
                   "with no --base: a fresh GPT-2 of this geometry (tiny, 124m = small, ... or WxLxH)")
       ->capture_default_str();
-  cmd->add_option("--pretrain-text", a->pretrain_text, "first train the fresh GPT-2 as a language model on this text");
+  cmd->add_option("--pretrain-text", a->pretrain_texts,
+                  "first train the fresh GPT-2 as a language model on this text (repeat for several, joined in order)");
   cmd->add_option("--pretrain-epochs", o.pretrain_epochs, "epochs of LM pre-training")->capture_default_str();
   cmd->add_option("--pretrain-lr", o.pretrain_lr, "peak learning rate of LM pre-training")->capture_default_str();
   cmd->add_option("--eval-split", o.eval_split, "fraction of --data held out (seeded, stratified)")

@@ -54,6 +54,16 @@ train::FinetuneRequest pretrained_finetune_recipe() {
 
 namespace {
 
+// null, one path, or the list (so that the settings of earlier one-text runs
+// still match).
+json pretrain_json(const std::vector<fs::path>& texts) {
+  if (texts.empty()) return json();
+  if (texts.size() == 1) return fs::absolute(texts[0]).string();
+  json j = json::array();
+  for (const fs::path& t : texts) j.push_back(fs::absolute(t).string());
+  return j;
+}
+
 // The settings that decide the results; a re-run must match them.
 json settings_json(const PipelineOptions& o) {
   const auto& f = o.finetune;
@@ -64,7 +74,7 @@ json settings_json(const PipelineOptions& o) {
           {"model", opt_path(o.model)},
           {"base", opt_path(o.base)},
           {"init", o.init},
-          {"pretrain_text", opt_path(o.pretrain_text)},
+          {"pretrain_text", pretrain_json(o.pretrain_texts)},
           {"pretrain_epochs", o.pretrain_epochs},
           {"pretrain_lr", o.pretrain_lr},
           {"eval_split", o.eval_split},
@@ -113,6 +123,23 @@ void check_or_record_settings(const PipelineOptions& o) {
 
 // The held-out rows as JSONL {"text", "label"}: exactly the rows fine-tuning
 // evaluates on (same stratified_split, same seed).
+// The LM pre-training text: the one file given, or the files given joined
+// in order (a newline between) into OUT/data/pretrain.txt, rewritten only
+// when its content changes.
+fs::path pretrain_text_file(const PipelineOptions& o) {
+  if (o.pretrain_texts.size() == 1) return o.pretrain_texts[0];
+  std::string text;
+  for (const fs::path& t : o.pretrain_texts) {
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    text += read_file(t);
+  }
+  const fs::path file = o.out / "data" / "pretrain.txt";
+  if (fs::exists(file) && read_file(file) == text) return file;
+  make_directories(file.parent_path());
+  write_file_atomic(file, text);
+  return file;
+}
+
 fs::path write_heldout(const PipelineOptions& o, const Dataset& data) {
   const fs::path file = o.out / "data" / "heldout.jsonl";
   if (fs::exists(file)) return file;
@@ -160,8 +187,17 @@ json run_training_stage(train::FinetuneRequest r, const fs::path& dir, bool prog
 PipelineResult run_pipeline(const PipelineOptions& o) {
   if (!fs::is_regular_file(o.data) || !Tokenizer::present(o.tokenizer))
     fail("{}", missing_data_help(o.data, o.tokenizer));
-  if (o.model && (o.base || o.pretrain_text)) fail("--model takes a fine-tuned classifier as it is; drop --base / --pretrain-text");
-  if (o.base && o.pretrain_text) fail("give at most one of --base and --pretrain-text");
+  const bool pretrain = !o.pretrain_texts.empty();
+  if (o.model && (o.base || pretrain)) fail("--model takes a fine-tuned classifier as it is; drop --base / --pretrain-text");
+  if (o.base && pretrain) fail("give at most one of --base and --pretrain-text");
+  for (const fs::path& t : o.pretrain_texts) {
+    // WikiText-2 test is where the study measures perplexity.
+    const std::string name = t.filename().string();
+    if (name == "wiki.test.tokens" || name == "wiki.test.raw")
+      fail("{}: --pretrain-text: WikiText-2 test is the evaluation text; pre-train on wiki.train / wiki.valid or "
+           "other text", t.string());
+    if (!fs::is_regular_file(t)) fail("{}: --pretrain-text: no such file", t.string());
+  }
   if (!(o.eval_split > 0 && o.eval_split < 1)) fail("--eval-split {}: must be between 0 and 1 (exclusive)", o.eval_split);
   const std::string variant_list = o.variants.empty() ? std::string(kPipelineVariants) : o.variants;
   const auto specs = report::parse_variant_list(variant_list);  // bad specs fail before anything is written
@@ -188,17 +224,16 @@ PipelineResult run_pipeline(const PipelineOptions& o) {
     stages["finetune"] = {{"skipped", "--model given"}};
   } else {
     std::optional<fs::path> start = o.base;
-    if (o.pretrain_text) {
+    if (pretrain) {
       train::FinetuneRequest r = o.finetune;
       r.task = "lm";
       r.init = o.init;
-      r.train = o.pretrain_text->string();
+      r.train = pretrain_text_file(o).string();
       r.tokenizer = o.tokenizer.string();
       r.epochs = o.pretrain_epochs;
       r.lr = o.pretrain_lr;
       r.limit = 0;
-      if (o.progress) fmt::print(stderr, "== pipeline: pre-training {} as a language model on {}\n", o.init,
-                                 o.pretrain_text->string());
+      if (o.progress) fmt::print(stderr, "== pipeline: pre-training {} as a language model on {}\n", o.init, r.train);
       stages["pretrain"] = run_training_stage(r, o.out / "pretrain", o.progress);
       start = o.out / "pretrain";
     }

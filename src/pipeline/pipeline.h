@@ -42,7 +42,9 @@ struct PipelineOptions {
   std::optional<std::filesystem::path> model;     // a fine-tuned classifier: skip training
   std::optional<std::filesystem::path> base;      // start fine-tuning from this checkpoint
   std::string init = "128x2x4";                   // else a fresh GPT-2 of this geometry
-  std::optional<std::filesystem::path> pretrain_text;
+  // LM pre-training texts (--pretrain-text, repeatable): one is read as it
+  // is; several are joined, in order, into OUT/data/pretrain.txt.
+  std::vector<std::filesystem::path> pretrain_texts;
   int64_t pretrain_epochs = 1;
   double pretrain_lr = 1e-3;
   double eval_split = 0.2;

@@ -120,11 +120,21 @@ TrainPosition load_train_state(const std::filesystem::path& path, TrainableGPT2&
   // and naming the argument is the better message.
   static const nlohmann::json kNone;
   const nlohmann::json& saved = meta.contains("settings") ? meta["settings"] : kNone;
+  // A finished run resumes as nothing to do on any device: where it trained
+  // changes no result that is left to compute.
+  const bool finished = meta.contains("step") && meta["step"].is_number_integer() &&
+                        meta["step"].get<int64_t>() >= run.total_steps;
   for (auto& [key, value] : settings.items()) {
+    if (finished && key == "--device") continue;
     if (!saved.is_object() || !saved.contains(key) || saved.at(key) != value)
       fail("{}: --resume with a different {} (state: {}, now: {}); resume with the original arguments", file, key,
            saved.is_object() && saved.contains(key) ? json_brief(saved.at(key)) : "absent", json_brief(value));
   }
+  // The device is recorded only off the CPU, so a state from a GPU resumed
+  // on the CPU shows as a key the state has and the settings lack.
+  if (!finished && saved.is_object() && saved.contains("--device") && !settings.contains("--device"))
+    fail("{}: --resume with a different --device (state: {}, now: cpu); resume with the original arguments", file,
+         json_brief(saved.at("--device")));
   const TrainPosition pos = read_position(meta, file, run);
   opt.set_steps(pos.step);
   auto& params = model.parameters();

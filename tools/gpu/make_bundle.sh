@@ -42,7 +42,8 @@ make_cpu_refs() {
 
 
 mkdir -p .device
-tests=(test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_cuda_train_ops test_lib_conformance_models
+tests=(test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_cuda_train_ops test_cuda_train
+       test_lib_conformance_models
        test_lib_conformance_124m)
 bins=("$build/gpt2q" "$build/bench/gpt2q_cuda_timing")
 for t in "${tests[@]}"; do [ -x "$build/tests/$t" ] && bins+=("$build/tests/$t"); done

@@ -20,6 +20,10 @@
 #   bench     gpt2q bench --device cuda --method all (bench.json: the
 #             interchange format of tools/gpu_bench_report.py)
 #   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
+#   train     issue 13: gpt2q bench-train --device cuda (124M classifier 16 x
+#             128, LM 16 x 1024) and tools/bench_train_peers.py (PyTorch),
+#             train.json / train_peers.json; a short finetune on the GPU
+#             against the same on the CPU (eval accuracy and loss)
 #   profile   ncu: every kernel of two batch-1 classifications (fp16, nf4),
 #             of one batch of 256 (fp16, int8, nf4, nf4-dq bf16) and of 4
 #             greedy decode steps (fp16, nf4), its time and DRAM
@@ -67,7 +71,7 @@ models() {
 }
 
 run_tests() {
-  for t in test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_cuda_train_ops \
+  for t in test_cuda_ops test_cuda_dequant test_cuda_backend_ops test_cuda_model test_cuda_train_ops test_cuda_train \
            test_lib_conformance_models \
            test_lib_conformance_124m; do
     # The conformance binaries hold CPU instances too: the CPU ran them already.
@@ -91,6 +95,7 @@ run_sanitize() {
     --gtest_filter='*OutOfMemory*'
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_dequant"
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_train_ops"
+  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_train"
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_ops" \
     --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_backend_ops" \
@@ -224,6 +229,28 @@ run_peers() {
 # Where batch-1 time goes: each kernel's duration and DRAM traffic, for a
 # few texts and decode steps (the bench's own phases, shortened). Kernels
 # inside CUDA graphs are profiled node by node.
+run_train() {
+  stage train "$G" bench-train --device cuda --geometry 124m --task classify --batch 16 --seq 128 --steps 10 --json
+  stage train "$G" bench-train --device cuda --geometry 124m --task lm --batch 16 --seq 1024 --steps 5 --json
+  grep -h '"results"' "$OUT/train.log" >"$OUT/train.json"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/slim/*.whl 2>/dev/null && export PYTHONPATH=/tmp/site
+  PYTHONUNBUFFERED=1 python3 tools/bench_train_peers.py --commit "$(git rev-parse --short HEAD 2>/dev/null)" \
+    ${TRAIN_PEERS_ARGS:-} --out "$OUT/train_peers.json" >"$OUT/train_peers.log" 2>&1
+  note "train peers exit $?"
+  # The same short fine-tuning on both devices (a 128x2x4 classifier, 600
+  # AG News texts, 2 epochs): the held-out figures side by side.
+  head -n 600 "$AG" >"$work/ag600.csv"
+  for d in cpu cuda; do
+    stage train "$G" finetune --init 128x2x4 --tokenizer "$TOK" --train "$work/ag600.csv" --eval-split 0.2 \
+      --epochs 2 --batch-size 16 --lr 1e-3 --max-length 64 --seed 3 --device $d --out "$work/ft_$d" --json --quiet
+  done
+  grep -h '"last_eval"' "$OUT/train.log" | python3 -c 'import json,sys
+for l in sys.stdin:
+    j=json.loads(l); e=j.get("last_eval",{})
+    print("finetune %s: %d steps, %.0f tokens/s, eval loss %.6f accuracy %.4f" % (j["out"], j["steps"], j["tokens_per_s"], e.get("loss",0), e.get("accuracy",0)))' | tee -a "$summary"
+}
+
 run_profile() {
   models
   local ncu
@@ -255,6 +282,7 @@ for s in "$@"; do
     devcuda) run_devcuda ;;
     bench) run_bench ;;
     peers) run_peers ;;
+    train) run_train ;;
     profile) run_profile ;;
     *) note "unknown stage $s" ;;
   esac
