@@ -179,6 +179,15 @@ TEST_F(CudaTrainOps, CrossEntropyMatchesTheReference) {
   Tensor inplace = gpu(logits);
   EXPECT_NEAR(ops::cross_entropy(inplace, targets, 0.5f, inplace), loss_cpu, 1e-12 * std::fabs(loss_cpu));
   test::expect_close(host(inplace), want, 1e-6, "cross_entropy in place");
+  // The per-row form leaves the losses on the device (no wait).
+  Tensor rows_cpu = Tensor::empty({rows}, DType::F64), rows_gpu = Tensor::empty({rows}, DType::F64, Device::CUDA);
+  Tensor d_cpu = Tensor::empty({rows, cols}, DType::F32), d_gpu = gpu(d_cpu);
+  ops::reference::cross_entropy_rows(logits, targets, 0.5f, d_cpu, rows_cpu);
+  ops::cross_entropy_rows(gpu(logits), targets, 0.5f, d_gpu, rows_gpu);
+  const Tensor back = host(rows_gpu);
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_NEAR(back.data<double>()[r], rows_cpu.data<double>()[r], 1e-12 * std::fabs(rows_cpu.data<double>()[r]))
+        << "row " << r;
 }
 
 TEST_F(CudaTrainOps, MatmulNtBackwardMatchesTheReference) {

@@ -206,6 +206,25 @@ TEST(OpsBackward, CrossEntropyMatchesReference) {
     Tensor inplace = logits.clone();  // dlogits may be the logits themselves
     EXPECT_NEAR(ops::cross_entropy(inplace, targets, 0.3f, inplace), loss, 1e-12 * loss);
     EXPECT_LE(rel_err(inplace, d), 0.0);
+    // Row by row: the same gradient, the losses that sum to the total (0 on
+    // ignored rows), in either kernel set.
+    Tensor row_loss = Tensor::empty({rows}, DType::F64), row_loss_r = Tensor::empty({rows}, DType::F64);
+    Tensor d2 = zeros_like(logits), d2r = zeros_like(logits);
+    ops::cross_entropy_rows(logits, targets, 0.3f, d2, row_loss);
+    ops::reference::cross_entropy_rows(logits, targets, 0.3f, d2r, row_loss_r);
+    EXPECT_LE(rel_err(d2, d), 0.0);
+    double sum = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const double l = row_loss.data<double>()[r];
+      sum += l;
+      if (t[r] < 0) {
+        EXPECT_EQ(l, 0.0);
+      }
+      EXPECT_NEAR(l, row_loss_r.data<double>()[r], 1e-5 * std::fabs(row_loss_r.data<double>()[r]) + 1e-12);
+    }
+    EXPECT_EQ(sum, loss);
+    Tensor wrong = Tensor::empty({rows}, DType::F32);
+    EXPECT_THROW(ops::cross_entropy_rows(logits, targets, 0.3f, d2, wrong), Error);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "backend/cpu/kernels_backward.h"
 #include "backend/cpu/reference_backward.h"
 #include "ops/op_checks.h"
+#include "ops/ops.h"
 
 #ifdef GPT2Q_CUDA
 #include "backend/cuda/attention_train.h"
@@ -93,9 +94,9 @@ struct FastCuda {
                                  int64_t cols, float* dwte, float* dwpe) {
     cuda::embedding_backward(ids, positions, rows, dout, cols, dwte, dwpe, stream());
   }
-  static double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols,
-                              float grad_scale, float* dlogits) {
-    return cuda::cross_entropy(logits, targets, rows, cols, grad_scale, dlogits, stream());
+  static void cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols,
+                            float grad_scale, float* dlogits, double* row_loss) {
+    cuda::cross_entropy(logits, targets, rows, cols, grad_scale, dlogits, row_loss, stream());
   }
 };
 #endif
@@ -293,24 +294,37 @@ void attention_backward_impl(const Tensor& qkv, const Tensor& key_mask, const Te
 }
 
 template <typename F>
-double cross_entropy_impl(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {
+void cross_entropy_rows_impl(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits,
+                             Tensor& row_loss) {
   const char* op = "cross_entropy";
   require_f32(op, "logits", logits);
   const int64_t rows = rows_of(logits), cols = last_dim(logits);
   require_rows(op, "dlogits", dlogits, rows, cols);
   if (targets.dtype() != DType::I32 || targets.numel() != rows)
     fail("{}: targets must be I32 [{}], got {} {}", op, rows, dtype_name(targets.dtype()), shape_str(targets.shape()));
-  same_device(op, {&logits, &dlogits});
+  if (row_loss.dtype() != DType::F64 || row_loss.numel() != rows)
+    fail("{}: row losses must be F64 [{}], got {} {}", op, rows, dtype_name(row_loss.dtype()),
+         shape_str(row_loss.shape()));
+  same_device(op, {&logits, &dlogits, &row_loss});
   if (targets.device() != Device::CPU)
     fail("{}: targets are read on the host, got a {} tensor", op, device_name(targets.device()));
   const int32_t* t = targets.data<int32_t>();
   for (int64_t r = 0; r < rows; ++r)
     if (t[r] < -1 || t[r] >= cols) fail("{}: target {} outside [0, {}) (or -1 = ignored)", op, t[r], cols);
-  double total = 0.0;
+  if (rows == 0) return;
   dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, logits.device(), [&](auto k) {
-    total = decltype(k)::cross_entropy(device_data<float>(logits), t, rows, cols, grad_scale,
-                                       device_data<float>(dlogits));
+    decltype(k)::cross_entropy(device_data<float>(logits), t, rows, cols, grad_scale, device_data<float>(dlogits),
+                               device_data<double>(row_loss));
   });
+}
+
+template <typename F>
+double cross_entropy_impl(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {
+  Tensor row_loss = ops::scratch({rows_of(logits)}, DType::F64, logits.device());
+  cross_entropy_rows_impl<F>(logits, targets, grad_scale, dlogits, row_loss);
+  const Tensor host = to_device(row_loss, Device::CPU);  // waits for a device
+  double total = 0.0;
+  for (double l : host.span<const double>()) total += l;
   return total;
 }
 
@@ -380,6 +394,10 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
   }                                                                                                                   \
   double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {             \
     return cross_entropy_impl<F>(logits, targets, grad_scale, dlogits);                                               \
+  }                                                                                                                   \
+  void cross_entropy_rows(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits,            \
+                          Tensor& row_loss) {                                                                         \
+    cross_entropy_rows_impl<F>(logits, targets, grad_scale, dlogits, row_loss);                                       \
   }                                                                                                                   \
   backend::GradClip clip_grad_norm(Tensor& flat_grads, std::span<const backend::GradSegment> segments,                \
                                    double max_norm) {                                                                 \

@@ -77,6 +77,11 @@ backend::GradClip clip_grad_norm(Tensor& flat_grads, std::span<const backend::Gr
 // dlogits (may be logits itself) = grad_scale · (softmax − onehot), 0 on
 // ignored rows. Targets outside [0, classes) are an Error.
 double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
+// The same, each row's loss written to row_loss (F64 [rows], on the logits'
+// device; 0 for an ignored row) and nothing brought back: on a GPU it waits
+// for nothing, so a step's losses can be read once, at its end.
+void cross_entropy_rows(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits,
+                        Tensor& row_loss);
 
 namespace reference {
 void dropout(Tensor& x, float p, uint64_t key);
@@ -93,6 +98,8 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
                                     const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
                                     Tensor& dqkv);
 double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
+void cross_entropy_rows(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits,
+                        Tensor& row_loss);
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const backend::AdamWStep& k);
 backend::GradClip clip_grad_norm(Tensor& flat_grads, std::span<const backend::GradSegment> segments,
                                  double max_norm);

@@ -90,8 +90,26 @@ LmTargets lm_targets(const TokenBatch& tb) {
   return out;
 }
 
-// Rows per chunk of the LM head: logits of [chunk, vocab] at most ~64 MB.
-int64_t lm_chunk_rows(int64_t vocab) { return std::max<int64_t>(16, (int64_t{1} << 24) / vocab); }
+// Rows per chunk of the LM head: logits of [chunk, vocab] at most ~64 MB on
+// the CPU (cache-friendly), ~1 GB on a GPU (products large enough to fill it).
+int64_t lm_chunk_rows(int64_t vocab, Device dev) {
+  const int64_t bytes = dev == Device::CPU ? int64_t{1} << 26 : int64_t{1} << 30;
+  return std::max<int64_t>(16, bytes / 4 / vocab);
+}
+
+// The loss of row losses computed chunk by chunk: each chunk's rows summed in
+// order, then the chunks' sums in order (one read from the device per step).
+double sum_by_chunks(const Tensor& row_loss, int64_t chunk) {
+  const Tensor host = to_device(row_loss, Device::CPU);
+  const auto l = host.span<const double>();
+  double total = 0.0;
+  for (size_t begin = 0; begin < l.size(); begin += static_cast<size_t>(chunk)) {
+    double s = 0.0;
+    for (size_t i = begin; i < std::min(l.size(), begin + static_cast<size_t>(chunk)); ++i) s += l[i];
+    total += s;
+  }
+  return total;
+}
 
 // LM head + cross entropy. With dh defined, also the backward: dh rows of
 // the scored positions get their gradient and wte's gradient is accumulated.
@@ -101,13 +119,13 @@ LossValue lm_head(ModelState& m, const TokenBatch& tb, const Pass& ps, float gra
   lv.count = static_cast<int64_t>(lt.rows.size());
   if (lv.count == 0) return lv;
   const int64_t C = m.config.n_embd, V = m.config.vocab_size, n = lv.count;
-  const int64_t chunk = std::min(n, lm_chunk_rows(V));
+  const int64_t chunk = std::min(n, lm_chunk_rows(V, m.device));
   const float scale = grad_scale / static_cast<float>(n);
   const Tensor h = ps.h.view({ps.rows, C});
   Tensor hc = ops::scratch({chunk, C}, DType::F32, m.device), logits = ops::scratch({chunk, V}, DType::F32, m.device);
   // The scored rows' gradients, then a zero row: dh is gathered from it.
   Tensor dscored = dh ? Tensor::empty({n + 1, C}, DType::F32, m.device) : Tensor();
-  double total = 0.0;
+  Tensor row_loss = ops::scratch({n}, DType::F64, m.device);
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t len = std::min(chunk, n - begin);
     Tensor hv = hc.slice_rows(0, len), lv_ = logits.slice_rows(0, len);
@@ -115,13 +133,14 @@ LossValue lm_head(ModelState& m, const TokenBatch& tb, const Pass& ps, float gra
     ops::gather_rows(h, Tensor::from_vector(rows, {len}), hv);
     ops::matmul_nt(hv, m.value(m.wte), lv_);
     const std::vector<int32_t> tg(lt.targets.begin() + begin, lt.targets.begin() + begin + len);
-    total += ops::cross_entropy(lv_, Tensor::from_vector(tg, {len}), scale, lv_);
+    Tensor chunk_loss = row_loss.slice_rows(begin, begin + len);
+    ops::cross_entropy_rows(lv_, Tensor::from_vector(tg, {len}), scale, lv_, chunk_loss);
     if (!dh) continue;
     Tensor dv = dscored.slice_rows(begin, begin + len);
     ops::matmul_nt_backward(hv, m.value(m.wte), lv_, dv, m.grad(m.wte));
   }
   if (dh) place_rows(dscored, lt.rows, *dh);
-  lv.loss = total / static_cast<double>(n);
+  lv.loss = sum_by_chunks(row_loss, chunk) / static_cast<double>(n);
   return lv;
 }
 

@@ -199,9 +199,8 @@ float exp_shifted(const float* x, float m, float* e, int64_t n) {
 }
 }  // namespace
 
-double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
-                     float* dlogits) {
-  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+void cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
+                   float* dlogits, double* row_loss) {
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = logits + r * cols;
@@ -209,6 +208,7 @@ double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, 
     const int32_t t = targets[r];
     if (t < 0) {
       std::fill(d, d + cols, 0.0f);
+      row_loss[r] = 0.0;
       continue;
     }
     float m = -std::numeric_limits<float>::infinity();
@@ -222,9 +222,6 @@ double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, 
     for (int64_t c = 0; c < cols; ++c) d[c] *= k;
     d[t] -= grad_scale;
   }
-  double total = 0.0;
-  for (double l : row_loss) total += l;
-  return total;
 }
 
 }  // namespace gpt2q::cpu

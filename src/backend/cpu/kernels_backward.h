@@ -68,10 +68,10 @@ void attention_backward(const TrainAttentionArgs& a, const float* qkv, const flo
                         const float* dout, float* dqkv);
 
 // Softmax cross entropy per row of logits [rows, cols] against targets
-// (-1 = ignored row). Returns Σ of −log softmax(row)[target] over the scored
-// rows (double); writes dlogits = grad_scale · (softmax − onehot) for scored
-// rows and 0 for ignored ones. dlogits may alias logits.
-double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
-                     float* dlogits);
+// (-1 = ignored row): row_loss[r] = −log softmax(row)[target] (double; 0 for
+// an ignored row); dlogits = grad_scale · (softmax − onehot) for scored rows
+// and 0 for ignored ones. dlogits may alias logits.
+void cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
+                   float* dlogits, double* row_loss);
 
 }  // namespace gpt2q::cpu

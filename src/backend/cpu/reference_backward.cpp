@@ -208,12 +208,12 @@ void attention_backward(const TrainAttentionArgs& a, const float* qkv, const flo
   for (size_t i = 0; i < acc.size(); ++i) dqkv[i] = static_cast<float>(acc[i]);
 }
 
-double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
-                     float* dlogits) {
-  double total = 0.0;
+void cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
+                   float* dlogits, double* row_loss) {
   std::vector<double> e(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t t = targets[r];
+    row_loss[r] = 0.0;
     if (t < 0) {
       for (int64_t c = 0; c < cols; ++c) dlogits[r * cols + c] = 0.0f;
       continue;
@@ -222,11 +222,10 @@ double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, 
     for (int64_t c = 0; c < cols; ++c) mx = std::fmax(mx, logits[r * cols + c]);
     double sum = 0.0;
     for (int64_t c = 0; c < cols; ++c) sum += e[c] = std::exp(logits[r * cols + c] - mx);
-    total += std::log(sum) + mx - logits[r * cols + t];
+    row_loss[r] = std::log(sum) + mx - logits[r * cols + t];
     for (int64_t c = 0; c < cols; ++c)
       dlogits[r * cols + c] = static_cast<float>(grad_scale * (e[c] / sum - (c == t ? 1.0 : 0.0)));
   }
-  return total;
 }
 
 }  // namespace gpt2q::cpu::reference

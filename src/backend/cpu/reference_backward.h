@@ -25,7 +25,7 @@ void attention_forward_train(const TrainAttentionArgs& a, const float* qkv, floa
                              float* out);
 void attention_backward(const TrainAttentionArgs& a, const float* qkv, const float* probs, const float* dropped,
                         const float* dout, float* dqkv);
-double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
-                     float* dlogits);
+void cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, float grad_scale,
+                   float* dlogits, double* row_loss);
 
 }  // namespace gpt2q::cpu::reference

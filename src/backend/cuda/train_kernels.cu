@@ -251,21 +251,15 @@ void embedding_backward(const int32_t* ids_host, const int64_t* positions_host, 
   add_rows_by_index(positions_host, rows, dout, cols, dwpe, stream);
 }
 
-double cross_entropy(const float* logits, const int32_t* targets_host, int64_t rows, int64_t cols, float grad_scale,
-                     float* dlogits, cudaStream_t stream) {
-  if (rows <= 0) return 0.0;
-  DeviceBuffer buf(static_cast<size_t>(rows) * (sizeof(double) + sizeof(int32_t)));
-  double* d_loss = buf.get<double>();
-  auto* d_targets = reinterpret_cast<int32_t*>(d_loss + rows);
+void cross_entropy(const float* logits, const int32_t* targets_host, int64_t rows, int64_t cols, float grad_scale,
+                   float* dlogits, double* row_loss, cudaStream_t stream) {
+  if (rows <= 0) return;
+  DeviceBuffer buf(static_cast<size_t>(rows) * sizeof(int32_t));
+  auto* d_targets = buf.get<int32_t>();
   copy_bytes(d_targets, Device::CUDA, targets_host, Device::CPU, static_cast<size_t>(rows) * sizeof(int32_t));
   cross_entropy_rows<<<static_cast<unsigned>(rows), kLnThreads, 0, stream>>>(logits, d_targets, cols, grad_scale,
-                                                                             dlogits, d_loss);
+                                                                             dlogits, row_loss);
   check_launch("cross_entropy kernel");
-  std::vector<double> loss(static_cast<size_t>(rows));
-  copy_bytes(loss.data(), Device::CPU, d_loss, Device::CUDA, loss.size() * sizeof(double));  // waits for the stream
-  double total = 0.0;
-  for (double l : loss) total += l;
-  return total;
 }
 
 void matmul_nt_backward(const float* a, int64_t m, int64_t k, const float* b, int64_t n, const float* dc, float* da,

@@ -64,9 +64,9 @@ void embedding_backward(const int32_t* ids_host, const int64_t* positions_host, 
 // Softmax cross entropy per row of logits [rows, cols] against HOST targets
 // (-1 = ignored), cpu::reference::cross_entropy's arithmetic (double sums):
 // dlogits = grad_scale · (softmax − onehot), 0 on ignored rows (may alias
-// logits). Returns the sum of the row losses, added on the host in row
-// order: this waits for the stream (the loss is the step's logged scalar).
-double cross_entropy(const float* logits, const int32_t* targets_host, int64_t rows, int64_t cols, float grad_scale,
-                     float* dlogits, cudaStream_t stream);
+// logits); row_loss[r] (device, double) the row's loss, 0 when ignored. The
+// targets are uploaded (a staging copy); nothing waits for the stream.
+void cross_entropy(const float* logits, const int32_t* targets_host, int64_t rows, int64_t cols, float grad_scale,
+                   float* dlogits, double* row_loss, cudaStream_t stream);
 
 }  // namespace gpt2q::cuda
