@@ -142,19 +142,10 @@ std::unique_ptr<GPT2Model> GPT2Model::build(const Checkpoint& ck, const Placemen
   auto ln = [&](const std::string& name) { return to_device(weight_f32(ck, name, {C}), placement.device); };
   m->wte_ = make_embedding_table(ck, "wte.weight", V, C, placement);
   m->wpe_ = make_embedding_table(ck, "wpe.weight", cfg.n_positions, C, placement);
-  for (int64_t l = 0; l < cfg.n_layer; ++l) {
-    const std::string p = fmt::format("h.{}.", l);
-    BlockWeights bw;
-    bw.ln_1_w = ln(p + "ln_1.weight");
-    bw.ln_1_b = ln(p + "ln_1.bias");
-    bw.ln_2_w = ln(p + "ln_2.weight");
-    bw.ln_2_b = ln(p + "ln_2.bias");
-    bw.c_attn = make_linear(ck, p + "attn.c_attn", placement);
-    bw.attn_c_proj = make_linear(ck, p + "attn.c_proj", placement);
-    bw.c_fc = make_linear(ck, p + "mlp.c_fc", placement);
-    bw.mlp_c_proj = make_linear(ck, p + "mlp.c_proj", placement);
-    m->blocks_.push_back(std::move(bw));
-  }
+  for (int64_t l = 0; l < cfg.n_layer; ++l)
+    m->blocks_.push_back(BlockWeights::assemble(fmt::format("h.{}.", l), ln, [&](const std::string& module) {
+      return make_linear(ck, module, placement);
+    }));
   m->ln_f_w_ = ln("ln_f.weight");
   m->ln_f_b_ = ln("ln_f.bias");
   if (ck.has("lm_head.weight")) m->lm_head_ = make_embedding_table(ck, "lm_head.weight", V, C, placement);
@@ -171,6 +162,20 @@ Tensor GPT2Model::as_activations(const Tensor& x) const {
   Tensor y = ops::scratch(x.shape(), act, x.device());
   ops::cast(x, y);
   return y;
+}
+
+BlockWeights BlockWeights::assemble(const std::string& p, const std::function<Tensor(const std::string&)>& ln,
+                                   const std::function<std::unique_ptr<Linear>(const std::string&)>& linear) {
+  BlockWeights bw;
+  bw.ln_1_w = ln(p + "ln_1.weight");
+  bw.ln_1_b = ln(p + "ln_1.bias");
+  bw.ln_2_w = ln(p + "ln_2.weight");
+  bw.ln_2_b = ln(p + "ln_2.bias");
+  bw.c_attn = linear(p + "attn.c_attn");
+  bw.attn_c_proj = linear(p + "attn.c_proj");
+  bw.c_fc = linear(p + "mlp.c_fc");
+  bw.mlp_c_proj = linear(p + "mlp.c_proj");
+  return bw;
 }
 
 GPT2Model::GPT2Model() = default;

@@ -52,6 +52,11 @@ struct KVCache {
 struct BlockWeights {
   Tensor ln_1_w, ln_1_b, ln_2_w, ln_2_b;  // [C]
   std::unique_ptr<Linear> c_attn, attn_c_proj, c_fc, mlp_c_proj;
+
+  // Block `prefix` ("h.3.") from its LayerNorm parameters (`ln`, given the
+  // tensor name) and its projections (`linear`, given the module name).
+  static BlockWeights assemble(const std::string& prefix, const std::function<Tensor(const std::string&)>& ln,
+                               const std::function<std::unique_ptr<Linear>(const std::string&)>& linear);
 };
 
 struct ClassifyGraph;  // gpt2_graphs.cpp

@@ -26,22 +26,11 @@ std::unique_ptr<GPT2Model> GPT2Model::over_tensors(const GPT2Config& config, Mod
   m->gelu_exact_ = config.activation_function == "gelu";
   m->wte_ = std::make_unique<EmbeddingTable>(get("wte.weight"), m->placement_);
   m->wpe_ = std::make_unique<EmbeddingTable>(get("wpe.weight"), m->placement_);
-  auto linear = [&](const std::string& module) {
+  auto linear = [&](const std::string& module) -> std::unique_ptr<Linear> {
     return DenseLinear::over_in_out(get(module + ".weight"), get(module + ".bias"), m->placement_);
   };
-  for (int64_t l = 0; l < config.n_layer; ++l) {
-    const std::string p = fmt::format("h.{}.", l);
-    BlockWeights bw;
-    bw.ln_1_w = get(p + "ln_1.weight");
-    bw.ln_1_b = get(p + "ln_1.bias");
-    bw.ln_2_w = get(p + "ln_2.weight");
-    bw.ln_2_b = get(p + "ln_2.bias");
-    bw.c_attn = linear(p + "attn.c_attn");
-    bw.attn_c_proj = linear(p + "attn.c_proj");
-    bw.c_fc = linear(p + "mlp.c_fc");
-    bw.mlp_c_proj = linear(p + "mlp.c_proj");
-    m->blocks_.push_back(std::move(bw));
-  }
+  for (int64_t l = 0; l < config.n_layer; ++l)
+    m->blocks_.push_back(BlockWeights::assemble(fmt::format("h.{}.", l), get, linear));
   m->ln_f_w_ = get("ln_f.weight");
   m->ln_f_b_ = get("ln_f.bias");
   if (kind == ModelKind::SequenceClassification)

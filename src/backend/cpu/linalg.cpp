@@ -66,20 +66,24 @@ void lower_triangular_inverse(const double* l, int64_t n, double* inv) {
     for (int64_t j = i + 1; j < n; ++j) std::swap(t[i * n + j], t[j * n + i]);
 }
 
-void dgemm_nn(int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
-              int64_t ldb, double beta, double* c, int64_t ldc) {
+namespace {
+void dgemm(bool a_transposed, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+           const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   ensure_blas_kernels();
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(m), blas_int(n), blas_int(k), alpha, a,
-              blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+  cblas_dgemm(CblasRowMajor, a_transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, blas_int(m), blas_int(n),
+              blas_int(k), alpha, a, blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+}
+}  // namespace
+
+void dgemm_nn(int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
+              int64_t ldb, double beta, double* c, int64_t ldc) {
+  dgemm(false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void dgemm_tn(int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
               int64_t ldb, double beta, double* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  ensure_blas_kernels();
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blas_int(m), blas_int(n), blas_int(k), alpha, a,
-              blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+  dgemm(true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 namespace reference {
