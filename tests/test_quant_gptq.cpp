@@ -9,7 +9,8 @@
 //   - GPTQ's output error below round-to-nearest's on correlated inputs;
 //   - round-to-nearest against the format's definition, written out here;
 //   - packing: AutoGPTQ's qweight / qzeros bit for bit from the same codes
-//     (3 and 4 bits), and unpacking back for 2, 3, 4 and 8 bits;
+//     (3 and 4 bits), and unpacking back for 2, 3, 4 and 8 bits; the packed
+//     layout as an ops::quant_linear (group_int) against x · W'ᵀ;
 //   - the Cholesky and triangular inverse of backend/cpu/linalg.h against
 //     their scalar references, and a Hessian that is not positive definite.
 #include <gtest/gtest.h>
@@ -18,11 +19,13 @@
 #include <cstring>
 #include <random>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "backend/cpu/linalg.h"
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "ops/ops.h"
 #include "quant/gptq.h"
 #include "quant/gptq_format.h"
 #include "support/test_env.h"
@@ -266,4 +269,49 @@ TEST(Gptq, HessianIsTwiceTheMeanOuterProduct) {
   const std::vector<double> h = acc.hessian();
   const double want[9] = {2, 2, 1, 2, 5, 6, 1, 6, 13};  // Σ x xᵀ over the three rows
   for (int k = 0; k < 9; ++k) EXPECT_DOUBLE_EQ(h[k], 2.0 / 3.0 * want[k]) << k;
+}
+
+// The packed layout runs as a linear (ops::quant_linear, group_int): every
+// row count gives x · W'ᵀ + b with W' the layout's values (the decode is
+// exact, the products fp32 in sgemm's order: 1e-6 of the reference's
+// index-order sums), and gather_rows reads W' itself.
+TEST(GptqFormat, RunsPackedAsALinear) {
+  const Tensor& w = get("w");
+  const int64_t out = w.dim(0), in = w.dim(1);
+  for (const char* name : {"b4_g128", "b3_g128", "b4_g64_act"}) {
+    SCOPED_TRACE(name);
+    const nlohmann::json c = nlohmann::json::parse(fixture().metadata.at("cases"))[name];
+    GptqOptions o;
+    o.quant.bits = c["bits"];
+    o.quant.group_size = c["group_size"];
+    o.act_order = c["act_order"];
+    const std::vector<double> h = hessian_of("h");
+    const GroupQuantized q = quantize_gptq(w.data<float>(), out, in, h.data(), o, name);
+    const QuantizedTensor packed = to_quantized_tensor(q, name);
+    EXPECT_EQ(packed.format_name(), fmt::format("int{}-g{}", q.bits, q.group_size));
+    // W': the layout's values (fp16 scales), as unpack_gptq reads them.
+    const std::vector<float> wd = unpack_gptq(pack_gptq(q, name), q.bits, out, in, false, name).dequantize();
+    // Every row of W' back through gather_rows, bit for bit.
+    std::vector<int64_t> all(static_cast<size_t>(out));
+    for (int64_t j = 0; j < out; ++j) all[j] = j;
+    Tensor rows = Tensor::empty({out, in}, DType::F32);
+    ops::gather_rows(packed, Tensor::from_vector(all, {out}), rows);
+    EXPECT_EQ(std::memcmp(rows.raw(), wd.data(), wd.size() * sizeof(float)), 0);
+    std::mt19937 g(4);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> bias(static_cast<size_t>(out));
+    for (float& v : bias) v = nd(g);
+    for (int64_t m : {1, 5, 40}) {
+      std::vector<float> xv(static_cast<size_t>(m * in));
+      for (float& v : xv) v = nd(g);
+      Tensor x = Tensor::from_vector(xv, {m, in}), y = Tensor::empty({m, out}, DType::F32);
+      ops::quant_linear(x, packed, Tensor::from_vector(bias, {out}), y);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < out; ++j) {
+          double want = bias[j];
+          for (int64_t k = 0; k < in; ++k) want += static_cast<double>(xv[r * in + k]) * wd[j * in + k];
+          ASSERT_NEAR(y.data<float>()[r * out + j], want, 1e-5 * (1 + std::fabs(want))) << m << " rows";
+        }
+    }
+  }
 }

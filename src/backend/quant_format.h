@@ -20,6 +20,15 @@
 //   llm_int8                CB int8 [out, in], SCB fp32 [out] (row absmax of the
 //                           fp16 weight); value = (CB · SCB) · (1/127) for the
 //                           outlier columns; the rest runs in int8 (llm_int8.h).
+//   group_int (GPTQ)        transformers' gptq checkpoint layout, v1
+//                           (quant/gptq_format.h): qweight I32 [in·bits/32,
+//                           out] with the codes of each output column along
+//                           the input dimension from the low bits up, qzeros
+//                           I32 [groups, out·bits/32] (zero − 1, packed the
+//                           same way along out), scales F16 [groups, out],
+//                           g_idx I32 [in]; value = scale · (code − zero)
+//                           with the fp16 scale widened (exact) and
+//                           code − zero an exact small integer.
 // Every decode is the operations written here, one rounding each, in this
 // order: no fused multiply-add (host code builds with -ffp-contract=off; the
 // device helpers below use the _rn intrinsics, which nvcc never contracts).
@@ -33,7 +42,7 @@
 
 namespace gpt2q::qformat {
 
-enum class Scheme : uint8_t { int8_affine, llm_int8, blockwise4 };
+enum class Scheme : uint8_t { int8_affine, llm_int8, blockwise4, group_int };
 enum class Code4 : uint8_t { nf4, fp4 };
 
 // bitsandbytes' NF4 table (csrc/kernels.cu, dDequantizeNF4), by code.
@@ -125,6 +134,18 @@ GPT2Q_HOST_DEVICE inline float nested_absmax(float map_value, float state2, floa
 #endif
 }
 
+// group_int: code k of a line of `bits`-wide codes packed into 32-bit words
+// from the low bits up, a code crossing a word boundary continuing in the
+// next word (3 bits). `stride` is the distance between consecutive words of
+// the line (qweight: out; qzeros: 1).
+GPT2Q_HOST_DEVICE inline uint32_t packed_code(const uint32_t* words, int64_t stride, int bits, int64_t k) {
+  const int64_t bit = k * bits, w = bit / 32;
+  const int s = static_cast<int>(bit % 32);
+  uint32_t v = words[w * stride] >> s;
+  if (s + bits > 32) v |= words[(w + 1) * stride] << (32 - s);
+  return v & ((1u << bits) - 1u);
+}
+
 // What a packed weight is; the sizes of its parts follow from it.
 struct Format {
   Scheme scheme = Scheme::blockwise4;
@@ -137,7 +158,11 @@ struct Format {
   int64_t nested_blocksize = kNestedBlocksize;
   // int8_affine
   bool per_channel = false;  // a scale (and zero point) per output row
-  bool symmetric = false;    // no zero points
+  bool symmetric = false;    // no zero points (int8_affine); group_int: symmetric quantizer (zeros still stored)
+  // group_int
+  int bits = 4;          // 2, 3, 4 or 8
+  int64_t groups = 1;    // rows of scales / qzeros
+  int64_t group_size = 0;  // nominal columns per group (what quantize used; g_idx decides)
 
   GPT2Q_HOST_DEVICE int64_t numel() const { return out * in; }
   GPT2Q_HOST_DEVICE int64_t blocks() const { return block_count(numel(), blocksize); }
@@ -154,9 +179,24 @@ struct WeightView {
   const uint8_t* nested_codes = nullptr;  // blockwise4 nested: [blocks]
   const float* nested_scales = nullptr;   // blockwise4 nested: state2 [ceil(blocks / nested_blocksize)]
   const int32_t* row_sums = nullptr;      // llm_int8: Σ_k CB[j, k] [out] (the CPU's VNNI kernel)
+  // group_int: codes is qweight (I32), zero_points the packed qzeros
+  const uint16_t* scales_f16 = nullptr;   // group_int: F16 [groups, out]
+  const int32_t* g_idx = nullptr;         // group_int: [in]
 
   GPT2Q_HOST_DEVICE const uint8_t* packed4() const { return static_cast<const uint8_t*>(codes); }
+  GPT2Q_HOST_DEVICE const uint32_t* qweight() const { return static_cast<const uint32_t*>(codes); }
   GPT2Q_HOST_DEVICE const int8_t* int8_codes() const { return static_cast<const int8_t*>(codes); }
 };
+
+// group_int: the zero point of output j in group g, and the code of input i
+// of output j.
+GPT2Q_HOST_DEVICE inline int32_t group_zero(const WeightView& w, int64_t g, int64_t j) {
+  const Format& f = w.format;
+  const auto* z = reinterpret_cast<const uint32_t*>(w.zero_points) + g * (f.out * f.bits / 32);
+  return static_cast<int32_t>(packed_code(z, 1, f.bits, j)) + 1;
+}
+GPT2Q_HOST_DEVICE inline int32_t group_code(const WeightView& w, int64_t i, int64_t j) {
+  return static_cast<int32_t>(packed_code(w.qweight() + j, w.format.out, w.format.bits, i));
+}
 
 }  // namespace gpt2q::qformat

@@ -14,9 +14,11 @@ namespace gpt2q {
 
 struct QuantizedTensor {
   qformat::Format format;
-  Tensor codes;          // blockwise4: U8 [ceil(n / 2)]; int8_affine, llm_int8: I8 [out, in]
-  Tensor scales;         // F32: absmax [blocks] (undefined when nested) | scale [1 or out] | SCB [out]
-  Tensor zero_points;    // I32 [1 or out] (int8_affine, not symmetric)
+  Tensor codes;          // blockwise4: U8 [ceil(n / 2)]; int8_affine, llm_int8: I8 [out, in]; group_int: qweight I32
+  Tensor scales;         // F32: absmax [blocks] (undefined when nested) | scale [1 or out] | SCB [out];
+                         // group_int: F16 [groups, out]
+  Tensor zero_points;    // I32 [1 or out] (int8_affine, not symmetric); group_int: qzeros I32 [groups, out·bits/32]
+  Tensor g_idx;          // I32 [in] (group_int)
   Tensor nested_codes;   // U8 [blocks] (blockwise4, nested)
   Tensor nested_scales;  // F32 [ceil(blocks / 256)] (blockwise4, nested)
   Tensor row_sums;       // I32 [out] (llm_int8)

@@ -86,6 +86,24 @@ GptqTensors pack_gptq(const GroupQuantized& q, const std::string& what) {
   return t;
 }
 
+QuantizedTensor to_quantized_tensor(const GptqTensors& t, int bits, int64_t out, int64_t in, int64_t group_size,
+                                    bool symmetric, const std::string& what) {
+  QuantizedTensor w;
+  w.format.scheme = qformat::Scheme::group_int;
+  w.format.out = out;
+  w.format.in = in;
+  w.format.bits = bits;
+  w.format.groups = t.scales.defined() && t.scales.ndim() == 2 ? t.scales.dim(0) : 0;
+  w.format.group_size = group_size;
+  w.format.symmetric = symmetric;
+  w.codes = t.qweight;
+  w.scales = t.scales;
+  w.zero_points = t.qzeros;
+  w.g_idx = t.g_idx;
+  w.validate(what);
+  return w;
+}
+
 GroupQuantized unpack_gptq(const GptqTensors& t, int bits, int64_t out, int64_t in, bool symmetric,
                            const std::string& what) {
   check_group_options({bits, -1, symmetric}, in, what);

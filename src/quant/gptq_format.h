@@ -18,6 +18,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "ops/quantized_tensor.h"
 #include "quant/gptq.h"
 
 namespace gpt2q::quant {
@@ -32,6 +33,14 @@ GptqTensors pack_gptq(const GroupQuantized& q, const std::string& what);
 // every tensor's dtype and shape is checked against bits, out and in.
 GroupQuantized unpack_gptq(const GptqTensors& t, int bits, int64_t out, int64_t in, bool symmetric,
                            const std::string& what);
+
+// The packed weight (backend/quant_format.h's group_int scheme) that
+// ops::quant_linear runs: the layout's four tensors as they are.
+QuantizedTensor to_quantized_tensor(const GptqTensors& t, int bits, int64_t out, int64_t in, int64_t group_size,
+                                    bool symmetric, const std::string& what);
+inline QuantizedTensor to_quantized_tensor(const GroupQuantized& q, const std::string& what) {
+  return to_quantized_tensor(pack_gptq(q, what), q.bits, q.out, q.in, q.group_size, q.symmetric, what);
+}
 
 // The packing of one line of codes (2 / 3 / 4 / 8 bits) into 32-bit words,
 // and back: n codes -> n · bits / 32 words.

@@ -70,6 +70,25 @@ void decode_rows(const WeightView& w, const std::vector<float>& absmax, int64_t 
           dst[(j - j0) * f.in + k] =
               (static_cast<float>(w.int8_codes()[j * f.in + k]) * w.scales[j]) * qformat::kInv127;
       return;
+    case Scheme::group_int: {
+      // Per output row: its groups' scales and zero points once, then each
+      // input's code (qweight's words for one output are `out` apart, so a
+      // tile of consecutive rows reads each cache line for 16 of them).
+      std::vector<float> scale(static_cast<size_t>(f.groups));
+      std::vector<int32_t> zero(static_cast<size_t>(f.groups));
+      for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t g = 0; g < f.groups; ++g) {
+          scale[g] = half_to_float(w.scales_f16[g * f.out + j]);
+          zero[g] = qformat::group_zero(w, g, j);
+        }
+        float* d = dst + (j - j0) * f.in;
+        for (int64_t k = 0; k < f.in; ++k) {
+          const int32_t g = w.g_idx[k];
+          d[k] = scale[g] * static_cast<float>(qformat::group_code(w, k, j) - zero[g]);
+        }
+      }
+      return;
+    }
   }
 }
 
@@ -234,6 +253,13 @@ void quant_linear(const WeightView& w, const float* x, int64_t rows, const float
       return int8_affine_linear(w, x, rows, bias, y, isa, options.compute);
     case Scheme::llm_int8:
       return llm_int8_linear(w, x, rows, bias, options.llm_int8_threshold, options.llm_int8_fp32_epilogue, y, isa);
+    case Scheme::group_int:
+      // Decoded a tile at a time at every row count (no fused few-row
+      // kernel yet: the weight is read once per call either way).
+      return tiled_dequant_gemm(
+          x, rows, w.format.in, w.format.out, bias,
+          [&](int64_t j0, int64_t j1, float* dst) { decode_rows(w, {}, j0, j1, dst); }, y,
+          TiledGemmOptions{options.compute});
   }
 }
 

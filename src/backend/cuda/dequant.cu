@@ -173,6 +173,21 @@ __global__ void llm_int8_kernel(const int8_t* cb, const float* scb, int64_t rows
     out[i] = from_float<T>((static_cast<float>(cb[i]) * scb[i / cols]) * qformat::kInv127);
 }
 
+// group_int (GPTQ): element (j, i) = scale · (code − zero), the fp16 scale
+// widened (exact), code − zero an exact small integer: one rounding, as the
+// CPU's decode (qformat's helpers do the unpacking on both).
+__device__ inline float group_int_value(const qformat::WeightView& w, int64_t j, int64_t i) {
+  const int64_t g = w.g_idx[i];
+  const float s = __half2float(__ushort_as_half(w.scales_f16[g * w.format.out + j]));
+  return __fmul_rn(s, static_cast<float>(qformat::group_code(w, i, j) - qformat::group_zero(w, g, j)));
+}
+
+template <typename T>
+__global__ void group_int_kernel(qformat::WeightView w, T* out) {
+  const int64_t in = w.format.in, n = w.format.out * in;
+  for (int64_t e = grid_start(); e < n; e += grid_stride()) out[e] = from_float<T>(group_int_value(w, e / in, e % in));
+}
+
 // Rows idx of any format, fp32, one element per step.
 __global__ void rows_kernel(qformat::WeightView w, const float* absmax, Code4Table table, const int64_t* idx,
                             int64_t n, float* out, bool accumulate) {
@@ -187,6 +202,8 @@ __global__ void rows_kernel(qformat::WeightView w, const float* absmax, Code4Tab
       const int64_t g = f.per_channel ? j : 0;
       const int32_t zp = w.zero_points ? w.zero_points[g] : 0;
       v = static_cast<float>(static_cast<int32_t>(w.int8_codes()[e]) - zp) * w.scales[g];
+    } else if (f.scheme == Scheme::group_int) {
+      v = group_int_value(w, j, c);
     } else {
       v = (static_cast<float>(w.int8_codes()[e]) * w.scales[j]) * qformat::kInv127;
     }
@@ -281,6 +298,9 @@ void dequantize(const qformat::WeightView& w, void* out, DType out_dtype, float*
           case Scheme::llm_int8:
             llm_int8_kernel<T><<<elementwise_blocks(f.numel()), kElementwiseThreads, 0, stream>>>(
                 w.int8_codes(), w.scales, f.out, f.in, o);
+            break;
+          case Scheme::group_int:
+            group_int_kernel<T><<<elementwise_blocks(f.numel()), kElementwiseThreads, 0, stream>>>(w, o);
             break;
         }
       },
