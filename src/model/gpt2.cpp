@@ -76,8 +76,6 @@ void check_batch(const TokenBatch& tb, bool allow_empty_rows = false) {
       fail("token batch: row {} has length {}, outside {}..{}", b, tb.lengths[b], min_len, tb.seq);
 }
 
-int64_t row_length(const TokenBatch& tb, int64_t b) { return tb.lengths.empty() ? tb.seq : tb.lengths[b]; }
-
 }  // namespace
 
 namespace {
@@ -339,7 +337,7 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
   std::vector<int64_t> positions(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) positions[r] = past + r % T;
   std::vector<int64_t> lengths(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) lengths[b] = row_length(tb, b);
+  for (int64_t b = 0; b < B; ++b) lengths[b] = tb.length(b);
 
   Tensor x;
   if (cache) {
@@ -367,14 +365,7 @@ Tensor GPT2Model::hidden_states(const TokenBatch& tb, KVCache* cache) const {
     });
   } else {
     // Right padding masks positions >= length.
-    Tensor key_mask;
-    bool padded = false;
-    for (int64_t b = 0; b < B; ++b) padded |= lengths[b] < T;
-    if (padded) {
-      key_mask = Tensor::empty({B, T}, DType::U8);
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < lengths[b]; ++t) key_mask.data<uint8_t>()[b * T + t] = 1;
-    }
+    const Tensor key_mask = padding_key_mask(tb);
     x = run_blocks(tb.ids, positions, [&](int64_t l, const Tensor& qkv, Tensor& attended) {
       Tensor out = attended.view({B, T, C});
       ops::causal_self_attention(qkv.view({B, T, 3 * C}), key_mask, H, config_.attention_scale(l), out);
@@ -401,6 +392,16 @@ Tensor GPT2Model::lm_logits(const TokenBatch& tb, KVCache* cache) const {
 
 void check_token_batch(const TokenBatch& tb) { check_batch(tb); }
 
+Tensor padding_key_mask(const TokenBatch& tb) {
+  bool padded = false;
+  for (int64_t b = 0; b < tb.batch; ++b) padded |= tb.length(b) < tb.seq;
+  if (!padded) return Tensor();
+  Tensor mask = Tensor::empty({tb.batch, tb.seq}, DType::U8);
+  for (int64_t b = 0; b < tb.batch; ++b)
+    for (int64_t t = 0; t < tb.length(b); ++t) mask.data<uint8_t>()[b * tb.seq + t] = 1;
+  return mask;
+}
+
 std::vector<int64_t> GPT2Model::pooled_positions(const TokenBatch& tb) const {
   return gpt2q::pooled_positions(config_, tb);
 }
@@ -410,7 +411,7 @@ std::vector<int64_t> pooled_positions(const GPT2Config& config, const TokenBatch
   std::vector<int64_t> pos(static_cast<size_t>(tb.batch));
   for (int64_t b = 0; b < tb.batch; ++b) {
     if (!config.pad_token_id) {
-      pos[b] = row_length(tb, b) - 1;
+      pos[b] = tb.length(b) - 1;
       continue;
     }
     // HF: argmax_t of t * (ids[t] != pad), the first maximum on ties.
@@ -441,7 +442,7 @@ Tensor GPT2Model::class_logits(const TokenBatch& tb) const {
     std::vector<int32_t> ids;
     std::vector<int64_t> positions, lengths;
     for (int64_t b = 0; b < tb.batch; ++b) {
-      const int64_t n = row_length(tb, b);
+      const int64_t n = tb.length(b);
       if (pos[b] >= n) fail("class logits: row {} pools position {} beyond its {} tokens", b, pos[b], n);
       rows[b] = static_cast<int64_t>(ids.size()) + pos[b];
       ids.insert(ids.end(), tb.ids.begin() + b * tb.seq, tb.ids.begin() + b * tb.seq + n);

@@ -28,6 +28,8 @@ struct TokenBatch {
   int64_t batch = 0, seq = 0;
   std::vector<int32_t> ids;       // [batch * seq]
   std::vector<int64_t> lengths;   // [batch], 1..seq
+  // Real tokens of row b (seq when no lengths are given).
+  int64_t length(int64_t b) const { return lengths.empty() ? seq : lengths[static_cast<size_t>(b)]; }
   // Pads each sequence on the right to the longest with `pad_id`.
   static TokenBatch from_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id);
 };
@@ -64,6 +66,9 @@ struct ClassifyGraph;  // gpt2_graphs.cpp
 // The checks every forward makes of a batch (ids count, lengths 1..seq),
 // each failure an Error.
 void check_token_batch(const TokenBatch& batch);
+// The attention's key mask of a right-padded batch: U8 [batch, seq] on the
+// host, 1 for a real token; undefined when no row is padded.
+Tensor padding_key_mask(const TokenBatch& batch);
 // Which position of each row a GPT2ForSequenceClassification with `config`
 // reads (see GPT2Model::class_logits); checks the batch first.
 std::vector<int64_t> pooled_positions(const GPT2Config& config, const TokenBatch& batch);

@@ -56,14 +56,7 @@ void GPT2Model::forward_traced(const TokenBatch& tb, const TraceDropout& dropout
   trace.ids = Tensor::from_vector(tb.ids, {rows});
   trace.positions = Tensor::from_vector(positions, {rows});
   // Right padding masks positions >= length, as hidden_states does on the CPU.
-  bool padded = false;
-  for (int64_t len : tb.lengths) padded |= len < T;
-  if (padded) {
-    Tensor mask = Tensor::empty({B, T}, DType::U8);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < tb.lengths[b]; ++t) mask.data<uint8_t>()[b * T + t] = 1;
-    trace.key_mask = to_device(mask, dev);
-  }
+  if (const Tensor mask = padding_key_mask(tb); mask.defined()) trace.key_mask = to_device(mask, dev);
   const auto [ids, pos] = checked_tokens(tb.ids, positions);
   Tensor h = run_blocks(
       ids, pos,

@@ -85,8 +85,8 @@ AdamW::AdamW(TrainableGPT2& model, AdamWOptions opts)
 
 void AdamW::step(std::vector<Parameter>& params, double lr) {
   GPT2Q_CHECK(params.size() == exp_avg_.size(), "AdamW: {} parameters, state for {}", params.size(), exp_avg_.size());
+  ++steps_;
   if (values_.defined() && values_.device() != Device::CPU) {
-    ++steps_;
     auto range = [](const Tensor& flat, int64_t begin, int64_t end) {
       return Tensor::from_storage(flat.storage(), flat.offset() + static_cast<size_t>(begin) * sizeof(float),
                                   {end - begin}, DType::F32);
@@ -101,7 +101,6 @@ void AdamW::step(std::vector<Parameter>& params, double lr) {
     }
     return;
   }
-  ++steps_;
   // The tensors are separate buffers: cut each into chunks of kChunk
   // elements (a multiple of 8, so only a tensor's last chunk has a scalar
   // tail) and let the threads share the list. Static scheduling gives each

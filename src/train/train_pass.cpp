@@ -22,8 +22,6 @@ namespace {
 // The forward's record (model/gpt2_trace.h), read by the heads and the backward.
 using Pass = ForwardTrace;
 
-int64_t row_length(const TokenBatch& tb, int64_t b) { return tb.lengths.empty() ? tb.seq : tb.lengths[b]; }
-
 void copy_into(const Tensor& src, Tensor& dst) {
   copy_bytes(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
 }
@@ -83,7 +81,7 @@ struct LmTargets {
 LmTargets lm_targets(const TokenBatch& tb) {
   LmTargets out;
   for (int64_t b = 0; b < tb.batch; ++b)
-    for (int64_t t = 0; t + 1 < row_length(tb, b); ++t) {
+    for (int64_t t = 0; t + 1 < tb.length(b); ++t) {
       out.rows.push_back(b * tb.seq + t);
       out.targets.push_back(tb.ids[b * tb.seq + t + 1]);
     }

@@ -50,9 +50,9 @@ std::string kept_note(const OutputLayout& out) {
 // or resume state) ever holds NaN or Inf: an update can overflow the
 // weights even when the loss and gradients it came from were finite.
 void check_finite_weights(const TrainableGPT2& model, const OutputLayout& out, int64_t step) {
+  const Tensor flat = to_device(model.flat_values(), Device::CPU);  // one copy from a device
   for (const auto& p : model.parameters()) {
-    const Tensor host = to_device(p.value, Device::CPU);
-    const auto v = host.span<const float>();
+    const auto v = flat.span<const float>().subspan(static_cast<size_t>(p.offset), static_cast<size_t>(p.value.numel()));
     bool finite = true;
 #pragma omp parallel for reduction(&& : finite) schedule(static)
     for (size_t i = 0; i < v.size(); ++i) finite = finite && std::isfinite(v[i]);
