@@ -54,7 +54,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 
 # stage NAME CMD...: runs CMD with its output in $OUT/NAME.log (appended),
 # and notes the time and exit status.
-stage() {
+command_stage() {
   local log=$OUT/$1.log t0=$SECONDS rc
   shift
   echo "===== $*" >>"$log"
@@ -64,6 +64,7 @@ stage() {
   note "$(printf '%-8s rc %3d %4ds  %s' "$(basename "$log" .log)" $rc $((SECONDS - t0)) "$*" | cut -c1-200)"
   return 0
 }
+stage() { command_stage "$@"; }
 
 models() {
   [ -d "$work/cls124m" ] || "$G" init --geometry 124m --task classify --out "$work/cls124m" >/dev/null
@@ -83,9 +84,12 @@ run_tests() {
 }
 
 # Each run under a time limit (SANITIZE_TIMEOUT, default 150 s): a run that
-# hits it is reported with rc 124 and its log so far.
+# hits it is reported with rc 124 and its log so far. SANITIZE_ONLY (an
+# extended regex) keeps the binaries whose name matches it.
 run_sanitize() {
   local SAN="timeout ${SANITIZE_TIMEOUT:-150} $SAN"
+  sanitized() { [[ $* =~ /(test_cuda_[a-z_]+) ]] && [[ ${BASH_REMATCH[1]} =~ ${SANITIZE_ONLY:-.} ]]; }
+  stage() { if sanitized "$@"; then command_stage "$@"; fi; }
   stage sanitizer $SAN --tool memcheck --leak-check full --error-exitcode 9 "$B/test_cuda_ops"
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_backend_ops"
   # The out-of-memory test provokes the failing cudaMallocAsync that memcheck
@@ -100,6 +104,8 @@ run_sanitize() {
     --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_backend_ops" \
     --gtest_filter='*FlashAndDecode*:*CastsAndLayerNorm*'
+  unset -f stage
+  stage() { command_stage "$@"; }
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT/sanitizer.log" | tee -a "$summary"
 }
 
