@@ -35,7 +35,7 @@ TEST(CliQuantize, UnknownMethodIsOneErrorLine) {
   fs::path out;
   auto r = quantize("--method int4", &out);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "gpt2q: error: --method 'int4' is not one of int8-tensor, llm-int8, nf4, fp4, fp16, bf16, fp32\n");
+  EXPECT_EQ(r.err, "gpt2q: error: --method 'int4' is not one of int8-tensor, llm-int8, nf4, fp4, rtn, gptq, fp16, bf16, fp32\n");
   EXPECT_FALSE(fs::exists(out));
 }
 
@@ -53,7 +53,7 @@ TEST(CliQuantize, OptionsOfAnotherMethod) {
   EXPECT_HAS(quantize("--method int8-tensor --double-quant").err,
              "--double-quant applies to --method nf4 and fp4 only, not int8-tensor");
   EXPECT_HAS(quantize("--method nf4 --per-channel").err,
-             "--symmetric and --per-channel apply to --method int8-tensor only");
+             "--per-channel applies to --method int8-tensor only");
   EXPECT_HAS(quantize("--method llm-int8 --threshold -1").err, "--threshold -1 must be finite and >= 0");
   EXPECT_HAS(quantize("--method nf4 --keep-dtype bf16").err, "--keep-dtype 'bf16' is not fp16 or fp32");
   EXPECT_HAS(quantize("--method nf4 --compute-dtype fp16").err, "--compute-dtype must be fp32 or bf16, got 'fp16'");

@@ -63,8 +63,22 @@ std::vector<MethodCase> method_cases() {
   v.push_back({"nf4_block32_rows_across_blocks", nf4_32, 96});
   auto nf4dq_96 = nf4dq;
   v.push_back({"nf4_double_quant_rows_across_blocks", nf4dq_96, 96});
+  // Group-wise integers in GPTQ's layout (rtn; gptq stores the same layout).
+  auto rtn = [](int bits, int64_t group, bool symmetric) {
+    auto o = options("rtn");
+    o.bits = bits;
+    o.group_size = group;
+    o.symmetric = symmetric;
+    return o;
+  };
+  v.push_back({"rtn4_g32", rtn(4, 32, false)});
+  v.push_back({"rtn3_g128", rtn(3, 128, false)});
+  v.push_back({"rtn4_per_channel_symmetric", rtn(4, -1, true)});
+  v.push_back({"rtn8_g64", rtn(8, 64, false)});
+  v.push_back({"rtn2_g48_partial_groups", rtn(2, 48, false), 96});
   // The study's FFN-only variant: attention projections stay fp16, in memory too.
-  for (MethodCase mc : {MethodCase{"nf4", options("nf4")}, MethodCase{"llm_int8", options("llm-int8")}}) {
+  for (MethodCase mc : {MethodCase{"nf4", options("nf4")}, MethodCase{"llm_int8", options("llm-int8")},
+                        MethodCase{"rtn4_g32", rtn(4, 32, false)}}) {
     mc.name += "_ffn_only";
     mc.opt.include = {"h.*.mlp.*"};
     v.push_back(mc);
@@ -91,6 +105,11 @@ size_t expected_weight_bytes(const quant::QuantizeOptions& o, int64_t out, int64
     return n + groups * 4 + (o.symmetric ? 0 : groups * 4);
   }
   if (o.method == "llm-int8") return n + 4 * static_cast<size_t>(out) + 4 * static_cast<size_t>(out);
+  if (o.method == "rtn") {  // qweight + qzeros (I32) + scales (F16) + g_idx (I32)
+    const int64_t groups = o.group_size < 0 ? 1 : (in + o.group_size - 1) / o.group_size;
+    return static_cast<size_t>(in * o.bits / 32 * out * 4 + groups * (out * o.bits / 32) * 4 + groups * out * 2 +
+                               in * 4);
+  }
   const size_t blocks = (n + o.block_size - 1) / o.block_size;
   if (!o.double_quant) return (n + 1) / 2 + 4 * blocks;
   return (n + 1) / 2 + blocks + 4 * ((blocks + 255) / 256) + 4;

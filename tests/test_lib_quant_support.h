@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/file_util.h"
+#include "core/half.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/gpt2.h"
@@ -94,6 +95,30 @@ inline std::vector<float> dequantize_stored(const Checkpoint& q, const std::stri
   const std::string M = W.substr(0, W.size() - 7);
   const int64_t n = out * in;
   std::vector<float> w(static_cast<size_t>(n));
+  if (!q.has(W) && q.has(M + ".qweight")) {
+    // GPTQ's layout: the codes of each output column o as one bit stream
+    // along the input dimension (code i at bits i·bits ...), in words
+    // qweight[r, o]; zero points − 1 likewise along o in qzeros[g, :].
+    const int bits = q.quantization_config.at("bits").get<int>();
+    const auto* qw = static_cast<const uint32_t*>(q.get(M + ".qweight").raw());
+    const auto* qz = static_cast<const uint32_t*>(q.get(M + ".qzeros").raw());
+    const auto* sc = static_cast<const uint16_t*>(q.get(M + ".scales").raw());
+    const auto* gi = static_cast<const int32_t*>(q.get(M + ".g_idx").raw());
+    auto bit_at = [](const uint32_t* words, int64_t stride, int64_t b) { return (words[(b / 32) * stride] >> (b % 32)) & 1u; };
+    auto code_at = [&](const uint32_t* words, int64_t stride, int64_t k) {
+      uint32_t v = 0;
+      for (int t = 0; t < bits; ++t) v |= bit_at(words, stride, k * bits + t) << t;
+      return static_cast<int32_t>(v);
+    };
+    const int64_t zwords = out * bits / 32;
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) {
+        const int64_t g = gi[i];
+        const int32_t zero = code_at(qz + g * zwords, 1, o) + 1;
+        w[o * in + i] = half_to_float(sc[g * out + o]) * static_cast<float>(code_at(qw + o, out, i) - zero);
+      }
+    return w;
+  }
   const Tensor& stored = q.get(W);
   if (stored.dtype() == DType::I8) {
     const int8_t* c = static_cast<const int8_t*>(stored.raw());

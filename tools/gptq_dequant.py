@@ -2,6 +2,7 @@
 """Dequantizes GPTQ-layout tensors with numpy, from the format definition alone.
 
   python3 tools/gptq_dequant.py MODEL.safetensors [--bits 4] [--out dense.safetensors]
+  python3 tools/gptq_dequant.py --model CHECKPOINT_DIR [--out dense.safetensors]
   python3 tools/gptq_dequant.py --selftest tests/fixtures/quant/gptq_reference.safetensors
 
 The layout (transformers' `gptq` checkpoint format v1; src/quant/gptq_format.h
@@ -17,7 +18,9 @@ says the same): for every module with `<m>.qweight`:
   W[o, i] = scales[g, o] · (code[i, o] − (qzeros[g, o] + 1)),  g = g_idx[i]
 computed in float32 (the fp16 scale widened, the difference exact). Writes
 W as nn.Linear's [out, in] under `<m>.weight` (with --out), and prints each
-module's shape and value range. --selftest reads the packed tensors of
+module's shape and value range. --model reads DIR/model.safetensors and
+the bits from DIR/config.json's quantization_config (quant_method "gptq").
+--selftest reads the packed tensors of
 tools/gptq_reference.py's fixture and checks them against its codes, zero
 points and scales.
 """
@@ -81,12 +84,23 @@ def main(argv=None):
     ap.add_argument("file", nargs="?")
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--out")
+    ap.add_argument("--model")
     ap.add_argument("--selftest")
     a = ap.parse_args(argv)
     if a.selftest:
         return selftest(a.selftest)
+    if a.model:
+        import json
+        import os
+        with open(os.path.join(a.model, "config.json")) as f:
+            qc = json.load(f).get("quantization_config") or {}
+        if qc.get("quant_method") != "gptq":
+            print("%s/config.json: quantization_config.quant_method is not \"gptq\"" % a.model, file=sys.stderr)
+            return 1
+        a.bits = int(qc["bits"])
+        a.file = os.path.join(a.model, "model.safetensors")
     if not a.file:
-        ap.error("give a .safetensors file (or --selftest FIXTURE)")
+        ap.error("give a .safetensors file, --model DIR (or --selftest FIXTURE)")
     from safetensors.numpy import load_file, save_file
     t = load_file(a.file)
     dense = {}

@@ -116,9 +116,14 @@ GPT2Q_COMMAND(quantize) {
   cmd->add_option("--model", a->model, "Source checkpoint directory");
   cmd->add_flag("--synthetic-124m", a->synthetic_124m, "Use synthetic weights of GPT-2 124M's geometry")->group("");
   cmd->add_option("--synthetic-labels", a->synthetic_labels, "With --synthetic-124m: a classifier head")->group("");
-  cmd->add_option("--method", a->opt.method, "int8-tensor, llm-int8, nf4, fp4; or fp16, bf16, fp32 (casts)")
+  cmd->add_option("--method", a->opt.method,
+                  "int8-tensor, llm-int8, nf4, fp4, rtn, gptq; or fp16, bf16, fp32 (casts)")
       ->required();
-  cmd->add_flag("--symmetric", a->opt.symmetric, "int8-tensor: scale = absmax / 127, zero point 0");
+  cmd->add_flag("--symmetric", a->opt.symmetric,
+                "int8-tensor: scale = absmax / 127, zero point 0; rtn/gptq: zero point 2^(bits-1)");
+  cmd->add_option("--bits", a->opt.bits, "rtn/gptq: bits per weight (2, 3, 4, 8)")->default_val(4);
+  cmd->add_option("--group-size", a->opt.group_size, "rtn/gptq: input columns per scale (-1: per channel)")
+      ->default_val(128);
   cmd->add_flag("--per-channel", a->opt.per_channel, "int8-tensor: one scale per output channel");
   cmd->add_option("--threshold", a->opt.threshold, "llm-int8: outlier threshold (0 = no decomposition)")
       ->default_val(6.0);

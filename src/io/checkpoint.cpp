@@ -61,7 +61,16 @@ bool is_quantized_dtype(DType t) { return t == DType::U8 || t == DType::I8; }
 constexpr std::string_view kWeightStateSuffixes[] = {
     ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", ".quant_state.bitsandbytes__nf4",
     ".quant_state.bitsandbytes__fp4"};
-constexpr std::string_view kModuleStateSuffixes[] = {".SCB", ".weight_format", ".weight_scale", ".weight_zero_point"};
+// GPTQ's layout (quant_method "gptq") replaces MODULE.weight by MODULE.qweight
+// and keeps its zero points, scales and groups beside it.
+constexpr std::string_view kModuleStateSuffixes[] = {".SCB",     ".weight_format", ".weight_scale", ".weight_zero_point",
+                                                     ".qweight", ".qzeros",        ".scales",       ".g_idx"};
+
+// MODULE.qweight for MODULE.weight: the tensor that stands for a weight
+// stored in GPTQ's layout.
+std::string gptq_qweight_of(const std::string& weight_name) {
+  return weight_name.substr(0, weight_name.size() - std::string_view(".weight").size()) + ".qweight";
+}
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -70,30 +79,32 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 // Checks `tensors` (canonical names) against what `config` and `kind` need.
 // `where(name)` names the file a tensor came from, `weights` the weights as a
 // whole (for missing tensors). With `quantized` (config.json has a
-// quantization_config), 2-D weights stored as U8 / I8 are quantized: their
-// names are returned, and their layout is left to src/quant.
+// quantization_config), 2-D weights stored as U8 / I8, or as MODULE.qweight
+// with no MODULE.weight (GPTQ's layout), are quantized: their names are
+// returned, and their layout is left to src/quant.
 template <typename Where>
 std::set<std::string> check_tensors(const std::map<std::string, Tensor>& tensors, const GPT2Config& config,
                                     ModelKind kind, bool quantized, const std::string& weights, const Where& where) {
   auto specs = expected_tensors(config, kind);
   std::set<std::string> quantized_weights;
   auto stored_quantized = [&](const std::string& name, const Shape& spec_shape) {
+    if (!quantized || spec_shape.size() != 2) return false;
     auto it = tensors.find(name);
-    if (!quantized || spec_shape.size() != 2 || it == tensors.end() || !is_quantized_dtype(it->second.dtype()))
-      return false;
-    quantized_weights.insert(name);
-    return true;
+    const bool packed = it != tensors.end() ? is_quantized_dtype(it->second.dtype())
+                                            : tensors.count(gptq_qweight_of(name)) != 0;
+    if (packed) quantized_weights.insert(name);
+    return packed;
   };
   std::set<std::string> known;
   for (const auto& s : specs) {
     known.insert(s.name);
+    if (stored_quantized(s.name, s.shape)) continue;
     auto it = tensors.find(s.name);
     if (it == tensors.end()) {
       std::string why = block_index(s.name) >= 0 ? fmt::format(" (config.json: n_layer {})", config.n_layer) : "";
       fail("{}: missing tensor '{}'{}", weights, s.name, why);
     }
     const Tensor& t = it->second;
-    if (stored_quantized(s.name, s.shape)) continue;
     if (!quantized && is_quantized_dtype(t.dtype()))
       fail("{}: tensor '{}' has dtype {}; GPT-2 weights must be F32, F16 or BF16 (config.json has no "
            "quantization_config)",
@@ -103,22 +114,22 @@ std::set<std::string> check_tensors(const std::map<std::string, Tensor>& tensors
            s.dims, shape_str(s.shape));
   }
   const Shape lm_head_shape{config.vocab_size, config.n_embd};
-  if (kind == ModelKind::CausalLM && tensors.count("lm_head.weight")) {
+  if (kind == ModelKind::CausalLM && (tensors.count("lm_head.weight") || tensors.count("lm_head.qweight"))) {
     known.insert("lm_head.weight");
-    const Tensor& t = tensors.at("lm_head.weight");
-    if (!stored_quantized("lm_head.weight", lm_head_shape) && t.shape() != lm_head_shape)
+    if (!stored_quantized("lm_head.weight", lm_head_shape) && tensors.at("lm_head.weight").shape() != lm_head_shape)
       fail("{}: tensor 'lm_head.weight' has shape {} but config.json implies [vocab_size, n_embd] = {}",
-           where("lm_head.weight"), shape_str(t.shape()), shape_str(lm_head_shape));
+           where("lm_head.weight"), shape_str(tensors.at("lm_head.weight").shape()), shape_str(lm_head_shape));
   }
   for (const auto& [name, t] : tensors) {
     if (!known.count(name)) {
-      if (std::string owner = quant_state_owner(name); !owner.empty() && tensors.count(owner)) {
+      if (std::string owner = quant_state_owner(name);
+          !owner.empty() && (tensors.count(owner) || (known.count(owner) && tensors.count(gptq_qweight_of(owner))))) {
         if (!quantized)
           fail("{}: unexpected tensor '{}' (quantization state, but config.json has no quantization_config)",
                where(name), name);
         if (!quantized_weights.count(owner))
           fail("{}: tensor '{}' is quantization state of '{}', which is not stored quantized ({})", where(name), name,
-               owner, dtype_name(tensors.at(owner).dtype()));
+               owner, tensors.count(owner) ? dtype_name(tensors.at(owner).dtype()) : "no qweight");
         continue;
       }
       if (int64_t b = block_index(name); b >= config.n_layer) {
@@ -133,7 +144,8 @@ std::set<std::string> check_tensors(const std::map<std::string, Tensor>& tensors
            dtype_name(t.dtype()), hint);
     }
   }
-  if (kind == ModelKind::CausalLM && !config.tie_word_embeddings && !tensors.count("lm_head.weight"))
+  if (kind == ModelKind::CausalLM && !config.tie_word_embeddings && !tensors.count("lm_head.weight") &&
+      !quantized_weights.count("lm_head.weight"))
     fail("{}: missing tensor 'lm_head.weight' (config.json: tie_word_embeddings is false)", weights);
   return quantized_weights;
 }

@@ -42,7 +42,9 @@ std::string tensor_component(std::string_view canonical_name);
 // U8 / I8 plus quantization-state tensors named as transformers +
 // bitsandbytes write them: MODULE.weight.{absmax, quant_map, nested_absmax,
 // nested_quant_map, quant_state.bitsandbytes__nf4, quant_state.bitsandbytes__fp4},
-// MODULE.{SCB, weight_format}, and gpt2q's MODULE.{weight_scale, weight_zero_point}.
+// MODULE.{SCB, weight_format}, and gpt2q's MODULE.{weight_scale, weight_zero_point};
+// GPTQ's layout (transformers' quant_method "gptq") stores no MODULE.weight
+// but MODULE.{qweight, qzeros, scales, g_idx}, all owned by MODULE.weight.
 // The weight such a tensor belongs to ("h.0.attn.c_attn.weight"), or "".
 std::string quant_state_owner(std::string_view canonical_name);
 
@@ -57,6 +59,7 @@ struct Checkpoint {
   // config.json's `quantization_config` (null when the checkpoint is not
   // quantized) and the weights stored quantized (dtype U8 / I8). Their
   // quantization state is in `tensors` too; src/quant reads and checks it.
+  // A weight in GPTQ's layout is in quantized_weights but not in `tensors`.
   nlohmann::json quantization_config;
   std::set<std::string> quantized_weights;
 
@@ -68,7 +71,8 @@ struct Checkpoint {
   // A classifier whose config.json names no labels gets transformers'
   // default, two labels LABEL_0 and LABEL_1.
   // With a `quantization_config`, a 2-D weight may be stored as U8 / I8 (its
-  // shape is then the quantized layout's, checked by src/quant) together with
+  // shape is then the quantized layout's, checked by src/quant), or replaced
+  // by MODULE.qweight (GPTQ), together with
   // its quantization state (quant_state_owner); the state of a weight that is
   // not stored quantized, or any of it without a quantization_config, is an Error.
   static Checkpoint load(const std::filesystem::path& dir);

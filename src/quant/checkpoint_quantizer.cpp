@@ -117,9 +117,17 @@ std::vector<float> out_in_weights(const Tensor& w_f32, const std::string& name) 
 }
 
 QuantizedWeight quantize_weight(const QuantizationConfig& cfg, const std::vector<float>& w, int64_t out, int64_t in,
-                                const std::string& name) {
+                                const std::string& name, const std::map<std::string, GroupQuantized>* calibrated) {
   try {
     switch (cfg.method) {
+      case QuantMethod::rtn:
+        return group_quantized_as_stored(quantize_rtn(w.data(), out, in, {cfg.bits, cfg.group_size, cfg.sym}));
+      case QuantMethod::gptq: {
+        GPT2Q_CHECK(calibrated && calibrated->count(name), "gptq: no calibrated weight for {}", name);
+        const GroupQuantized& q = calibrated->at(name);
+        GPT2Q_CHECK(q.out == out && q.in == in, "gptq: {} has the wrong shape", name);
+        return group_quantized_as_stored(q);
+      }
       case QuantMethod::int8_tensor:
         return quantize_int8(w.data(), out, in, cfg.int8_scheme, cfg.int8_granularity);
       case QuantMethod::llm_int8:
@@ -143,6 +151,11 @@ QuantizationConfig config_from_options(const QuantizeOptions& opt) {
   c.llm_int8_threshold = opt.threshold;
   c.blocksize = opt.block_size;
   c.double_quant = opt.double_quant;
+  c.bits = opt.bits;
+  c.group_size = opt.group_size;
+  c.sym = opt.symmetric;
+  c.desc_act = opt.act_order;
+  c.damp_percent = opt.damp;
   c.compute_dtype = std::string(torch_dtype_name(opt.compute_dtype));
   return c;
 }
@@ -151,7 +164,7 @@ QuantizationConfig config_from_options(const QuantizeOptions& opt) {
 std::vector<std::pair<std::string, Shape>> ordered_specs(const Checkpoint& ck) {
   std::vector<std::pair<std::string, Shape>> v;
   for (const auto& s : expected_tensors(ck.config, ck.kind)) v.emplace_back(s.name, s.shape);
-  if (ck.has("lm_head.weight")) v.emplace_back("lm_head.weight", Shape{ck.config.vocab_size, ck.config.n_embd});
+  if (ck.has("lm_head.weight") || ck.quantized_weights.count("lm_head.weight")) v.emplace_back("lm_head.weight", Shape{ck.config.vocab_size, ck.config.n_embd});
   return v;
 }
 
@@ -218,7 +231,8 @@ size_t total_bytes(const std::vector<std::pair<std::string, Tensor>>& tensors) {
 }  // namespace
 
 const std::vector<std::string>& quantize_method_names() {
-  static const std::vector<std::string> names = {"int8-tensor", "llm-int8", "nf4", "fp4", "fp16", "bf16", "fp32"};
+  static const std::vector<std::string> names = {"int8-tensor", "llm-int8", "nf4", "fp4",  "rtn",
+                                                 "gptq",        "fp16",     "bf16", "fp32"};
   return names;
 }
 
@@ -241,8 +255,18 @@ void check_quantize_options(const QuantizeOptions& opt) {
   const auto method = parse_quant_method(opt.method);
   if (!method && (opt.symmetric || opt.per_channel || opt.double_quant))
     fail("--symmetric, --per-channel and --double-quant do not apply to --method {}", opt.method);
-  if ((opt.symmetric || opt.per_channel) && method != QuantMethod::int8_tensor)
-    fail("--symmetric and --per-channel apply to --method int8-tensor only, not {}", opt.method);
+  const bool group_int = method && is_group_int(*method);
+  if (opt.per_channel && method != QuantMethod::int8_tensor)
+    fail("--per-channel applies to --method int8-tensor only, not {} (rtn / gptq: --group-size -1)", opt.method);
+  if (opt.symmetric && method != QuantMethod::int8_tensor && !group_int)
+    fail("--symmetric applies to --method int8-tensor, rtn and gptq only, not {}", opt.method);
+  if (opt.bits != 2 && opt.bits != 3 && opt.bits != 4 && opt.bits != 8)
+    fail("--bits {} is not supported (2, 3, 4 or 8)", opt.bits);
+  if (opt.group_size == 0 || opt.group_size < -1)
+    fail("--group-size {} must be -1 (per channel) or a positive number of columns", opt.group_size);
+  if (!(opt.damp > 0.0) || !std::isfinite(opt.damp)) fail("--damp {} must be finite and > 0", opt.damp);
+  if (opt.act_order && method != QuantMethod::gptq)
+    fail("--act-order applies to --method gptq only, not {}", opt.method);
   if (opt.double_quant && !(method && is_4bit(*method)))
     fail("--double-quant applies to --method nf4 and fp4 only, not {}", opt.method);
   const int64_t bs = opt.block_size;
@@ -258,13 +282,28 @@ void check_quantize_options(const QuantizeOptions& opt) {
     fail("--keep-dtype must be fp16 or fp32, got {}", dtype_name(opt.keep_dtype));
 }
 
-QuantizeResult quantize_checkpoint(const Checkpoint& src, const QuantizeOptions& opt) {
+std::set<std::string> selected_weights(const Checkpoint& src, const QuantizeOptions& opt) {
   check_quantize_options(opt);
   if (src.quantized())
     fail("{}: the checkpoint is already quantized ({}); quantize the original weights",
          (src.dir / "config.json").string(), src.quantization_config.value("quant_method", "?"));
+  const std::set<std::string> selected = select_tensors(src, opt, cast_dtype(opt.method).has_value());
+  if (opt.method == "gptq")
+    for (const auto& name : selected)
+      if (!is_conv1d_weight(name))
+        fail("--method gptq quantizes the block projections only (attn.c_attn, attn.c_proj, mlp.c_fc, "
+             "mlp.c_proj), not {}",
+             name);
+  return selected;
+}
+
+QuantizeResult quantize_checkpoint(const Checkpoint& src, const QuantizeOptions& opt,
+                                   const std::map<std::string, GroupQuantized>* calibrated) {
+  const std::set<std::string> selected = selected_weights(src, opt);
   const std::optional<DType> cast = cast_dtype(opt.method);
-  const std::set<std::string> selected = select_tensors(src, opt, cast.has_value());
+  if ((opt.method == "gptq") != (calibrated != nullptr))
+    fail("--method {}: {}", opt.method,
+         calibrated ? "takes no calibrated weights" : "needs calibration data (--calibration FILE)");
   QuantizationConfig qcfg;
   if (!cast) {
     qcfg = config_from_options(opt);
@@ -290,8 +329,13 @@ QuantizeResult quantize_checkpoint(const Checkpoint& src, const QuantizeOptions&
     const bool chosen = selected.count(name) != 0;
     if (chosen && !cast) {
       auto [out, in] = quantized_out_in(name, shape);
+      if (is_group_int(qcfg.method) && ((in * qcfg.bits) % 32 != 0 || (out * qcfg.bits) % 32 != 0))
+        fail("{}: tensor '{}' [{}, {}] (out, in): the GPTQ layout packs {}-bit codes into 32-bit words along both "
+             "dimensions, so each must be a multiple of {}",
+             src.source.count(name) ? src.source.at(name) : src.dir.string(), name, out, in, qcfg.bits,
+             qcfg.bits == 3 ? 32 : 32 / qcfg.bits);
       const std::vector<float> w = out_in_weights(f32, name);
-      QuantizedWeight qw = quantize_weight(qcfg, w, out, in, name);
+      QuantizedWeight qw = quantize_weight(qcfg, w, out, in, name, calibrated);
       const std::vector<float> back = dequantize(qw);
       ErrorStats e = error_stats(w.data(), back.data(), out * in);
       rep.format = quantized_format(qw);
@@ -373,7 +417,7 @@ void save_quantized_checkpoint(const Checkpoint& q, const fs::path& out, const f
     std::vector<std::pair<std::string, Tensor>> stored;
     for (const auto& [name, shape] : ordered_specs(q)) {
       // Each weight is followed by its quantization state, as bnb's state dict orders it.
-      stored.emplace_back(stored_name(name, q.kind), q.get(name));
+      if (q.has(name)) stored.emplace_back(stored_name(name, q.kind), q.get(name));  // GPTQ's layout: no weight
       for (const auto& [n, t] : q.tensors)
         if (quant_state_owner(n) == name) stored.emplace_back(stored_name(n, q.kind), t);
     }

@@ -15,20 +15,29 @@
 // embeddings); int8-tensor and --all-tensors checkpoints are gpt2q's own.
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "io/checkpoint.h"
+#include "quant/gptq.h"
 
 namespace gpt2q::quant {
 
 struct QuantizeOptions {
-  std::string method;                           // int8-tensor, llm-int8, nf4, fp4 (quantized); fp16, bf16, fp32 (cast)
+  std::string method;  // int8-tensor, llm-int8, nf4, fp4, rtn, gptq (quantized); fp16, bf16, fp32 (cast)
   bool symmetric = false, per_channel = false;  // int8-tensor
   float threshold = 6.0f;                       // llm-int8
   int64_t block_size = 64;                      // nf4 / fp4
   bool double_quant = false;                    // nf4 / fp4
+  // rtn / gptq: bits (2, 3, 4, 8), columns per group (-1: per channel),
+  // symmetric (--symmetric); gptq: damping and act-order.
+  int bits = 4;
+  int64_t group_size = 128;
+  double damp = 0.01;
+  bool act_order = false;
   std::vector<std::string> include, exclude;
   bool all_tensors = false;
   DType keep_dtype = DType::F16;  // F16 or F32
@@ -62,7 +71,13 @@ struct QuantizeResult {
   std::vector<TensorQuantReport> kept;     // every other tensor (cast to keep_dtype)
 };
 
-QuantizeResult quantize_checkpoint(const Checkpoint& source, const QuantizeOptions& opt);
+// The weights `opt` selects (canonical names), checked as quantize_checkpoint checks them.
+std::set<std::string> selected_weights(const Checkpoint& source, const QuantizeOptions& opt);
+
+// `gptq`: the weights GPTQ made from calibration data (calib/gptq_blocks.h),
+// by canonical name, one for every selected weight; the other methods take none.
+QuantizeResult quantize_checkpoint(const Checkpoint& source, const QuantizeOptions& opt,
+                                   const std::map<std::string, GroupQuantized>* calibrated = nullptr);
 
 // Writes `q` (from quantize_checkpoint) as a checkpoint directory: config.json
 // (with quantization_config), model.safetensors in transformers' names, and the

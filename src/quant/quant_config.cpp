@@ -14,6 +14,7 @@ using nlohmann::json;
 
 constexpr std::string_view kBnb = "bitsandbytes";
 constexpr std::string_view kGpt2q = "gpt2q";
+constexpr std::string_view kGptq = "gptq";
 
 // Optional typed fields: absent or null gives `fallback`; a wrong type is an Error.
 bool get_bool(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -104,6 +105,43 @@ QuantizationConfig gpt2q_from_json(const json& j, const std::string& source) {
   return c;
 }
 
+int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& source) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_number_integer()) fail("{}: quantization_config.{} must be an integer", source, key);
+  return j[key].get<int64_t>();
+}
+
+// transformers' GPTQConfig; absent keys take its defaults (sym true,
+// group_size 128, desc_act false), except bits, which it requires.
+QuantizationConfig gptq_from_json(const json& j, const std::string& source) {
+  QuantizationConfig c;
+  const std::string method = get_string(j, "gpt2q_method", "gptq", source);
+  if (method == "gptq") {
+    c.method = QuantMethod::gptq;
+  } else if (method == "rtn") {
+    c.method = QuantMethod::rtn;
+  } else {
+    fail("{}: quantization_config.gpt2q_method \"{}\" is not supported (rtn, gptq)", source, method);
+  }
+  if (!j.contains("bits") || j["bits"].is_null()) fail("{}: quantization_config has no 'bits'", source);
+  const int64_t bits = get_int(j, "bits", 4, source);
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+    fail("{}: quantization_config.bits {} is not supported (2, 3, 4, 8)", source, bits);
+  c.bits = static_cast<int>(bits);
+  c.group_size = get_int(j, "group_size", 128, source);
+  if (c.group_size == 0 || c.group_size < -1)
+    fail("{}: quantization_config.group_size {} must be -1 (per channel) or a positive column count", source,
+         c.group_size);
+  c.sym = get_bool(j, "sym", true, source);
+  c.desc_act = get_bool(j, "desc_act", false, source);
+  if (j.contains("damp_percent") && j["damp_percent"].is_number()) c.damp_percent = j["damp_percent"].get<double>();
+  const std::string format = get_string(j, "checkpoint_format", "gptq", source);
+  if (format != "gptq")
+    fail("{}: quantization_config.checkpoint_format \"{}\" is not supported (gptq, the v1 layout)", source, format);
+  c.skip_modules = get_strings(j, "modules_to_not_convert", source);
+  return c;
+}
+
 }  // namespace
 
 std::optional<DType> parse_compute_dtype(std::string_view name) {
@@ -129,17 +167,24 @@ std::string_view quant_method_name(QuantMethod m) {
       return "nf4";
     case QuantMethod::fp4:
       return "fp4";
+    case QuantMethod::rtn:
+      return "rtn";
+    case QuantMethod::gptq:
+      return "gptq";
   }
   return "?";
 }
 
 std::optional<QuantMethod> parse_quant_method(std::string_view name) {
-  for (QuantMethod m : {QuantMethod::int8_tensor, QuantMethod::llm_int8, QuantMethod::nf4, QuantMethod::fp4})
+  for (QuantMethod m : {QuantMethod::int8_tensor, QuantMethod::llm_int8, QuantMethod::nf4, QuantMethod::fp4,
+                        QuantMethod::rtn, QuantMethod::gptq})
     if (name == quant_method_name(m)) return m;
   return std::nullopt;
 }
 
 bool is_4bit(QuantMethod m) { return m == QuantMethod::nf4 || m == QuantMethod::fp4; }
+
+bool is_group_int(QuantMethod m) { return m == QuantMethod::rtn || m == QuantMethod::gptq; }
 
 Code4 code4_of(QuantMethod m) {
   GPT2Q_CHECK(is_4bit(m), "code4_of({})", quant_method_name(m));
@@ -155,6 +200,20 @@ json QuantizationConfig::to_json() const {
             {"per_channel", int8_granularity == Int8Granularity::per_channel},
             {"compute_dtype", compute_dtype},
             {"weight_layout", "out_in"},
+            {"modules_to_not_convert", skip}};
+  }
+  if (is_group_int(method)) {
+    // GPTQConfig's keys that describe the stored weights; what we did, not
+    // transformers' defaults (sym there is true).
+    return {{"quant_method", kGptq},
+            {"bits", bits},
+            {"group_size", group_size},
+            {"sym", sym},
+            {"desc_act", desc_act},
+            {"damp_percent", damp_percent},
+            {"true_sequential", false},
+            {"checkpoint_format", "gptq"},
+            {"gpt2q_method", std::string(quant_method_name(method))},
             {"modules_to_not_convert", skip}};
   }
   // Every key transformers' BitsAndBytesConfig.to_dict() writes.
@@ -179,7 +238,8 @@ QuantizationConfig QuantizationConfig::from_json(const json& j, const std::strin
   const std::string qm = get_string(j, "quant_method", "", source);
   if (qm == kBnb) return bnb_from_json(j, source);
   if (qm == kGpt2q) return gpt2q_from_json(j, source);
-  fail("{}: quantization_config.quant_method \"{}\" is not supported (bitsandbytes, gpt2q)", source, qm);
+  if (qm == kGptq) return gptq_from_json(j, source);
+  fail("{}: quantization_config.quant_method \"{}\" is not supported (bitsandbytes, gptq, gpt2q)", source, qm);
 }
 
 std::string QuantizationConfig::describe() const {
@@ -195,6 +255,11 @@ std::string QuantizationConfig::describe() const {
       return fmt::format("{} ({}{}{})", quant_method_name(method),
                          blocksize > 0 ? fmt::format("blocksize {}", blocksize) : "mixed block sizes",
                          double_quant ? ", double quant" : "", compute() == DType::BF16 ? ", bf16 compute" : "");
+    case QuantMethod::rtn:
+    case QuantMethod::gptq:
+      return fmt::format("{} ({} bit, {}{}{})", quant_method_name(method), bits,
+                         group_size < 0 ? "per channel" : fmt::format("group {}", group_size),
+                         sym ? ", symmetric" : "", desc_act ? ", act-order" : "");
   }
   return "?";
 }

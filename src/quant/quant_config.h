@@ -9,6 +9,11 @@
 //   {"quant_method": "gpt2q", "method": "int8-tensor", "symmetric": false,
 //    "per_channel": false, "weight_layout": "out_in", "modules_to_not_convert": [...]}
 // Block sizes are per tensor (bnb keeps them in each tensor's quant_state).
+// rtn / gptq (group-wise integers, quant/gptq.h) are written as transformers
+// writes a GPTQConfig (quant_method "gptq", bits, group_size (-1: per
+// channel), sym, desc_act, damp_percent, checkpoint_format "gptq"), so that
+// transformers + optimum load them; gpt2q_method says which of the two made
+// the codes (both store the same layout).
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -22,16 +27,17 @@
 
 namespace gpt2q::quant {
 
-enum class QuantMethod { int8_tensor, llm_int8, nf4, fp4 };
+enum class QuantMethod { int8_tensor, llm_int8, nf4, fp4, rtn, gptq };
 
 // torch's names for the compute dtypes a quantization_config may name.
 // "bf16"/"bfloat16" -> BF16, "fp32"/"float32" -> F32; anything else -> nullopt.
 std::optional<DType> parse_compute_dtype(std::string_view name);
 std::string_view torch_dtype_name(DType compute);  // F32 -> "float32", BF16 -> "bfloat16"
 
-std::string_view quant_method_name(QuantMethod m);  // "int8-tensor", "llm-int8", "nf4", "fp4"
+std::string_view quant_method_name(QuantMethod m);  // "int8-tensor", "llm-int8", "nf4", "fp4", "rtn", "gptq"
 std::optional<QuantMethod> parse_quant_method(std::string_view name);
 bool is_4bit(QuantMethod m);
+bool is_group_int(QuantMethod m);  // rtn / gptq: the GPTQ checkpoint layout
 Code4 code4_of(QuantMethod m);  // nf4 / fp4 only
 
 struct QuantizationConfig {
@@ -45,6 +51,12 @@ struct QuantizationConfig {
   // quant_state; checkpoint_quantization() sets this to their common value (0: mixed).
   int64_t blocksize = 64;
   bool double_quant = false;
+  // rtn / gptq (GPTQConfig's bits, group_size, sym, desc_act, damp_percent)
+  int bits = 4;
+  int64_t group_size = 128;  // -1: one group per output row
+  bool sym = false;
+  bool desc_act = false;       // act-order (gptq)
+  double damp_percent = 0.01;  // gptq
   // nf4 / fp4: bnb_4bit_compute_dtype; int8-tensor: gpt2q's compute_dtype.
   // "float32", "bfloat16" or "float16" (torch's names); see compute().
   std::string compute_dtype = "float32";

@@ -8,7 +8,9 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "core/json_read.h"
+#include "quant/gptq_format.h"
 
 namespace gpt2q::quant {
 
@@ -248,6 +250,35 @@ Blockwise4Weight read_blockwise4(const WeightReader& r, const QuantizationConfig
   return w;
 }
 
+// rtn / gptq: the four tensors of the GPTQ layout, checked against bits,
+// [out, in] and the config's group size.
+GroupQuantized read_group_int(const WeightReader& r, const QuantizationConfig& cfg, int64_t out, int64_t in) {
+  const std::string& M = r.module();
+  if (r.has(r.weight_name()))
+    r.bad(r.weight_name(), "a GPTQ-layout weight is stored as qweight / qzeros / scales / g_idx, not as weight");
+  GptqTensors t;
+  t.qweight = r.get(M + ".qweight", DType::I32, -1, fmt::format("{}-bit codes of [{}, {}]", cfg.bits, out, in));
+  t.qzeros = r.get(M + ".qzeros", DType::I32, -1, "packed zero points - 1");
+  t.scales = r.get(M + ".scales", DType::F16, -1, "one scale per group and output");
+  t.g_idx = r.get(M + ".g_idx", DType::I32, -1, "the group of each input column");
+  const std::string file = r.file_of(M + ".qweight");
+  GroupQuantized q;
+  try {
+    q = unpack_gptq(t, cfg.bits, out, in, cfg.sym, M);
+  } catch (const Error& e) {
+    fail("{}: {}", file, e.what());
+  }
+  const int64_t want = cfg.group_size < 0 ? 1 : (in + cfg.group_size - 1) / cfg.group_size;
+  if (q.groups() != want)
+    r.bad(M + ".scales", fmt::format("{} groups, but group_size {} of {} columns makes {}", q.groups(),
+                                     cfg.group_size, in, want));
+  q.group_size = cfg.group_size < 0 ? in : cfg.group_size;
+  for (size_t i = 0; i < q.scales.size(); ++i)
+    if (!std::isfinite(q.scales[i]))
+      r.bad(M + ".scales", fmt::format("value {} at index {} is not finite", q.scales[i], i));
+  return q;
+}
+
 // Every stored tensor of a quantized weight must be one the format uses.
 void check_no_foreign_state(const Checkpoint& ck, const WeightReader& r, const std::vector<std::string>& allowed) {
   for (const auto& [name, t] : ck.tensors) {
@@ -263,12 +294,29 @@ void check_no_foreign_state(const Checkpoint& ck, const WeightReader& r, const s
 std::string quantized_format(const QuantizedWeight& w) {
   return std::visit(Overloaded{[](const Int8Weight& x) { return x.format(); },
                                [](const LlmInt8Weight&) { return std::string("llm-int8"); },
-                               [](const Blockwise4Weight& x) { return x.format(); }},
+                               [](const Blockwise4Weight& x) { return x.format(); },
+                               [](const GroupQuantized& x) {
+                                 // QuantizedTensor::format_name()'s spelling.
+                                 return fmt::format("int{}-g{}{}", x.bits, x.group_size, x.symmetric ? "-sym" : "");
+                               }},
                     w);
 }
 
 size_t quantized_bytes(const QuantizedWeight& w) {
-  return std::visit([](const auto& x) { return x.bytes(); }, w);
+  return std::visit(Overloaded{[](const GroupQuantized& x) {
+                                 // qweight + qzeros (I32) + scales (F16) + g_idx (I32), as stored.
+                                 const auto words = [&](int64_t n) { return static_cast<size_t>(n * x.bits / 32) * 4; };
+                                 const auto g = static_cast<size_t>(x.groups());
+                                 return words(x.in) * static_cast<size_t>(x.out) + g * words(x.out) +
+                                        g * static_cast<size_t>(x.out) * 2 + static_cast<size_t>(x.in) * 4;
+                               },
+                               [](const auto& x) { return x.bytes(); }},
+                    w);
+}
+
+GroupQuantized group_quantized_as_stored(GroupQuantized q) {
+  for (float& s : q.scales) s = half_to_float(float_to_half(s));
+  return q;
 }
 
 int64_t quantized_out(const QuantizedWeight& w) {
@@ -294,6 +342,7 @@ Tensor adopt(std::vector<T>&& v, DType dtype) {
 }  // namespace
 
 QuantizedTensor to_quantized_tensor(QuantizedWeight w) {
+  if (auto* g = std::get_if<GroupQuantized>(&w)) return to_quantized_tensor(*g, "quantized weight");
   QuantizedTensor t;
   std::visit(Overloaded{[&](Int8Weight& q) {
                           t.format = view_of(q).format;
@@ -316,7 +365,8 @@ QuantizedTensor to_quantized_tensor(QuantizedWeight w) {
                           } else {
                             t.scales = adopt(std::move(q.absmax), DType::F32);
                           }
-                        }},
+                        },
+                        [&](GroupQuantized&) {}},
              w);
   t.validate("quantized weight");
   return t;
@@ -329,7 +379,8 @@ std::vector<float> dequantize(const QuantizedWeight& w) {
                           for (int64_t j = 0; j < x.out; ++j)
                             for (int64_t k = 0; k < x.in; ++k) out[j * x.in + k] = llm_int8_dequantized_weight(x, j, k);
                         },
-                        [&](const Blockwise4Weight& x) { dequantize_4bit(x, out.data()); }},
+                        [&](const Blockwise4Weight& x) { dequantize_4bit(x, out.data()); },
+                        [&](const GroupQuantized& x) { out = x.dequantize(); }},
              w);
   return out;
 }
@@ -381,6 +432,14 @@ std::vector<std::pair<std::string, Tensor>> quantized_weight_tensors(const std::
             const std::string js = quant_state_json(w, dtype);
             t.emplace_back(W + ".quant_state.bitsandbytes__" + code4_name(w.type),
                            tensor_of(std::vector<uint8_t>(js.begin(), js.end()), {static_cast<int64_t>(js.size())}));
+          },
+          [&](const GroupQuantized& w) {
+            // optimum's QuantLinear state dict order; no M.weight.
+            GptqTensors p = pack_gptq(w, M);
+            t.emplace_back(M + ".qweight", std::move(p.qweight));
+            t.emplace_back(M + ".qzeros", std::move(p.qzeros));
+            t.emplace_back(M + ".scales", std::move(p.scales));
+            t.emplace_back(M + ".g_idx", std::move(p.g_idx));
           }},
       qw);
   return t;
@@ -443,6 +502,10 @@ QuantizedWeight read_quantized_weight(const Checkpoint& ck, const QuantizationCo
            W + ".quant_state.bitsandbytes__" + code4_name(cfg.method == QuantMethod::nf4 ? Code4::fp4 : Code4::nf4)});
       return read_blockwise4(r, cfg, out, in);
     }
+    case QuantMethod::rtn:
+    case QuantMethod::gptq:
+      check_no_foreign_state(ck, r, {M + ".qweight", M + ".qzeros", M + ".scales", M + ".g_idx"});
+      return read_group_int(r, cfg, out, in);
   }
   GPT2Q_CHECK(false, "unknown quantization method");
 }

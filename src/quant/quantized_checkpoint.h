@@ -10,6 +10,9 @@
 //            W.quant_state.bitsandbytes__nf4 (or __fp4)  U8: JSON {quant_type,
 //                blocksize, dtype, shape, nested_blocksize, nested_dtype, nested_offset}
 //   llm-int8: W  I8 [out, in];  M.SCB  F32 [out];  M.weight_format  U8 [] = 0 (row-major)
+// rtn / gptq (transformers' GPTQ layout, quant/gptq_format.h), with no M.weight:
+//            M.qweight I32 [in·bits/32, out];  M.qzeros I32 [groups, out·bits/32];
+//            M.scales F16 [groups, out];  M.g_idx I32 [in]
 // gpt2q's int8-tensor:
 //            W  I8 [out, in];  M.weight_scale  F32 [1 or out];  M.weight_zero_point  I32 [1 or out] (affine)
 // where W = M.weight. Weights are in nn.Linear order [out, in]: GPT-2's Conv1D
@@ -26,15 +29,22 @@
 #include "io/checkpoint.h"
 #include "ops/quantized_tensor.h"
 #include "quant/blockwise4.h"
+#include "quant/gptq.h"
 #include "quant/int8_affine.h"
 #include "quant/llm_int8.h"
 #include "quant/quant_config.h"
 
 namespace gpt2q::quant {
 
-using QuantizedWeight = std::variant<Int8Weight, LlmInt8Weight, Blockwise4Weight>;
+// GroupQuantized (rtn / gptq) keeps its scales as the checkpoint stores
+// them, fp16 values (group_quantized_as_stored), so that dequantize() is what
+// a loaded checkpoint computes with.
+using QuantizedWeight = std::variant<Int8Weight, LlmInt8Weight, Blockwise4Weight, GroupQuantized>;
 
-// "int8-tensor", "int8-channel-sym", "llm-int8", "nf4", "fp4-dq", ...
+// `q` with each scale rounded to fp16, as the GPTQ layout stores it.
+GroupQuantized group_quantized_as_stored(GroupQuantized q);
+
+// "int8-tensor", "int8-channel-sym", "llm-int8", "nf4", "fp4-dq", "int4-g128", ...
 std::string quantized_format(const QuantizedWeight& w);
 // Bytes the weight holds in memory (codes + scales + quant state; see each format's bytes()).
 size_t quantized_bytes(const QuantizedWeight& w);
