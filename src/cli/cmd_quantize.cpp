@@ -3,10 +3,15 @@
 // and quant/quantized_checkpoint.h for how it is stored).
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
+#include <optional>
 
+#include "calib/gptq_blocks.h"
 #include "cli/command.h"
+#include "cli/model_args.h"
 #include "core/error.h"
+#include "eval/perplexity.h"
 #include "io/checkpoint.h"
 #include "model/synthetic_weights.h"
 #include "quant/checkpoint_quantizer.h"
@@ -23,7 +28,35 @@ struct QuantizeArgs {
   int64_t synthetic_labels = 0;  // hidden: >0 makes it a classifier with that many labels
   bool json = false;
   gpt2q::quant::QuantizeOptions opt;
+  // gptq: calibration text, segments drawn from it (calib/gptq_blocks.h)
+  std::string calibration;
+  std::optional<std::string> tokenizer;
+  int64_t nsamples = 128, seqlen = 512;
+  uint64_t seed = 0;
 };
+
+// GPTQ's part of quantize: tokenize the calibration text, draw segments, run
+// the blocks. Progress goes to stderr.
+gpt2q::calib::GptqBlocksResult run_gptq(const QuantizeArgs& a, const gpt2q::Checkpoint& source) {
+  const std::set<std::string> selected = gpt2q::quant::selected_weights(source, a.opt);
+  if (a.seqlen > source.config.n_positions)
+    gpt2q::fail("--seqlen {} exceeds the model's n_positions = {}", a.seqlen, source.config.n_positions);
+  if (a.nsamples < 1 || a.seqlen < 1)
+    gpt2q::fail("--nsamples {} and --seqlen {} must be at least 1", a.nsamples, a.seqlen);
+  const auto tokenizer = gpt2q::cli::load_model_tokenizer(a.model, a.tokenizer, source.config);
+  const std::vector<int32_t> ids = tokenizer.encode(gpt2q::read_text_file(a.calibration), a.calibration);
+  const auto segments = gpt2q::calib::calibration_segments(ids, a.nsamples, a.seqlen, a.seed, a.calibration);
+  gpt2q::quant::GptqOptions o;
+  o.quant = {a.opt.bits, a.opt.group_size, a.opt.symmetric};
+  o.damp_percent = a.opt.damp;
+  o.act_order = a.opt.act_order;
+  fmt::print(stderr, "gptq: {} segments of {} tokens from {} ({} tokens)\n", segments.size(), a.seqlen,
+             a.calibration, ids.size());
+  return gpt2q::calib::gptq_quantize_blocks(source, selected, o, segments, [](const std::string& msg) {
+    fmt::print(stderr, "gptq: {}\n", msg);
+    std::fflush(stderr);
+  });
+}
 
 std::string sqnr_text(double db) { return std::isinf(db) ? "inf" : fmt::format("{:.2f}", db); }
 
@@ -61,7 +94,16 @@ void run(QuantizeArgs a) {
   } else {
     source = gpt2q::Checkpoint::load(a.model);
   }
-  const auto r = gpt2q::quant::quantize_checkpoint(source, a.opt);
+  const bool gptq = a.opt.method == "gptq";
+  if (gptq && a.calibration.empty())
+    gpt2q::fail("--method gptq needs --calibration FILE (text whose layer inputs GPTQ fits the weights to)");
+  if (!gptq && (!a.calibration.empty() || a.tokenizer))
+    gpt2q::fail("--calibration and --tokenizer apply to --method gptq only, not {}", a.opt.method);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::optional<gpt2q::calib::GptqBlocksResult> g;
+  if (gptq) g = run_gptq(a, source);
+  const auto r = gpt2q::quant::quantize_checkpoint(source, a.opt, g ? &g->weights : nullptr);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   gpt2q::quant::save_quantized_checkpoint(r.checkpoint, a.out, a.synthetic_124m ? fs::path() : fs::path(a.model));
 
   size_t stored = 0, held = 0, kept_bytes = 0;
@@ -90,6 +132,24 @@ void run(QuantizeArgs a) {
                         {"kept_stored_bytes", kept_bytes},
                         {"stored_bytes", stored + kept_bytes}};
     j["quantization_config"] = r.checkpoint.quantization_config;
+    j["seconds"] = seconds;
+    if (g) {
+      nlohmann::json layers = nlohmann::json::array();
+      for (const auto& l : g->layers)
+        layers.push_back({{"name", l.name},
+                          {"gptq_error", l.gptq_error},
+                          {"rtn_error", l.rtn_error},
+                          {"damp", l.stats.damp},
+                          {"damp_retries", l.stats.damp_retries},
+                          {"dead_columns", l.stats.dead_columns},
+                          {"seconds", l.stats.seconds}});
+      j["gptq"] = {{"calibration", a.calibration},
+                   {"nsamples", a.nsamples},
+                   {"seqlen", a.seqlen},
+                   {"seed", a.seed},
+                   {"seconds", g->seconds},
+                   {"layers", layers}};
+    }
     gpt2q::cli::print_json(j);
     return;
   }
@@ -106,6 +166,15 @@ void run(QuantizeArgs a) {
   fmt::print("total:    {} bytes ({:.2f} MB, {:.2f} MiB) in model.safetensors tensors\n", stored + kept_bytes,
              static_cast<double>(stored + kept_bytes) / 1e6,
              static_cast<double>(stored + kept_bytes) / (1024.0 * 1024.0));
+  if (g) {
+    // Σ (w − q)ᵀ·H·(w − q) on the calibration inputs: GPTQ's against round-to-nearest's.
+    fmt::print("{:<28}{:>14}{:>14}{:>10}{:>8}\n", "GPTQ layer error", "gptq", "rtn", "ratio", "dead");
+    for (const auto& l : g->layers)
+      fmt::print("{:<28}{:>14.4e}{:>14.4e}{:>10.3f}{:>8}{}\n", l.name, l.gptq_error, l.rtn_error,
+                 l.rtn_error > 0 ? l.gptq_error / l.rtn_error : 0.0, l.stats.dead_columns,
+                 l.stats.damp_retries ? fmt::format(" (damping x10^{})", l.stats.damp_retries) : "");
+  }
+  fmt::print("time:     {:.2f} s\n", seconds);
 }
 
 }  // namespace
@@ -124,6 +193,14 @@ GPT2Q_COMMAND(quantize) {
   cmd->add_option("--bits", a->opt.bits, "rtn/gptq: bits per weight (2, 3, 4, 8)")->default_val(4);
   cmd->add_option("--group-size", a->opt.group_size, "rtn/gptq: input columns per scale (-1: per channel)")
       ->default_val(128);
+  cmd->add_option("--calibration", a->calibration, "gptq: text file the layer inputs come from");
+  cmd->add_option("--tokenizer", a->tokenizer, "gptq: tokenizer directory when the model has none");
+  cmd->add_option("--nsamples", a->nsamples, "gptq: calibration segments")->default_val(128);
+  cmd->add_option("--seqlen", a->seqlen, "gptq: tokens per segment")->default_val(512);
+  cmd->add_option("--seed", a->seed, "gptq: seed of the segments' starts")->default_val(0);
+  cmd->add_option("--damp", a->opt.damp, "gptq: damping, a fraction of the Hessian's mean diagonal")
+      ->default_val(0.01);
+  cmd->add_flag("--act-order", a->opt.act_order, "gptq: columns in decreasing Hessian-diagonal order");
   cmd->add_flag("--per-channel", a->opt.per_channel, "int8-tensor: one scale per output channel");
   cmd->add_option("--threshold", a->opt.threshold, "llm-int8: outlier threshold (0 = no decomposition)")
       ->default_val(6.0);
