@@ -76,6 +76,9 @@ TEST(CliFinetune, BadArgumentsGiveOneErrorLineAndNoOutput) {
       {"finetune --init tiny" + tok + " --train " + shell_quote(dir / "missing.csv") + o, "missing.csv"},
       {"finetune --model " + shell_quote(dir / "nomodel") + train + o, "nomodel"},
       {"finetune --init tiny --resume" + tok + train + o, "no training state to resume"},
+      {"finetune --init tiny --precision fp16" + tok + train + o, "unknown training precision 'fp16'"},
+      {"finetune --init tiny --precision bf16" + tok + train + o, "--precision bf16 trains on a GPU"},
+      {"bench-train --geometry tiny --precision bf16", "--precision bf16 trains on a GPU"},
   };
   for (const auto& c : cases) {
     expect_one_error_line(test::run_gpt2q(c.args), c.needle, c.args);

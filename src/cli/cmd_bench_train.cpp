@@ -36,7 +36,7 @@ struct BenchTrainArgs {
   int64_t batch = 8, seq = 128;
   int steps = 3;
   bool json = false;
-  std::string device = "cpu";
+  std::string device = "cpu", precision = "fp32";
 };
 
 double median_of(std::vector<double> v) {
@@ -65,6 +65,7 @@ nlohmann::json bench_one(const BenchTrainArgs& a, const std::string& geometry, D
   if (task == Task::Classify) cfg.id2label = {"World", "Sports", "Business", "Sci/Tech"};
   auto model = TrainableGPT2::init(cfg, task, task == Task::Classify ? 4 : 0, 1, dev);
   model.set_dropout(0.1);
+  model.set_precision(parse_train_precision(a.precision));
   AdamW opt(model, AdamWOptions{});
   int64_t params = 0;
   for (const auto& p : model.parameters()) params += p.value.numel();
@@ -106,6 +107,7 @@ nlohmann::json bench_one(const BenchTrainArgs& a, const std::string& geometry, D
           {"parameters", params},
           {"batch", a.batch},
           {"seq", a.seq},
+          {"precision", a.precision},
           {"steps_timed", a.steps},
           {"step_median_ms", step * 1e3},
           {"forward_backward_median_ms", fb * 1e3},
@@ -122,12 +124,14 @@ void run(const BenchTrainArgs& a) {
   if (a.steps < 1) fail("--steps {}: must be at least 1", a.steps);
   if (a.task != "classify" && a.task != "lm") fail("--task: expected classify or lm, got '{}'", a.task);
   const cli::DeviceChoice dc = cli::resolve_device({a.device, std::nullopt});
+  if (train::parse_train_precision(a.precision) == train::TrainPrecision::bf16 && dc.device == Device::CPU)
+    fail("--precision bf16 trains on a GPU (--device cuda); the CPU trains in fp32");
   nlohmann::json results = nlohmann::json::array();
   if (!a.json) {
     if (dc.device == Device::CPU)
       fmt::print("machine: {} | {} threads | {}\n", cpu_model_name(), num_threads(), cpu::blas_description());
     else
-      fmt::print("device: {} (fp32)\n", dc.description);
+      fmt::print("device: {} ({} products)\n", dc.description, a.precision);
   }
   std::stringstream ss(a.geometries);
   for (std::string g; std::getline(ss, g, ',');) {
@@ -161,6 +165,8 @@ GPT2Q_COMMAND(bench_train) {
   cmd->add_option("--seq", a->seq, "tokens per sequence")->capture_default_str();
   cmd->add_option("--steps", a->steps, "timed steps (after one warm-up step)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object");
-  cmd->add_option("--device", a->device, "cpu (default), cuda or cuda:N (fp32 training)")->capture_default_str();
+  cmd->add_option("--device", a->device, "cpu (default), cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--precision", a->precision, "fp32 (default) or bf16 (GPU: bf16 products on tensor cores)")
+      ->capture_default_str();
   cmd->callback([a] { run(*a); });
 }

@@ -74,7 +74,10 @@ GPT2Q_COMMAND(finetune) {
   cmd->add_option("--max-length", r.max_length, "tokens per text (classify) or per block (lm)")->capture_default_str();
   cmd->add_option("--grad-clip", r.grad_clip, "max global gradient norm (0: no clipping)")->capture_default_str();
   cmd->add_option("--dropout", r.dropout, "embd/attn/resid dropout probability (default: the config's)");
-  cmd->add_option("--device", a->device, "cpu (default), cuda or cuda:N: where the model trains (fp32)")
+  cmd->add_option("--device", a->device, "cpu (default), cuda or cuda:N: where the model trains")
+      ->capture_default_str();
+  cmd->add_option("--precision", r.precision,
+                  "fp32 (default: exact) or bf16 (GPU: bf16 products on tensor cores, fp32 weights, state and loss)")
       ->capture_default_str();
   cmd->add_option("--seed", r.seed, "seed of the init, the data order, the split and dropout")->capture_default_str();
   cmd->add_option("--out", r.out, "output directory (an HF checkpoint; see docs/training.md)")->required();

@@ -181,6 +181,9 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_option("--max-length", f.max_length, "tokens per text")->capture_default_str();
   cmd->add_option("--grad-clip", f.grad_clip, "max global gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--dropout", f.dropout, "dropout probability (default: the config's)");
+  cmd->add_option("--precision", f.precision,
+                  "training arithmetic: fp32 (default) or bf16 (GPU: bf16 products on tensor cores)")
+      ->capture_default_str();
   cmd->add_option("--seed", f.seed, "seed of the split, init, data order and dropout")->capture_default_str();
   cmd->add_option("--limit", f.limit, "use only the first N training and held-out texts (quick runs)");
   cmd->add_option("--variants", o.variants, "comma-separated variant specs (see below)")

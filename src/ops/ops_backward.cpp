@@ -13,6 +13,7 @@
 
 #ifdef GPT2Q_CUDA
 #include "backend/cuda/attention_train.h"
+#include "backend/cuda/gemm.h"
 #include "backend/cuda/grad_norm.h"
 #include "backend/cuda/train_kernels.h"
 #endif
@@ -82,12 +83,20 @@ struct FastCuda {
   }
   static void attention_forward_train(const backend::TrainAttentionArgs& a, const float* qkv, float* probs,
                                       float* dropped, float* out) {
-    cuda::attention_forward_train(a, qkv, probs, dropped, out, stream());
+    if (cuda::train_attention_batched()) {
+      cuda::attention_forward_train_batched(a, qkv, probs, dropped, out, stream());
+    } else {
+      cuda::attention_forward_train(a, qkv, probs, dropped, out, stream());
+    }
   }
+  // The row kernels recompute the dropout from its counters; the batched ones read dropped.
   static void attention_backward(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs,
-                                 const float* /*dropped: recomputed from the counters*/, const float* dout,
-                                 float* dqkv) {
-    cuda::attention_backward(a, qkv, probs, dout, dqkv, stream());
+                                 const float* dropped, const float* dout, float* dqkv) {
+    if (cuda::train_attention_batched()) {
+      cuda::attention_backward_batched(a, qkv, probs, dropped, dout, dqkv, stream());
+    } else {
+      cuda::attention_backward(a, qkv, probs, dout, dqkv, stream());
+    }
   }
   // ids, positions and targets are host arrays (checked there by the ops).
   static void embedding_backward(const int32_t* ids, const int64_t* positions, int64_t rows, const float* dout,
@@ -411,5 +420,21 @@ GPT2Q_BACKWARD_OPS(Reference)
 }  // namespace reference
 
 #undef GPT2Q_BACKWARD_OPS
+
+Bf16ProductsScope::Bf16ProductsScope(bool on) : on_(on) {
+  if (!on_) return;
+#ifdef GPT2Q_CUDA
+  was_bf16_ = cuda::fp32_products() == cuda::Fp32Products::bf16;
+  cuda::set_fp32_products(cuda::Fp32Products::bf16);
+#else
+  fail("bf16 products run on CUDA, and this gpt2q was built without it");
+#endif
+}
+
+Bf16ProductsScope::~Bf16ProductsScope() {
+#ifdef GPT2Q_CUDA
+  if (on_ && !was_bf16_) cuda::set_fp32_products(cuda::Fp32Products::exact);
+#endif
+}
 
 }  // namespace gpt2q::ops

@@ -60,6 +60,24 @@ void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, c
                                     const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
                                     Tensor& dqkv);
 
+// While it lives, the calling thread's products of fp32 operands (linear,
+// matmul_nt and the training attention, forward and backward) run as bf16 on
+// CUDA's tensor cores with fp32 sums: the bf16 trainer (PyTorch's float32
+// matmul precision "medium"; activations, master weights, optimizer state
+// and the loss stay fp32). `on` false changes nothing. Without CUDA, on is an
+// Error; CPU kernels are unaffected (the trainer refuses bf16 there).
+class Bf16ProductsScope {
+ public:
+  explicit Bf16ProductsScope(bool on);
+  ~Bf16ProductsScope();
+  Bf16ProductsScope(const Bf16ProductsScope&) = delete;
+  Bf16ProductsScope& operator=(const Bf16ProductsScope&) = delete;
+
+ private:
+  bool on_;
+  bool was_bf16_ = false;
+};
+
 // One AdamW update of param in place, with its moments (all F32, one size,
 // one device; train/adamw.h has the formula, the constants come from
 // train::adamw_step_constants). Bit for bit the same on every device.

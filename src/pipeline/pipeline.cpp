@@ -69,7 +69,7 @@ json settings_json(const PipelineOptions& o) {
   const auto& f = o.finetune;
   auto opt = [](const auto& v) { return v ? json(*v) : json(); };
   auto opt_path = [](const std::optional<fs::path>& p) { return p ? json(fs::absolute(*p).string()) : json(); };
-  return {{"data", fs::absolute(o.data).string()},
+  json j = {{"data", fs::absolute(o.data).string()},
           {"format", opt(o.format)},
           {"model", opt_path(o.model)},
           {"base", opt_path(o.base)},
@@ -89,6 +89,8 @@ json settings_json(const PipelineOptions& o) {
           {"seed", f.seed},
           {"limit", f.limit},
           {"variants", o.variants}};
+  if (f.precision != "fp32") j["precision"] = f.precision;  // only then: earlier fp32 runs still match
+  return j;
 }
 
 // OUT/pipeline.json: a fresh OUT gets it; an existing one must match.

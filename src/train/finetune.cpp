@@ -31,6 +31,7 @@ nlohmann::json settings_of(const FinetuneRequest& a) {
   j["--format"] = a.format ? nlohmann::json(*a.format) : nlohmann::json();
   // Only off the CPU, so that the states of earlier CPU runs still resume.
   if (a.device != Device::CPU) j["--device"] = std::string(device_name(a.device));
+  if (a.precision != "fp32") j["--precision"] = a.precision;  // likewise: fp32 states resume
   return j;
 }
 
@@ -132,6 +133,8 @@ void check_finetune_request(const FinetuneRequest& a) {
   if (a.eval_split && !(*a.eval_split > 0 && *a.eval_split < 1))
     fail("--eval-split {}: must be between 0 and 1 (exclusive)", *a.eval_split);
   if (a.epochs < 1) fail("--epochs {}: must be at least 1", a.epochs);
+  if (parse_train_precision(a.precision) == TrainPrecision::bf16 && a.device == Device::CPU)
+    fail("--precision bf16 trains on a GPU (--device cuda); the CPU trains in fp32");
   if (a.batch_size < 1) fail("--batch-size {}: must be at least 1", a.batch_size);
   if (a.max_length < (a.task == "lm" ? 2 : 1))
     fail("--max-length {}: must be at least {}", a.max_length, a.task == "lm" ? 2 : 1);
@@ -203,6 +206,7 @@ FinetuneOutcome finetune(const FinetuneRequest& a) {
   }()
                     : TrainableGPT2::init(cfg, task, num_labels, a.seed, a.device);
   if (a.dropout) model.set_dropout(*a.dropout);
+  model.set_precision(parse_train_precision(a.precision));
 
   TrainOptions o;
   o.epochs = a.epochs;

@@ -27,6 +27,8 @@ struct FinetuneRequest {
   // Where the model trains (fp32 on every device); a resume must use the
   // same device (the sums' order, so the last bits, differ between them).
   Device device = Device::CPU;
+  // "fp32" or "bf16" (TrainPrecision; bf16 on a GPU only). A resume repeats it.
+  std::string precision = "fp32";
 };
 
 struct FinetuneOutcome {

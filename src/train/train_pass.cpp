@@ -232,6 +232,7 @@ LossValue TrainableGPT2::forward_backward(const TokenBatch& batch, std::span<con
   check_labels_for_task(m, labels);
   if (m.task == Task::Classify && static_cast<int64_t>(labels.size()) != batch.batch)
     fail("classification: {} labels for a batch of {}", labels.size(), batch.batch);
+  const ops::Bf16ProductsScope products(m.precision == TrainPrecision::bf16);
   const Pass ps = forward(m, batch, dropout);
   // Written in full by the head (zero where no loss reads).
   Tensor dh = ops::scratch({ps.B, ps.T, m.config.n_embd}, DType::F32, m.device);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string_view>
 
 #include "core/device_memory.h"
 #include "core/error.h"
@@ -125,16 +126,18 @@ TrainPosition load_train_state(const std::filesystem::path& path, TrainableGPT2&
   const bool finished = meta.contains("step") && meta["step"].is_number_integer() &&
                         meta["step"].get<int64_t>() >= run.total_steps;
   for (auto& [key, value] : settings.items()) {
-    if (finished && key == "--device") continue;
+    if (finished && (key == "--device" || key == "--precision")) continue;
     if (!saved.is_object() || !saved.contains(key) || saved.at(key) != value)
       fail("{}: --resume with a different {} (state: {}, now: {}); resume with the original arguments", file, key,
            saved.is_object() && saved.contains(key) ? json_brief(saved.at(key)) : "absent", json_brief(value));
   }
-  // The device is recorded only off the CPU, so a state from a GPU resumed
-  // on the CPU shows as a key the state has and the settings lack.
-  if (!finished && saved.is_object() && saved.contains("--device") && !settings.contains("--device"))
-    fail("{}: --resume with a different --device (state: {}, now: cpu); resume with the original arguments", file,
-         json_brief(saved.at("--device")));
+  // The device is recorded only off the CPU and the precision only when
+  // bf16, so a state from a GPU resumed on the CPU (or bf16 as fp32) shows as
+  // a key the state has and the settings lack.
+  for (const char* key : {"--device", "--precision"})
+    if (!finished && saved.is_object() && saved.contains(key) && !settings.contains(key))
+      fail("{}: --resume with a different {} (state: {}, now: {}); resume with the original arguments", file, key,
+           json_brief(saved.at(key)), std::string_view(key) == "--device" ? "cpu" : "fp32");
   const TrainPosition pos = read_position(meta, file, run);
   opt.set_steps(pos.step);
   auto& params = model.parameters();

@@ -232,6 +232,22 @@ void TrainableGPT2::set_dropout(double p) {
   impl_->config.embd_pdrop = impl_->config.attn_pdrop = impl_->config.resid_pdrop = p;
 }
 
+TrainPrecision parse_train_precision(const std::string& name) {
+  if (name == "fp32") return TrainPrecision::fp32;
+  if (name == "bf16") return TrainPrecision::bf16;
+  fail("unknown training precision '{}' (fp32 or bf16)", name);
+}
+
+const char* train_precision_name(TrainPrecision p) { return p == TrainPrecision::bf16 ? "bf16" : "fp32"; }
+
+void TrainableGPT2::set_precision(TrainPrecision p) {
+  if (p == TrainPrecision::bf16 && impl_->device != Device::CUDA)
+    fail("bf16 training runs on a GPU (--device cuda); on {} training is fp32", device_name(impl_->device));
+  impl_->precision = p;
+}
+
+TrainPrecision TrainableGPT2::precision() const { return impl_->precision; }
+
 void TrainableGPT2::zero_grad() { zero_bytes(impl_->grads.raw(), impl_->device, impl_->grads.nbytes()); }
 
 std::vector<std::pair<std::string, Tensor>> TrainableGPT2::canonical_tensors() const {

@@ -66,6 +66,15 @@ struct DropoutContext {
   uint64_t micro = 0;  // batch index within the step (gradient accumulation)
 };
 
+// The arithmetic of a training step's products (forward and backward):
+// fp32 (exact fp32 multiply-adds, the default, the path held to PyTorch's
+// fixtures) or bf16 (bf16 operands on the tensor cores with fp32 sums, CUDA
+// only; activations, master weights, AdamW state and the loss stay fp32:
+// ops::Bf16ProductsScope).
+enum class TrainPrecision { fp32, bf16 };
+TrainPrecision parse_train_precision(const std::string& name);  // "fp32" | "bf16", else an Error
+const char* train_precision_name(TrainPrecision p);
+
 struct LossValue {
   double loss = 0;     // mean over `count` terms
   int64_t count = 0;   // samples (classify) or scored tokens (lm)
@@ -97,6 +106,10 @@ class TrainableGPT2 {
   // Sets embd_pdrop, attn_pdrop and resid_pdrop to p (0 <= p < 1): the
   // probabilities forward_backward uses; saved with config().
   void set_dropout(double p);
+  // The products' arithmetic of forward_backward (TrainPrecision); bf16 off
+  // CUDA is an Error. Evaluation (loss, logits) always runs fp32.
+  void set_precision(TrainPrecision p);
+  TrainPrecision precision() const;
   // The model whose weights are the current values themselves (it sees
   // every update in place): the forward of training and evaluation, usable
   // with src/eval. Valid while this object lives.

@@ -29,6 +29,7 @@ struct ModelState {
   // (forward_traced) and evaluation (hidden_states) alike.
   std::unique_ptr<GPT2Model> view_model;
   Device device = Device::CPU;
+  TrainPrecision precision = TrainPrecision::fp32;
   Tensor values, grads;  // the flat buffers (FlatLayout)
   FlatLayout layout;
   std::vector<backend::GradSegment> segments;  // params order

@@ -236,9 +236,20 @@ run_peers() {
 # few texts and decode steps (the bench's own phases, shortened). Kernels
 # inside CUDA graphs are profiled node by node.
 run_train() {
-  stage train "$G" bench-train --device cuda --geometry 124m --task classify --batch 16 --seq 128 --steps 10 --json
-  stage train "$G" bench-train --device cuda --geometry 124m --task lm --batch 16 --seq 1024 --steps 5 --json
+  for p in fp32 bf16; do
+    stage train "$G" bench-train --device cuda --precision $p --geometry 124m --task classify --batch 16 --seq 128 \
+      --steps 10 --json
+    stage train "$G" bench-train --device cuda --precision $p --geometry 124m --task lm --batch 16 --seq 1024 \
+      --steps 5 --json
+  done
   grep -h '"results"' "$OUT/train.log" >"$OUT/train.json"
+  # Where a bf16 classifier step's time goes: every kernel of the warm-up
+  # step and the timed one, its time and DRAM bytes.
+  local ncu
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  stage train timeout 240 "$ncu" --metrics gpu__time_duration.sum,dram__bytes.sum --csv --launch-count 1200 \
+    --log-file "$OUT/profile_train_bf16.csv" "$G" bench-train --device cuda --precision bf16 \
+    --geometry 124m --task classify --batch 16 --seq 128 --steps 1 --json
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/slim/*.whl 2>/dev/null && export PYTHONPATH=/tmp/site
   PYTHONUNBUFFERED=1 python3 tools/bench_train_peers.py --commit "$(git rev-parse --short HEAD 2>/dev/null)" \
@@ -251,6 +262,9 @@ run_train() {
     stage train "$G" finetune --init 128x2x4 --tokenizer "$TOK" --train "$work/ag600.csv" --eval-split 0.2 \
       --epochs 2 --batch-size 16 --lr 1e-3 --max-length 64 --seed 3 --device $d --out "$work/ft_$d" --json --quiet
   done
+  stage train "$G" finetune --init 128x2x4 --tokenizer "$TOK" --train "$work/ag600.csv" --eval-split 0.2 \
+    --epochs 2 --batch-size 16 --lr 1e-3 --max-length 64 --seed 3 --device cuda --precision bf16 \
+    --out "$work/ft_cuda_bf16" --json --quiet
   grep -h '"last_eval"' "$OUT/train.log" | python3 -c 'import json,sys
 for l in sys.stdin:
     j=json.loads(l); e=j.get("last_eval",{})

@@ -7,6 +7,8 @@
 // the T x T probabilities as the CPU trainer does; a flash-style kernel
 // that recomputes them is the next step (docs/training.md).
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "backend/cuda/attention_train.h"
 #include "backend/cuda/cuda_check.h"
@@ -150,32 +152,42 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void check_dims(const TrainAttentionArgs& a) {
+// Dynamic shared memory of a row: T doubles, rounded up to 4 (the compiler
+// reads the tail of an unrolled loop over it as 16-byte pairs: memcheck saw a
+// read of sh[T] for odd T, device run 9).
+size_t row_shared_bytes(int64_t seq) { return static_cast<size_t>((seq + 3) / 4 * 4) * sizeof(double); }
+
+}  // namespace
+
+void check_train_attention_dims(const TrainAttentionArgs& a) {
   if (a.seq > 65535 || a.n_head > 65535 || a.batch > 65535)
     fail_bad_value("attention (training): batch, heads and sequence must each be <= 65535, sequence", a.seq);
-  if (a.seq * static_cast<int64_t>(sizeof(double)) > 48 * 1024)
+  if (row_shared_bytes(a.seq) > 48 * 1024)
     fail_bad_value("attention (training): the probabilities of a row must fit 48 KiB of shared memory, sequence",
                    a.seq);
 }
 
-}  // namespace
+bool train_attention_batched() {
+  const char* v = std::getenv("GPT2Q_TRAIN_ATTENTION");
+  return !(v && std::string_view(v) == "rows");
+}
 
 void attention_forward_train(const TrainAttentionArgs& a, const float* qkv, float* probs, float* dropped, float* out,
                              cudaStream_t stream) {
   if (a.batch == 0 || a.seq == 0 || a.n_head == 0) return;
-  check_dims(a);
+  check_train_attention_dims(a);
   const dim3 grid(static_cast<unsigned>(a.seq), static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.batch));
-  forward_rows<<<grid, kThreads, static_cast<size_t>(a.seq) * sizeof(double), stream>>>(a, qkv, probs, dropped, out);
+  forward_rows<<<grid, kThreads, row_shared_bytes(a.seq), stream>>>(a, qkv, probs, dropped, out);
   check_launch("attention forward (training) kernel");
 }
 
 void attention_backward(const TrainAttentionArgs& a, const float* qkv, const float* probs, const float* dout,
                         float* dqkv, cudaStream_t stream) {
   if (a.batch == 0 || a.seq == 0 || a.n_head == 0) return;
-  check_dims(a);
+  check_train_attention_dims(a);
   const dim3 grid(static_cast<unsigned>(a.seq), static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.batch));
   DeviceBuffer ds(static_cast<size_t>(a.batch * a.n_head * a.seq * a.seq) * sizeof(double));
-  backward_query_rows<<<grid, kThreads, static_cast<size_t>(a.seq) * sizeof(double), stream>>>(
+  backward_query_rows<<<grid, kThreads, row_shared_bytes(a.seq), stream>>>(
       a, qkv, probs, dout, ds.get<double>(), dqkv);
   check_launch("attention backward (queries) kernel");
   backward_key_rows<<<grid, kThreads, 0, stream>>>(a, qkv, probs, dout, ds.get<double>(), dqkv);

@@ -19,4 +19,22 @@ void attention_forward_train(const backend::TrainAttentionArgs& a, const float* 
 void attention_backward(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs, const float* dout,
                         float* dqkv, cudaStream_t stream);
 
+// The same on the tensor cores (attention_batched.cu): the per-head products
+// as batched cuBLASLt GEMMs (exact fp32, or bf16 under
+// Fp32Products::bf16), the softmax in fp32. The backward reads dropped too
+// (null when attn_p is 0). Scratch from the caching pool: the backward
+// [B, H, T, T] floats and 7 · [B, T, C].
+void attention_forward_train_batched(const backend::TrainAttentionArgs& a, const float* qkv, float* probs,
+                                     float* dropped, float* out, cudaStream_t stream);
+void attention_backward_batched(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs,
+                                const float* dropped, const float* dout, float* dqkv, cudaStream_t stream);
+
+// Which kernels the training attention runs: the batched ones, unless
+// GPT2Q_TRAIN_ATTENTION=rows asks for the row kernels above (double sums, the
+// reference's arithmetic; read at every call).
+bool train_attention_batched();
+
+// Both kernels' limits (batch, heads, sequence): an Error naming the value.
+void check_train_attention_dims(const backend::TrainAttentionArgs& a);
+
 }  // namespace gpt2q::cuda

@@ -38,6 +38,7 @@ CublasLtLibrary load() {
   bind(lib, "cublasLtMatmulDescDestroy", l.desc_destroy);
   bind(lib, "cublasLtMatmulDescSetAttribute", l.desc_set);
   bind(lib, "cublasLtMatrixLayoutCreate", l.layout_create);
+  bind(lib, "cublasLtMatrixLayoutSetAttribute", l.layout_set);
   bind(lib, "cublasLtMatrixLayoutDestroy", l.layout_destroy);
   bind(lib, "cublasLtMatmulPreferenceCreate", l.pref_create);
   bind(lib, "cublasLtMatmulPreferenceDestroy", l.pref_destroy);

@@ -4,7 +4,11 @@
 // optional GELU — the epilogues cuBLASLt fuses (llm.c's GELU into the
 // matmul; the residual add as beta = 1). fp32 (CUBLAS_COMPUTE_32F: full fp32
 // multiply-add, never TF32), fp16 / bf16 operands with fp32 sums, and int8
-// with exact int32 sums (LLM.int8()).
+// with exact int32 sums (LLM.int8()). fp32 operands can also be multiplied
+// as bf16 on the tensor cores with fp32 sums (fast_bf16: cuBLAS's
+// CUBLAS_COMPUTE_32F_FAST_16BF, PyTorch's float32 matmul precision
+// "medium"): the bf16 trainer's products. A call can be a strided batch of
+// independent products (the attention's per-head products in training).
 #include <cuda_runtime_api.h>
 #include <library_types.h>
 
@@ -28,7 +32,19 @@ struct GemmCall {
   cudaDataType_t y_type = CUDA_R_32F;
   bool accumulate = false;  // y += ... (beta = 1)
   GemmActivation activation = GemmActivation::none;
+  bool fast_bf16 = false;  // F32 x, w and y, multiplied as bf16 (fp32 sums)
+  // A strided batch: product i reads x + i·batch_stride_x, w + i·batch_stride_w
+  // and writes y + i·batch_stride_y (strides in elements). No bias then.
+  int64_t batch = 1, batch_stride_x = 0, batch_stride_w = 0, batch_stride_y = 0;
 };
+
+// How the calling thread's products of fp32 operands run: exact fp32
+// multiply-adds (the default), or as bf16 on the tensor cores with fp32 sums
+// (fast_bf16 forced on for every all-F32 call). The bf16 trainer sets it for
+// its steps (ops::Fp32ProductsScope).
+enum class Fp32Products : uint8_t { exact, bf16 };
+Fp32Products fp32_products();
+void set_fp32_products(Fp32Products p);
 
 // Queues the product on `stream`. Errors (an unsupported combination, no
 // algorithm) are gpt2q::Error naming the shapes and types.

@@ -62,6 +62,23 @@ uint32_t alignment(const void* p) {
   return r;
 }
 
+size_t type_bytes(cudaDataType_t t) {
+  switch (t) {
+    case CUDA_R_32F:
+    case CUDA_R_32I: return 4;
+    case CUDA_R_16F:
+    case CUDA_R_16BF: return 2;
+    default: return 1;
+  }
+}
+
+// The alignment every product of a batch keeps: its base's, and its stride's.
+uint32_t alignment(const void* p, int64_t batch, int64_t stride, cudaDataType_t t) {
+  const uint32_t base = alignment(p);
+  if (batch <= 1) return base;
+  return std::min(base, alignment(reinterpret_cast<const void*>(static_cast<uintptr_t>(stride) * type_bytes(t))));
+}
+
 const char* type_name(cudaDataType_t t) {
   switch (t) {
     case CUDA_R_32F: return "f32";
@@ -78,10 +95,12 @@ struct Key {
   int x_type, w_type, y_type;
   bool w_out_in, x_in_rows, accumulate, bias, bias_f32;
   int activation;
+  bool fast_bf16;
+  int64_t batch, stride_x, stride_w, stride_y;
   uint32_t align_x, align_w, align_y, align_bias;
   auto tie() const {
     return std::tie(rows, in, out, x_type, w_type, y_type, w_out_in, x_in_rows, accumulate, bias, bias_f32, activation,
-                    align_x, align_w, align_y, align_bias);
+                    fast_bf16, batch, stride_x, stride_w, stride_y, align_x, align_w, align_y, align_bias);
   }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
@@ -156,9 +175,14 @@ class LtContext {
                   g.bias != nullptr,
                   g.bias_f32 && g.bias != nullptr,
                   static_cast<int>(g.activation),
-                  alignment(g.x),
-                  alignment(g.w),
-                  alignment(g.y),
+                  g.fast_bf16,
+                  g.batch,
+                  g.batch_stride_x,
+                  g.batch_stride_w,
+                  g.batch_stride_y,
+                  alignment(g.x, g.batch, g.batch_stride_x, g.x_type),
+                  alignment(g.w, g.batch, g.batch_stride_w, g.w_type),
+                  alignment(g.y, g.batch, g.batch_stride_y, g.y_type),
                   g.bias ? alignment(g.bias) : 256u};
     auto it = plans_.find(key);
     if (it == plans_.end()) it = plans_.emplace(key, make_plan(g, key)).first;
@@ -177,6 +201,14 @@ class LtContext {
   }
 
  private:
+  static void set_batch(cublasLtMatrixLayout_t layout, const GemmCall& g, int64_t stride) {
+    if (g.batch == 1) return;
+    const int32_t count = static_cast<int32_t>(g.batch);
+    check_lt(cublaslt().layout_set(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)), "batch count");
+    check_lt(cublaslt().layout_set(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)),
+             "batch stride");
+  }
+
   std::unique_ptr<RowsPlan> make_rows(const GemmCall& g, int64_t rows) {
     auto r = std::make_unique<RowsPlan>();
     // B: x as column-major [in, rows] (op N), or, stored [in, rows] row-major,
@@ -186,6 +218,8 @@ class LtContext {
     else
       check_lt(cublaslt().layout_create(&r->b, g.x_type, dim(g.in), dim(rows), dim(g.in)), "layout B");
     check_lt(cublaslt().layout_create(&r->c, g.y_type, dim(g.out), dim(rows), dim(g.out)), "layout C");
+    set_batch(r->b, g, g.batch_stride_x);
+    set_batch(r->c, g, g.batch_stride_y);
     return r;
   }
 
@@ -211,7 +245,9 @@ class LtContext {
     auto p = std::make_unique<Plan>();
     const auto& lt = cublaslt();
     p->integer = g.x_type == CUDA_R_8I;
-    const cublasComputeType_t compute = p->integer ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F;
+    const cublasComputeType_t compute = p->integer  ? CUBLAS_COMPUTE_32I
+                                        : g.fast_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                                      : CUBLAS_COMPUTE_32F;
     const cudaDataType_t scale = p->integer ? CUDA_R_32I : CUDA_R_32F;
     check_lt(lt.desc_create(&p->desc, compute, scale), "cublasLtMatmulDescCreate");
     const cublasOperation_t op_a = g.w_out_in ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -232,6 +268,7 @@ class LtContext {
       check_lt(lt.layout_create(&p->a, g.w_type, in, out, in), "layout A");
     else
       check_lt(lt.layout_create(&p->a, g.w_type, out, in, out), "layout A");
+    set_batch(p->a, g, g.batch_stride_w);
     // The bucket's algorithm: the heuristic's for its largest row count.
     const std::unique_ptr<RowsPlan> bucket = make_rows(g, key.rows);
     p->algo = heuristic(g, *p, bucket->b, bucket->c, key);
@@ -272,6 +309,7 @@ class LtContext {
 // driver goes with the process, and the order of static destruction against
 // the CUDA runtime's is unknown): release_gemm_context() frees it earlier.
 thread_local LtContext* thread_context = nullptr;
+thread_local Fp32Products thread_fp32_products = Fp32Products::exact;
 
 LtContext& context() {
   if (!thread_context) thread_context = new LtContext();
@@ -280,8 +318,19 @@ LtContext& context() {
 
 }  // namespace
 
-void gemm(const GemmCall& call, cudaStream_t stream) {
-  if (call.rows == 0 || call.out == 0) return;
+Fp32Products fp32_products() { return thread_fp32_products; }
+void set_fp32_products(Fp32Products p) { thread_fp32_products = p; }
+
+void gemm(const GemmCall& in_call, cudaStream_t stream) {
+  GemmCall call = in_call;
+  if (thread_fp32_products == Fp32Products::bf16 && call.x_type == CUDA_R_32F && call.w_type == CUDA_R_32F &&
+      call.y_type == CUDA_R_32F)
+    call.fast_bf16 = true;
+  if (call.rows == 0 || call.out == 0 || call.batch == 0) return;
+  if (call.batch < 1 || call.batch > INT32_MAX || (call.batch > 1 && call.bias))
+    fail("cuBLASLt: a batch of {} products{}", call.batch, call.bias ? " with a bias" : "");
+  if (call.fast_bf16 && (call.x_type != CUDA_R_32F || call.w_type != CUDA_R_32F || call.y_type != CUDA_R_32F))
+    fail("cuBLASLt: bf16 products of fp32 operands take F32 x, W and y");
   context().run(call, stream);
 }
 

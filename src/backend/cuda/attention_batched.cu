@@ -1,0 +1,206 @@
+// The training attention on tensor cores (attention_train.h's batched
+// kernels): the per-head products as strided batches of cuBLASLt GEMMs over
+// [B·H] heads, and the softmax, its dropout and its backward as row kernels,
+// llm.c's first attention (before its cuDNN one). Why cuBLASLt and not a
+// flash kernel of our own: it is the well-kept library the house rules
+// prefer, its products run at the tensor cores' rate in bf16 (gemm.h's
+// fast_bf16, set per thread) and in exact fp32 alike, and the [B, H, T, T]
+// probabilities are kept for the backward anyway (the trace's contract); a
+// recomputing attention is the next step (docs/training.md).
+//
+// Semantics are the scalar reference's (cpu::reference attention_forward_train
+// / attention_backward): probabilities before and after dropout kept, a row
+// with no valid key averages every value (HF's fully masked rows), dropout
+// masks from the same counters. The softmax sums run in fp32 (PyTorch's),
+// so fp32 results agree with the double reference within ~1e-6 relative.
+#include <cmath>
+
+#include "backend/cuda/attention_train.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/dropout.cuh"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/launch.cuh"
+
+namespace gpt2q::cuda {
+
+namespace {
+
+using backend::TrainAttentionArgs;
+
+constexpr int kRowThreads = 128;
+
+// qkv [B, T, 3, H, hd] <-> part p of it as [B, H, T, hd]; to_heads copies
+// parts `first`..`first + count - 1` of `src` ([B, T, parts, H, hd]) into
+// consecutive [B, H, T, hd] buffers at dst; from_heads the reverse.
+__global__ void to_heads(const float* src, int64_t parts, int64_t first, int64_t count, int64_t B, int64_t T,
+                         int64_t H, int64_t hd, float* dst) {
+  const int64_t per = B * H * T * hd, n = count * per;
+  for (int64_t idx = grid_start(); idx < n; idx += grid_stride()) {
+    const int64_t part = idx / per, r = idx % per;
+    const int64_t e = r % hd, t = (r / hd) % T, h = (r / (hd * T)) % H, b = r / (hd * T * H);
+    dst[idx] = src[(((b * T + t) * parts + first + part) * H + h) * hd + e];
+  }
+}
+
+__global__ void from_heads(const float* src, int64_t parts, int64_t first, int64_t count, int64_t B, int64_t T,
+                           int64_t H, int64_t hd, float* dst) {
+  const int64_t per = B * H * T * hd, n = count * per;
+  for (int64_t idx = grid_start(); idx < n; idx += grid_stride()) {
+    const int64_t part = idx / per, r = idx % per;
+    const int64_t e = r % hd, t = (r / hd) % T, h = (r / (hd * T)) % H, b = r / (hd * T * H);
+    dst[(((b * T + t) * parts + first + part) * H + h) * hd + e] = src[idx];
+  }
+}
+
+void launch_heads(bool to, const float* src, int64_t parts, int64_t first, int64_t count, const TrainAttentionArgs& a,
+                  float* dst, cudaStream_t stream) {
+  const int64_t n = count * a.batch * a.n_head * a.seq * a.head_dim;
+  if (to) {
+    to_heads<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(src, parts, first, count, a.batch, a.seq,
+                                                                        a.n_head, a.head_dim, dst);
+  } else {
+    from_heads<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(src, parts, first, count, a.batch, a.seq,
+                                                                          a.n_head, a.head_dim, dst);
+  }
+  check_launch(to ? "attention: heads split" : "attention: heads merged");
+}
+
+__device__ __forceinline__ bool valid_key(const TrainAttentionArgs& a, int64_t b, int64_t j) {
+  return !a.key_mask || a.key_mask[b * a.key_mask_stride + j];
+}
+
+// Block per row (i, h, b) of probs [B, H, T, T], holding the raw scores q·k:
+// the masked, scaled softmax in place, and its dropout into dropped.
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_rows(const TrainAttentionArgs a, float* probs, float* dropped) {
+  __shared__ float scratch[32];
+  const int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, T = a.seq;
+  const int64_t row = ((b * a.n_head + h) * T + i) * T;
+  float* p = probs + row;
+  float mx = -INFINITY;
+  float any = 0.0f;
+  for (int64_t j = threadIdx.x; j <= i; j += blockDim.x)
+    if (valid_key(a, b, j)) {
+      mx = fmaxf(mx, p[j] * a.scale);
+      any = 1.0f;
+    }
+  mx = block_max(mx, scratch, -INFINITY);
+  const bool none = block_sum(any, scratch) == 0.0f;
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < T; j += blockDim.x) {
+    const float e = none ? 1.0f : (j <= i && valid_key(a, b, j) ? expf(p[j] * a.scale - mx) : 0.0f);
+    p[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, scratch);
+  const float inv = 1.0f / sum;
+  const float keep_scale = a.attn_p > 0.0f ? 1.0f / (1.0f - a.attn_p) : 1.0f;
+  for (int64_t j = threadIdx.x; j < T; j += blockDim.x) {
+    const float v = p[j] * inv;
+    p[j] = v;
+    if (dropped) {
+      const bool kept = j > i || dropout_uniform(a.dropout_key, static_cast<uint64_t>(row + j)) >= a.attn_p;
+      dropped[row + j] = j > i ? v : (kept ? v * keep_scale : 0.0f);
+    }
+  }
+}
+
+// Block per row: dp (in place, from dO·Vᵀ) -> ds = P ⊙ (dp' − Σ P·dp') · scale,
+// dp' = dp through the dropout mask; 0 for a row that sees no key.
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_backward_rows(const TrainAttentionArgs a, const float* probs, float* dp) {
+  __shared__ float scratch[32];
+  const int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, T = a.seq;
+  const int64_t row = ((b * a.n_head + h) * T + i) * T;
+  const float* P = probs + row;
+  float* g = dp + row;
+  const float keep_scale = a.attn_p > 0.0f ? 1.0f / (1.0f - a.attn_p) : 1.0f;
+  float dot = 0.0f, any = 0.0f;
+  for (int64_t j = threadIdx.x; j < T; j += blockDim.x) {
+    float v = g[j];
+    if (a.attn_p > 0.0f && j <= i)
+      v = dropout_uniform(a.dropout_key, static_cast<uint64_t>(row + j)) >= a.attn_p ? v * keep_scale : 0.0f;
+    g[j] = v;
+    dot += P[j] * v;
+    if (j <= i && valid_key(a, b, j)) any = 1.0f;
+  }
+  dot = block_sum(dot, scratch);
+  const bool none = block_sum(any, scratch) == 0.0f;
+  for (int64_t j = threadIdx.x; j < T; j += blockDim.x) g[j] = none ? 0.0f : P[j] * (g[j] - dot) * a.scale;
+}
+
+// One strided batch of B·H products (gemm.h), fp32 operands: exact or bf16
+// per the thread's fp32_products() (gemm applies it).
+struct HeadProduct {
+  const float* x;
+  bool x_in_rows;
+  int64_t rows, in, out;
+  const float* w;
+  bool w_out_in;
+  float* y;
+  bool accumulate;
+};
+
+void heads_gemm(const TrainAttentionArgs& a, const HeadProduct& hp, cudaStream_t stream) {
+  GemmCall g;
+  g.x = hp.x;
+  g.x_in_rows = hp.x_in_rows;
+  g.w = hp.w;
+  g.w_out_in = hp.w_out_in;
+  g.rows = hp.rows;
+  g.in = hp.in;
+  g.out = hp.out;
+  g.y = hp.y;
+  g.accumulate = hp.accumulate;
+  g.batch = a.batch * a.n_head;
+  g.batch_stride_x = hp.rows * hp.in;
+  g.batch_stride_w = hp.in * hp.out;
+  g.batch_stride_y = hp.rows * hp.out;
+  gemm(g, stream);
+}
+
+dim3 row_grid(const TrainAttentionArgs& a) {
+  return dim3(static_cast<unsigned>(a.seq), static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.batch));
+}
+
+}  // namespace
+
+void attention_forward_train_batched(const TrainAttentionArgs& a, const float* qkv, float* probs, float* dropped,
+                                     float* out, cudaStream_t stream) {
+  if (a.batch == 0 || a.seq == 0 || a.n_head == 0) return;
+  check_train_attention_dims(a);
+  const int64_t T = a.seq, hd = a.head_dim, per = a.batch * a.n_head * T * hd;
+  DeviceBuffer heads(static_cast<size_t>(4 * per) * sizeof(float));  // q, k, v, then the output
+  float *q = heads.get<float>(), *k = q + per, *v = k + per, *o = v + per;
+  launch_heads(true, qkv, 3, 0, 3, a, q, stream);
+  heads_gemm(a, {q, false, T, hd, T, k, true, probs, false}, stream);  // S = Q·Kᵀ
+  softmax_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, a.attn_p > 0.0f ? dropped : nullptr);
+  check_launch("attention softmax (training) kernel");
+  heads_gemm(a, {a.attn_p > 0.0f ? dropped : probs, false, T, T, hd, v, false, o, false}, stream);  // O = P·V
+  launch_heads(false, o, 1, 0, 1, a, out, stream);
+}
+
+void attention_backward_batched(const TrainAttentionArgs& a, const float* qkv, const float* probs,
+                                const float* dropped, const float* dout, float* dqkv, cudaStream_t stream) {
+  if (a.batch == 0 || a.seq == 0 || a.n_head == 0) return;
+  check_train_attention_dims(a);
+  const int64_t T = a.seq, hd = a.head_dim, per = a.batch * a.n_head * T * hd;
+  DeviceBuffer heads(static_cast<size_t>(7 * per) * sizeof(float));
+  float *q = heads.get<float>(), *k = q + per, *v = k + per, *dq = v + per, *dk = dq + per, *dv = dk + per,
+        *dO = dv + per;
+  DeviceBuffer ds_buffer(static_cast<size_t>(a.batch * a.n_head * T * T) * sizeof(float));
+  float* ds = ds_buffer.get<float>();
+  launch_heads(true, qkv, 3, 0, 3, a, q, stream);
+  launch_heads(true, dout, 1, 0, 1, a, dO, stream);
+  const float* pd = a.attn_p > 0.0f ? dropped : probs;
+  heads_gemm(a, {pd, true, T, T, hd, dO, false, dv, false}, stream);  // dV = Pdᵀ·dO
+  heads_gemm(a, {dO, false, T, hd, T, v, true, ds, false}, stream);   // dPd = dO·Vᵀ
+  softmax_backward_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, ds);
+  check_launch("attention softmax backward (training) kernel");
+  heads_gemm(a, {ds, false, T, T, hd, k, false, dq, false}, stream);  // dQ = dS·K
+  heads_gemm(a, {ds, true, T, T, hd, q, false, dk, false}, stream);   // dK = dSᵀ·Q
+  launch_heads(false, dq, 3, 0, 3, a, dqkv, stream);                  // dq, dk, dv are consecutive
+}
+
+}  // namespace gpt2q::cuda
