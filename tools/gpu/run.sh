@@ -99,7 +99,9 @@ run_sanitize() {
     --gtest_filter='*OutOfMemory*'
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_dequant"
   stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_train_ops"
-  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_train"
+  # The 300-step bf16 curve (600 steps, ~10^5 launches) is left out: its
+  # kernels run under memcheck in the other tests (the resume test in bf16).
+  stage sanitizer $SAN --tool memcheck --error-exitcode 9 "$B/test_cuda_train" --gtest_filter='-*Bf16LossCurve*'
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_ops" \
     --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_backend_ops" \
