@@ -254,6 +254,14 @@ TEST_F(CudaTrainOps, AttentionForwardAndBackwardMatchTheReference) {
       ops::causal_self_attention_backward(gpu(qkv), gpu(mask), gprobs, p > 0 ? gdropped : Tensor(), params,
                                           gpu(dout), gdqkv);
       const double worst = test::expect_close(host(gdqkv), dqkv, f.tol, "attention dqkv " + what);
+      if (p > 0) {
+        // Without a kept `dropped` (the trainer's way on CUDA): the same bits.
+        Tensor probs2 = gpu(probs), none, out2 = gpu(out), dqkv2 = gpu(rnd(qkv.shape(), 74));
+        ops::causal_self_attention_train(gpu(qkv), gpu(mask), params, probs2, none, out2);
+        ops::causal_self_attention_backward(gpu(qkv), gpu(mask), probs2, Tensor(), params, gpu(dout), dqkv2);
+        EXPECT_TRUE(same_bits(out2, gout)) << what;
+        EXPECT_TRUE(same_bits(dqkv2, gdqkv)) << what;
+      }
       std::printf("  attention %s: out worst rel. error %.3g, dqkv %.3g\n", what.c_str(), worst_out, worst);
     }
   }

@@ -31,7 +31,8 @@ struct TraceDropout {
 // One block's kept activations, rows = batch · seq:
 //   x_in [rows, C]: the block's input (residual stream), ln1 = ln_1(x_in),
 //   qkv [rows, 3C], probs [B, H, T, T] (before dropout), dropped (after it;
-//   undefined without attention dropout), attn [rows, C] (the heads merged),
+//   undefined without attention dropout, and off the CPU: the backward
+//   regenerates it from the counters), attn [rows, C] (the heads merged),
 //   x_mid = x_in + dropout(c_proj(attn)), ln2 = ln_2(x_mid),
 //   fc_pre = c_fc(ln2) (before the activation).
 struct LayerTrace {

@@ -63,7 +63,8 @@ void GPT2Model::forward_traced(const TokenBatch& tb, const TraceDropout& dropout
       [&](int64_t l, const Tensor& qkv, Tensor& attended) {
         LayerTrace& a = trace.layers[l];
         a.probs = ops::scratch({B, H, T, T}, DType::F32, dev);
-        if (dropout.p_attn > 0.0f) a.dropped = ops::scratch({B, H, T, T}, DType::F32, dev);
+        // Off the CPU the backward regenerates the dropped probabilities from their counters.
+        if (dropout.p_attn > 0.0f && dev == Device::CPU) a.dropped = ops::scratch({B, H, T, T}, DType::F32, dev);
         Tensor out = attended.view({B, T, C});
         const ops::AttentionTrainParams ap{H, config_.attention_scale(l), dropout.p_attn,
                                            dropout.key(dropout_site_attn(l))};

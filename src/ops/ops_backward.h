@@ -52,7 +52,9 @@ void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor
 // Causal self-attention as ops::causal_self_attention (qkv [B, T, 3C], key
 // mask U8 [B, >= T] or undefined), with dropout on the probabilities, keeping
 // for the backward probs [B, H, T, T] (before dropout) and dropped [B, H, T,
-// T] (after it; may be undefined when params.attn_p is 0).
+// T] (after it; may be undefined when params.attn_p is 0, and on CUDA always:
+// the backward then regenerates it from the counters, which saves a
+// [B, H, T, T] buffer per layer).
 void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
                                  Tensor& probs, Tensor& dropped, Tensor& out);
 // dqkv [B, T, 3C] from dout [B, T, C] and the forward's probs and dropped.

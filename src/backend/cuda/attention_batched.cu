@@ -130,6 +130,20 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int64_t j = threadIdx.x; j < T; j += blockDim.x) g[j] = none ? 0.0f : P[j] * (g[j] - dot) * a.scale;
 }
 
+// dropped = dropout(probs) over all [B, H, T, T] (softmax_rows's rule), for
+// a backward whose forward did not keep it.
+__global__ void dropout_probs(const TrainAttentionArgs a, const float* probs, float* dropped) {
+  const int64_t T = a.seq, n = a.batch * a.n_head * T * T;
+  const float keep_scale = 1.0f / (1.0f - a.attn_p);
+  for (int64_t idx = grid_start(); idx < n; idx += grid_stride()) {
+    const int64_t j = idx % T, i = (idx / T) % T;
+    const float v = probs[idx];
+    dropped[idx] = j > i ? v
+                         : (dropout_uniform(a.dropout_key, static_cast<uint64_t>(idx)) >= a.attn_p ? v * keep_scale
+                                                                                                   : 0.0f);
+  }
+}
+
 // One strided batch of B·H products (gemm.h), fp32 operands: exact or bf16
 // per the thread's fp32_products() (gemm applies it).
 struct HeadProduct {
@@ -173,11 +187,15 @@ void attention_forward_train_batched(const TrainAttentionArgs& a, const float* q
   const int64_t T = a.seq, hd = a.head_dim, per = a.batch * a.n_head * T * hd;
   DeviceBuffer heads(static_cast<size_t>(4 * per) * sizeof(float));  // q, k, v, then the output
   float *q = heads.get<float>(), *k = q + per, *v = k + per, *o = v + per;
+  // Dropout without a kept `dropped`: the dropped probabilities in a scratch.
+  const bool drop = a.attn_p > 0.0f;
+  DeviceBuffer scratch(drop && !dropped ? static_cast<size_t>(a.batch * a.n_head * T * T) * sizeof(float) : 0);
+  float* pd = !drop ? probs : dropped ? dropped : scratch.get<float>();
   launch_heads(true, qkv, 3, 0, 3, a, q, stream);
   heads_gemm(a, {q, false, T, hd, T, k, true, probs, false}, stream);  // S = Q·Kᵀ
-  softmax_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, a.attn_p > 0.0f ? dropped : nullptr);
+  softmax_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, drop ? pd : nullptr);
   check_launch("attention softmax (training) kernel");
-  heads_gemm(a, {a.attn_p > 0.0f ? dropped : probs, false, T, T, hd, v, false, o, false}, stream);  // O = P·V
+  heads_gemm(a, {pd, false, T, T, hd, v, false, o, false}, stream);  // O = Pd·V
   launch_heads(false, o, 1, 0, 1, a, out, stream);
 }
 
@@ -193,7 +211,15 @@ void attention_backward_batched(const TrainAttentionArgs& a, const float* qkv, c
   float* ds = ds_buffer.get<float>();
   launch_heads(true, qkv, 3, 0, 3, a, q, stream);
   launch_heads(true, dout, 1, 0, 1, a, dO, stream);
-  const float* pd = a.attn_p > 0.0f ? dropped : probs;
+  const float* pd = probs;
+  if (a.attn_p > 0.0f && dropped) {
+    pd = dropped;
+  } else if (a.attn_p > 0.0f) {  // regenerated into ds, which dPd overwrites after dV has read it
+    const int64_t n = a.batch * a.n_head * T * T;
+    dropout_probs<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(a, probs, ds);
+    check_launch("attention dropout (training) kernel");
+    pd = ds;
+  }
   heads_gemm(a, {pd, true, T, T, hd, dO, false, dv, false}, stream);  // dV = Pdᵀ·dO
   heads_gemm(a, {dO, false, T, hd, T, v, true, ds, false}, stream);   // dPd = dO·Vᵀ
   softmax_backward_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, ds);

@@ -11,8 +11,8 @@
 
 namespace gpt2q::cuda {
 
-// probs: the softmax before dropout; dropped (may be null when attn_p is 0):
-// after it; out [B, T, C] = dropped · v.
+// probs: the softmax before dropout; dropped: after it (may be null: not
+// kept; the backward recomputes the masks); out [B, T, C] = dropped · v.
 void attention_forward_train(const backend::TrainAttentionArgs& a, const float* qkv, float* probs, float* dropped,
                              float* out, cudaStream_t stream);
 // dqkv [B, T, 3C] (overwritten) from dout [B, T, C] and the forward's probs.
@@ -21,9 +21,10 @@ void attention_backward(const backend::TrainAttentionArgs& a, const float* qkv, 
 
 // The same on the tensor cores (attention_batched.cu): the per-head products
 // as batched cuBLASLt GEMMs (exact fp32, or bf16 under
-// Fp32Products::bf16), the softmax in fp32. The backward reads dropped too
-// (null when attn_p is 0). Scratch from the caching pool: the backward
-// [B, H, T, T] floats and 7 · [B, T, C].
+// Fp32Products::bf16), the softmax in fp32. dropped may be null (always when
+// attn_p is 0): the forward then drops into a scratch and the backward
+// regenerates it from the counters. Scratch from the caching pool: [B, H, T,
+// T] floats and 4 (forward) or 7 (backward) · [B, T, C].
 void attention_forward_train_batched(const backend::TrainAttentionArgs& a, const float* qkv, float* probs,
                                      float* dropped, float* out, cudaStream_t stream);
 void attention_backward_batched(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs,
