@@ -30,27 +30,29 @@ using backend::TrainAttentionArgs;
 
 constexpr int kRowThreads = 128;
 
-// qkv [B, T, 3, H, hd] <-> part p of it as [B, H, T, hd]; to_heads copies
-// parts `first`..`first + count - 1` of `src` ([B, T, parts, H, hd]) into
-// consecutive [B, H, T, hd] buffers at dst; from_heads the reverse.
+// qkv [B, T, 3, H, hd] <-> part p of it as [B, H, T, hd]: index idx of
+// `count` consecutive [B, H, T, hd] buffers is, in a [B, T, parts, H, hd]
+// tensor, element heads_index(...) (of part first + idx / (B·H·T·hd)).
+__device__ __forceinline__ int64_t heads_index(int64_t idx, int64_t parts, int64_t first, int64_t B, int64_t T,
+                                               int64_t H, int64_t hd) {
+  const int64_t per = B * H * T * hd, part = idx / per, r = idx % per;
+  const int64_t e = r % hd, t = (r / hd) % T, h = (r / (hd * T)) % H, b = r / (hd * T * H);
+  return (((b * T + t) * parts + first + part) * H + h) * hd + e;
+}
+
+// to_heads: dst (count [B, H, T, hd] buffers) from src; from_heads the reverse.
 __global__ void to_heads(const float* src, int64_t parts, int64_t first, int64_t count, int64_t B, int64_t T,
                          int64_t H, int64_t hd, float* dst) {
-  const int64_t per = B * H * T * hd, n = count * per;
-  for (int64_t idx = grid_start(); idx < n; idx += grid_stride()) {
-    const int64_t part = idx / per, r = idx % per;
-    const int64_t e = r % hd, t = (r / hd) % T, h = (r / (hd * T)) % H, b = r / (hd * T * H);
-    dst[idx] = src[(((b * T + t) * parts + first + part) * H + h) * hd + e];
-  }
+  const int64_t n = count * B * H * T * hd;
+  for (int64_t idx = grid_start(); idx < n; idx += grid_stride())
+    dst[idx] = src[heads_index(idx, parts, first, B, T, H, hd)];
 }
 
 __global__ void from_heads(const float* src, int64_t parts, int64_t first, int64_t count, int64_t B, int64_t T,
                            int64_t H, int64_t hd, float* dst) {
-  const int64_t per = B * H * T * hd, n = count * per;
-  for (int64_t idx = grid_start(); idx < n; idx += grid_stride()) {
-    const int64_t part = idx / per, r = idx % per;
-    const int64_t e = r % hd, t = (r / hd) % T, h = (r / (hd * T)) % H, b = r / (hd * T * H);
-    dst[(((b * T + t) * parts + first + part) * H + h) * hd + e] = src[idx];
-  }
+  const int64_t n = count * B * H * T * hd;
+  for (int64_t idx = grid_start(); idx < n; idx += grid_stride())
+    dst[heads_index(idx, parts, first, B, T, H, hd)] = src[idx];
 }
 
 void launch_heads(bool to, const float* src, int64_t parts, int64_t first, int64_t count, const TrainAttentionArgs& a,
