@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/device_memory.h"
+#include "core/half.h"
 #include "ops/ops_backward.h"
 #include "ops/reference.h"
 #include "support/test_env.h"
@@ -105,10 +106,11 @@ TEST_F(CudaTrainOps, AdamWUpdatesAreTheCpusBitForBit) {
 TEST_F(CudaTrainOps, LayerNormBackwardMatchesTheReference) {
   // Both in double from the same float inputs, summed in other orders: the
   // float results agree to a few ulp of the largest value. A large common
-  // offset (300) checks the two-pass statistics; 2,000 rows use every block
-  // of the partial column sums and several rows per block.
+  // offset (300) checks the two-pass statistics; 2,000 rows make 32 chunks
+  // of the column sums, 17,000 rows the most (256) with a short last chunk,
+  // and 771 / 33 columns a partial column tile.
   for (auto [rows, cols, offset] : {std::tuple<int64_t, int64_t, float>{1, 768, 0.0f}, {7, 771, 300.0f},
-                                    {2000, 64, 0.0f}}) {
+                                    {2000, 64, 0.0f}, {17000, 33, 1.0f}}) {
     Tensor x = rnd({rows, cols}, 21, 2.0f);
     for (float& v : x.span<float>()) v += offset;
     const Tensor w = rnd({cols}, 22), dy = rnd({rows, cols}, 23);
@@ -129,7 +131,8 @@ TEST_F(CudaTrainOps, LinearBackwardMatchesTheReference) {
   // cuBLASLt fp32 (no TF32) against the scalar reference's double sums: the
   // error grows like sqrt(k) (k = out for dx, rows for dw), as the forward's
   // fp32 tolerance (test_cuda_backend_ops): 1e-5 · sqrt(k / 768), at least 1e-5.
-  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 5}, {37, 64, 96}, {1500, 768, 300}}) {
+  for (auto [rows, in, out] :
+       {std::tuple<int64_t, int64_t, int64_t>{1, 8, 5}, {37, 64, 96}, {1500, 768, 300}, {17000, 16, 40}}) {
     const Tensor x = rnd({rows, in}, 31), w = rnd({in, out}, 32, 0.05f), dy = rnd({rows, out}, 33);
     for (bool with_dx : {true, false}) {
       Tensor dx = with_dx ? rnd({rows, in}, 34) : Tensor(), dw = rnd({in, out}, 35), db = rnd({out}, 36);
@@ -143,6 +146,39 @@ TEST_F(CudaTrainOps, LinearBackwardMatchesTheReference) {
       test::expect_close(host(gdb), db, tol(rows), "linear_backward db " + shape);
       std::printf("  linear_backward %-20s dw worst rel. error %.3g\n", shape.c_str(), worst);
     }
+  }
+}
+
+TEST_F(CudaTrainOps, Bf16ProductsRoundTheirOperandsToBf16) {
+  // Under ops::Bf16ProductsScope both operands of every product are rounded
+  // to bf16 (nearest even) and multiplied with fp32 sums: each product of
+  // two bf16 values is exact in fp32, so the result is the double reference
+  // of the rounded operands within fp32 summation (the fp32 tolerance
+  // above). TF32 products (10 mantissa bits, not 7) would miss it by ~1e-3.
+  // The bias gradient is no product: it sums the unrounded dy.
+  auto rounded = [](const Tensor& t) {
+    Tensor r = t.clone();
+    for (float& v : r.span<float>()) v = bf16_to_float(float_to_bf16(v));
+    return r;
+  };
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{37, 64, 96}, {1500, 768, 300}}) {
+    const Tensor x = rnd({rows, in}, 41), w = rnd({in, out}, 42, 0.05f), dy = rnd({rows, out}, 43);
+    Tensor dx = Tensor::empty({rows, in}, DType::F32), dw = Tensor::empty({in, out}, DType::F32);
+    Tensor db = Tensor::empty({out}, DType::F32), db_unrounded = db.clone();
+    Tensor gdx = gpu(dx), gdw = gpu(dw), gdb = gpu(db);
+    ops::reference::linear_backward(rounded(x), rounded(w), rounded(dy), dx, dw, db);
+    Tensor dx_unused = Tensor::empty({rows, in}, DType::F32), dw_unused = Tensor::empty({in, out}, DType::F32);
+    ops::reference::linear_backward(x, w, dy, dx_unused, dw_unused, db_unrounded);
+    {
+      const ops::Bf16ProductsScope products(true);
+      ops::linear_backward(gpu(x), gpu(w), gpu(dy), gdx, gdw, gdb);
+    }
+    auto tol = [](int64_t k) { return 1e-5 * std::sqrt(std::max(1.0, static_cast<double>(k) / 768.0)); };
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out);
+    const double wx = test::expect_close(host(gdx), dx, tol(out), "bf16 linear_backward dx " + shape);
+    const double ww = test::expect_close(host(gdw), dw, tol(rows), "bf16 linear_backward dw " + shape);
+    test::expect_close(host(gdb), db_unrounded, tol(rows), "bf16 linear_backward db " + shape);
+    std::printf("  bf16 products %-20s dx %.3g dw %.3g of the rounded operands' reference\n", shape.c_str(), wx, ww);
   }
 }
 

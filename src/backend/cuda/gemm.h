@@ -5,10 +5,11 @@
 // matmul; the residual add as beta = 1). fp32 (CUBLAS_COMPUTE_32F: full fp32
 // multiply-add, never TF32), fp16 / bf16 operands with fp32 sums, and int8
 // with exact int32 sums (LLM.int8()). fp32 operands can also be multiplied
-// as bf16 on the tensor cores with fp32 sums (fast_bf16: cuBLAS's
-// CUBLAS_COMPUTE_32F_FAST_16BF, PyTorch's float32 matmul precision
-// "medium"): the bf16 trainer's products. A call can be a strided batch of
-// independent products (the attention's per-head products in training).
+// as bf16 on the tensor cores with fp32 sums and an fp32 y (fast_bf16: each
+// operand rounded to bf16 into a scratch, as PyTorch's bf16 autocast casts a
+// Linear's input and weight): the bf16 trainer's products. A call can be a
+// strided batch of independent products (the attention's per-head products
+// in training).
 #include <cuda_runtime_api.h>
 #include <library_types.h>
 

@@ -34,6 +34,8 @@
 
 #include "backend/cuda/cublaslt_library.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/device_buffer.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 
@@ -321,6 +323,41 @@ LtContext& context() {
 Fp32Products fp32_products() { return thread_fp32_products; }
 void set_fp32_products(Fp32Products p) { thread_fp32_products = p; }
 
+namespace {
+
+// Elements a (possibly batched) operand spans: the last product's end.
+int64_t operand_extent(int64_t batch, int64_t stride, int64_t elements) { return (batch - 1) * stride + elements; }
+
+// How fast_bf16 runs. By default the operands are rounded to bf16 (nearest
+// even) into scratch buffers and multiplied as bf16 × bf16 with fp32 sums
+// and an fp32 y: what PyTorch's bf16 autocast does to a Linear. cuBLASLt's
+// own CUBLAS_COMPUTE_32F_FAST_16BF on fp32 operands was measured to pick
+// TF32 kernels on an H100 (device run 10: the bf16 trainer's products ran at
+// TF32's rate), so it is kept only for comparison: GPT2Q_FAST_16BF=1.
+bool use_compute_fast_16bf() {
+  static const bool on = [] {
+    const char* v = std::getenv("GPT2Q_FAST_16BF");
+    return v && *v && *v != '0';
+  }();
+  return on;
+}
+
+void run_as_bf16(GemmCall call, cudaStream_t stream) {
+  const int64_t nx = operand_extent(call.batch, call.batch_stride_x, call.rows * call.in);
+  const int64_t nw = operand_extent(call.batch, call.batch_stride_w, call.in * call.out);
+  DeviceBuffer x16(static_cast<size_t>(nx) * 2), w16(static_cast<size_t>(nw) * 2);
+  convert(call.x, DType::F32, x16.get(), DType::BF16, nx, stream);
+  convert(call.w, DType::F32, w16.get(), DType::BF16, nw, stream);
+  call.x = x16.get();
+  call.w = w16.get();
+  call.x_type = call.w_type = CUDA_R_16BF;
+  call.fast_bf16 = false;
+  context().run(call, stream);
+  // The scratch is freed in stream order (device_free), after the product.
+}
+
+}  // namespace
+
 void gemm(const GemmCall& in_call, cudaStream_t stream) {
   GemmCall call = in_call;
   if (thread_fp32_products == Fp32Products::bf16 && call.x_type == CUDA_R_32F && call.w_type == CUDA_R_32F &&
@@ -331,6 +368,7 @@ void gemm(const GemmCall& in_call, cudaStream_t stream) {
     fail("cuBLASLt: a batch of {} products{}", call.batch, call.bias ? " with a bias" : "");
   if (call.fast_bf16 && (call.x_type != CUDA_R_32F || call.w_type != CUDA_R_32F || call.y_type != CUDA_R_32F))
     fail("cuBLASLt: bf16 products of fp32 operands take F32 x, W and y");
+  if (call.fast_bf16 && !use_compute_fast_16bf()) return run_as_bf16(call, stream);
   context().run(call, stream);
 }
 
