@@ -61,7 +61,8 @@ if [ -f .devdata/cpu/commit ] && { [ "$(cat .devdata/cpu/commit)" = "$commit" ] 
 fi
 rm -rf .devdata && mkdir -p .devdata
 [ $keep_cpu = 1 ] && mv .device/cpu_refs .devdata/cpu
-cp -r "$shared/data/ag_news" "$shared/data/gpt2-tokenizer" "$shared/data/wikitext-2-raw" .devdata/
+cp -r "$shared/data/ag_news" "$shared/data/gpt2-tokenizer" "$shared/data/wikitext-2-raw" "$shared/data/wikitext-2" \
+  "$shared/data/text" .devdata/
 # The main job's fine-tuned classifier (bash scripts/main_job.sh), stored in
 # fp16 to travel light, with its held-out texts: run.sh's `agree` stage.
 cls=out/pipeline/finetune

@@ -24,6 +24,9 @@
 #             128, LM 16 x 1024) and tools/bench_train_peers.py (PyTorch),
 #             train.json / train_peers.json; a short finetune on the GPU
 #             against the same on the CPU (eval accuracy and loss)
+#   study     issue 13's study at 124M on the GPU (pipeline --device cuda
+#             --geometry 124m with LM pre-training), then issue 15's
+#             perplexities of the pre-trained LM's GPTQ / RTN / NF4 variants
 #   profile   ncu: every kernel of two batch-1 classifications (fp16, nf4),
 #             of one batch of 256 (fp16, int8, nf4, nf4-dq bf16) and of 4
 #             greedy decode steps (fp16, nf4), its time and DRAM
@@ -273,6 +276,39 @@ for l in sys.stdin:
     print("finetune %s: %d steps, %.0f tokens/s, eval loss %.6f accuracy %.4f" % (j["out"], j["steps"], j["tokens_per_s"], e.get("loss",0), e.get("accuracy",0)))' | tee -a "$summary"
 }
 
+# Issue 13, section 4: the study at 124M on the GPU. The fresh 124M GPT-2 is
+# pre-trained as an LM on WikiText-2 valid + tiny-shakespeare (never the
+# test split), fine-tuned on AG News (the seeded 80 % split, 3 epochs, 16 x
+# 128), quantized to every variant, compared on the GPU, reported. Then
+# issue 15 on the pre-trained LM: WikiText-2 test perplexity of fp32, NF4,
+# round-to-nearest and GPTQ (4 and 3 bits, group 128), with the quantization
+# times. The checkpoints stay on the device machine; reports, summaries and
+# logs come back in study/. STUDY_ARGS adds pipeline options.
+run_study() {
+  local s=$work/study D=$repo/.devdata
+  stage study "$G" pipeline --device cuda --geometry 124m --pretrain-text "$D/wikitext-2/wiki.valid.tokens" \
+    --pretrain-text "$D/text/tinyshakespeare_input.txt" --pretrain-epochs "${STUDY_PRETRAIN_EPOCHS:-6}" \
+    --pretrain-lr "${STUDY_PRETRAIN_LR:-6e-4}" --data "$AG" --tokenizer "$TOK" --precision bf16 --out "$s" --json \
+    ${STUDY_ARGS:-}
+  mkdir -p "$OUT/study"
+  cp -r "$s/report" "$s/summary.json" "$s/pipeline.json" "$OUT/study/" 2>/dev/null
+  [ -f "$s/pretrain/config.json" ] || return
+  local lm=$s/pretrain q=$work/study_q cal=(--calibration "$D/wikitext-2/wiki.valid.tokens" --tokenizer "$TOK"
+    --nsamples 128 --seqlen 128)
+  mkdir -p "$q"
+  stage study "$G" quantize --model "$lm" --method nf4 --out "$q/nf4" --json
+  for b in 4 3; do
+    stage study "$G" quantize --model "$lm" --method rtn --bits $b --group-size 128 --out "$q/rtn$b" --json
+    stage study "$G" quantize --model "$lm" --method gptq --bits $b --group-size 128 "${cal[@]}" --out "$q/gptq$b" --json
+  done
+  for m in "$lm" "$q/nf4" "$q/rtn4" "$q/gptq4" "$q/rtn3" "$q/gptq3"; do
+    for t in "$D/wikitext-2/wiki.test.tokens" "$WIKI"; do
+      stage study "$G" perplexity --model "$m" --text "$t" --tokenizer "$TOK" --max-length 128 --stride 128 \
+        --device cuda --json
+    done
+  done
+}
+
 run_profile() {
   models
   local ncu
@@ -306,6 +342,7 @@ for s in "$@"; do
     peers) run_peers ;;
     train) run_train ;;
     profile) run_profile ;;
+    study) run_study ;;
     *) note "unknown stage $s" ;;
   esac
 done
