@@ -1,8 +1,8 @@
 // GPT2Model's forward against an independent scalar GPT-2 written here from
 // the transformers formulas (naive loops, double precision), on small
 // synthetic configs with padded batches; the KV cache against the full
-// forward; padded rows against the same sequences alone; the classifier's
-// pooled-position rule.
+// forward; padded rows against the same sequences alone; a block range
+// against the whole forward; the classifier's pooled-position rule.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -288,6 +288,55 @@ TEST(ModelForward, PaddedRowsEqualTheSequencesAlone) {
         }
     }
   }
+}
+
+// run_block_range runs the forward's own blocks: the embeddings through
+// blocks [0, 1), then [1, L), then ln_f give hidden_states bit for bit, and
+// the tap sees each projection's input in the blocks' order (compared with
+// what forward_traced keeps, whose adds and GELU run apart: close, not equal).
+TEST(ModelForward, BlockRangeIsTheForwardsOwnBlocksAndTapsTheProjectionInputs) {
+  const GPT2Config cfg = odd_config();
+  const Checkpoint ck = sharpened(cfg, ModelKind::CausalLM, 11);
+  auto model = GPT2Model::from_checkpoint(ck);
+  const TokenBatch tb = TokenBatch::from_sequences({{5, 17, 96, 0, 33, 2}, {3, 90, 44, 61, 7, 1}}, 0);
+  const int64_t rows = tb.batch * tb.seq, C = cfg.n_embd;
+  std::vector<int64_t> positions;
+  for (int64_t r = 0; r < rows; ++r) positions.push_back(r % tb.seq);
+  Tensor x = Tensor::empty({rows, C}, DType::F32);
+  ops::embedding(Tensor::from_vector(tb.ids, {rows}), Tensor::from_vector(positions, {rows}),
+                 ck.get_f32("wte.weight"), ck.get_f32("wpe.weight"), x);
+
+  std::vector<std::pair<size_t, Tensor>> seen;
+  model->run_block_range(x, tb.batch, tb.seq, 0, 1,
+                         [&](size_t m, const Tensor& in) { seen.emplace_back(m, in.clone()); });
+  ForwardTrace trace;
+  model->forward_traced(tb, TraceDropout{}, trace);
+  const LayerTrace& a = trace.layers[0];
+  Tensor gelu = a.fc_pre.clone();
+  ops::gelu_erf(gelu);  // odd_config's activation
+  const Tensor* want[] = {&a.ln1, &a.attn, &a.ln2, &gelu};
+  ASSERT_EQ(seen.size(), 4u);
+  for (size_t m = 0; m < seen.size(); ++m) {
+    EXPECT_EQ(seen[m].first, m);
+    ASSERT_EQ(seen[m].second.shape(), (Shape{rows, want[m]->dim(-1)})) << m;
+    int bad = 0;
+    for (int64_t i = 0; i < want[m]->numel(); ++i) {
+      const float w = want[m]->data<float>()[i];
+      bad += !(std::fabs(seen[m].second.data<float>()[i] - w) <= 1e-4f * (1 + std::fabs(w)));
+    }
+    EXPECT_EQ(bad, 0) << "projection " << m;
+  }
+
+  model->run_block_range(x, tb.batch, tb.seq, 1, cfg.n_layer);
+  ops::layer_norm(x, ck.get_f32("ln_f.weight"), ck.get_f32("ln_f.bias"), static_cast<float>(cfg.layer_norm_epsilon),
+                  x);
+  const Tensor h = model->hidden_states(tb);
+  ASSERT_EQ(h.numel(), x.numel());
+  EXPECT_EQ(std::memcmp(h.raw(), x.raw(), x.nbytes()), 0);
+
+  EXPECT_THROW(model->run_block_range(x, tb.batch, tb.seq, 1, cfg.n_layer + 1), Error);
+  EXPECT_THROW(model->run_block_range(x, tb.batch, tb.seq, 2, 1), Error);
+  EXPECT_THROW(model->run_block_range(x, tb.batch + 1, tb.seq, 0, 1), Error);  // not [batch · seq, C]
 }
 
 TEST(ModelForward, KvCacheIncrementalEqualsFullForward) {

@@ -9,8 +9,8 @@
 #include "backend/cpu/linalg.h"
 #include "core/error.h"
 #include "core/splitmix64.h"
-#include "layers/linear_factory.h"
 #include "layers/quant_linear.h"
+#include "model/gpt2.h"
 #include "ops/ops.h"
 #include "quant/conv1d_weight.h"
 #include "quant/gptq_format.h"
@@ -20,43 +20,11 @@ namespace gpt2q::calib {
 
 namespace {
 
-// The four projections of a block in the order their inputs appear.
-constexpr std::array<const char*, 4> kModules = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
-
-struct BlockParams {
-  Tensor ln1_w, ln1_b, ln2_w, ln2_b;
-  std::array<std::unique_ptr<Linear>, 4> linear;
-};
-
 // The rows of one forward: `batch` segments of `seq` tokens.
 struct Chunk {
   int64_t batch = 0, seq = 0;
   Tensor x;  // the residual stream [batch · seq, C], fp32
 };
-
-// One block over `x` in place (x becomes its output), as GPT2Model's
-// inference forward computes it on the CPU (no padding); tap(m, input)
-// sees the input of projection m.
-void run_block(const GPT2Config& c, int64_t layer, const BlockParams& p, Chunk& chunk,
-               const std::function<void(size_t, const Tensor&)>& tap) {
-  const int64_t B = chunk.batch, T = chunk.seq, rows = B * T, C = c.n_embd;
-  const float eps = static_cast<float>(c.layer_norm_epsilon);
-  const auto gelu = c.activation_function == "gelu" ? ops::Activation::gelu_erf : ops::Activation::gelu_new;
-  Tensor ln = Tensor::empty({rows, C}, DType::F32), qkv = Tensor::empty({rows, 3 * C}, DType::F32);
-  Tensor attended = Tensor::empty({rows, C}, DType::F32), fc = Tensor::empty({rows, c.inner()}, DType::F32);
-  ops::layer_norm(chunk.x, p.ln1_w, p.ln1_b, eps, ln);
-  if (tap) tap(0, ln);
-  p.linear[0]->forward(ln, qkv);
-  Tensor heads = attended.view({B, T, C});
-  ops::causal_self_attention(qkv.view({B, T, 3 * C}), Tensor(), c.n_head, c.attention_scale(layer), heads);
-  if (tap) tap(1, attended);
-  p.linear[1]->forward(attended, chunk.x, {.accumulate = true});
-  ops::layer_norm(chunk.x, p.ln2_w, p.ln2_b, eps, ln);
-  if (tap) tap(2, ln);
-  p.linear[2]->forward(ln, fc, {.activation = gelu});
-  if (tap) tap(3, fc);
-  p.linear[3]->forward(fc, chunk.x, {.accumulate = true});
-}
 
 // The calibration segments' embeddings, in chunks of about 4096 rows.
 std::vector<Chunk> embed_segments(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& segments) {
@@ -131,42 +99,42 @@ GptqBlocksResult gptq_quantize_blocks(const Checkpoint& ck, const std::set<std::
              ck.dir.string(), id, c.vocab_size);
   }
   GptqBlocksResult result;
+  // The model's own forward runs the blocks (CPU, fp32); each block's
+  // projections are replaced by their quantized ones once they are made.
+  const std::unique_ptr<GPT2Model> model = GPT2Model::from_checkpoint(ck);
   std::vector<Chunk> chunks = embed_segments(ck, segments);
+  const auto run_block = [&](int64_t l, Chunk& chunk, const GPT2Model::ProjectionTap& tap) {
+    model->run_block_range(chunk.x, chunk.batch, chunk.seq, l, l + 1, tap);
+  };
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const std::string prefix = fmt::format("h.{}.", l);
-    BlockParams p;
-    p.ln1_w = ck.get_f32(prefix + "ln_1.weight");
-    p.ln1_b = ck.get_f32(prefix + "ln_1.bias");
-    p.ln2_w = ck.get_f32(prefix + "ln_2.weight");
-    p.ln2_b = ck.get_f32(prefix + "ln_2.bias");
+    BlockWeights& block = model->blocks()[static_cast<size_t>(l)];
     std::array<std::unique_ptr<quant::HessianAccumulator>, 4> hessians;
     size_t chosen = 0;
-    for (size_t m = 0; m < kModules.size(); ++m) {
-      const std::string module = prefix + kModules[m];
-      p.linear[m] = make_linear(ck, module);
-      if (!selected.count(module + ".weight")) continue;
-      hessians[m] = std::make_unique<quant::HessianAccumulator>(p.linear[m]->in_features());
+    for (size_t m = 0; m < BlockWeights::kProjections.size(); ++m) {
+      if (!selected.count(prefix + BlockWeights::kProjections[m] + ".weight")) continue;
+      hessians[m] = std::make_unique<quant::HessianAccumulator>(block.projection(m)->in_features());
       ++chosen;
     }
     if (progress)
       progress(fmt::format("block {}/{}: {} matrices, Hessians from {} segments of {} tokens", l + 1, c.n_layer,
                            chosen, segments.size(), seq));
     if (chosen == 0) {
-      for (Chunk& chunk : chunks) run_block(c, l, p, chunk, {});
+      for (Chunk& chunk : chunks) run_block(l, chunk, {});
       continue;
     }
     // Pass 1: the original block on a copy of its inputs, for the Hessians.
     for (const Chunk& chunk : chunks) {
       Chunk copy{chunk.batch, chunk.seq, chunk.x.clone()};
-      run_block(c, l, p, copy, [&](size_t m, const Tensor& in) {
+      run_block(l, copy, [&](size_t m, const Tensor& in) {
         if (hessians[m]) hessians[m]->add(in.data<float>(), in.dim(0));
       });
     }
-    for (size_t m = 0; m < kModules.size(); ++m) {
+    for (size_t m = 0; m < BlockWeights::kProjections.size(); ++m) {
       if (!hessians[m]) continue;
-      const std::string module = prefix + kModules[m], name = module + ".weight";
+      const std::string module = prefix + BlockWeights::kProjections[m], name = module + ".weight";
       const std::vector<float> w = quant::linear_weights_from_conv1d(ck.get_f32(name), Tensor(), name).weight;
-      const int64_t in = p.linear[m]->in_features(), out = p.linear[m]->out_features();
+      const int64_t in = block.projection(m)->in_features(), out = block.projection(m)->out_features();
       const std::vector<double> h = hessians[m]->hessian();
       hessians[m].reset();
       GptqLayerReport rep;
@@ -178,13 +146,13 @@ GptqBlocksResult gptq_quantize_blocks(const Checkpoint& ck, const std::set<std::
       rep.gptq_error = hessian_error(w.data(), q.dequantize().data(), out, in, h);
       rep.rtn_error = hessian_error(w.data(), r.dequantize().data(), out, in, h);
       // The next blocks see this projection as a loaded checkpoint runs it: packed.
-      p.linear[m] = make_quant_linear(quant::to_quantized_tensor(q, name), ck.get_f32(module + ".bias").clone(),
-                                      DType::F32, 0.0f, Placement{}, name);
+      block.projection(m) = make_quant_linear(quant::to_quantized_tensor(q, name), ck.get_f32(module + ".bias").clone(),
+                                              DType::F32, 0.0f, Placement{}, name);
       result.weights.emplace(name, std::move(q));
       result.layers.push_back(std::move(rep));
     }
     // Pass 2: the quantized block gives the next block's inputs.
-    for (Chunk& chunk : chunks) run_block(c, l, p, chunk, {});
+    for (Chunk& chunk : chunks) run_block(l, chunk, {});
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

@@ -12,8 +12,11 @@
 // (AutoGPTQ's default `true_sequential` also re-runs the block after each
 // projection; the reference's default, done here, collects all four first.)
 //
-// A layer of its own: it runs blocks (layers/, ops/) and quantizes (quant/),
-// which model/ and quant/ must not both know.
+// A layer of its own, above model/ and quant/: the blocks run in the
+// model's own forward (GPT2Model::run_block_range taps each projection's
+// input; the quantized projections replace the originals in
+// GPT2Model::blocks()), and a quantizer driven by a forward belongs to
+// neither of those layers.
 #include <cstdint>
 #include <functional>
 #include <map>

@@ -169,11 +169,23 @@ BlockWeights BlockWeights::assemble(const std::string& p, const std::function<Te
   bw.ln_1_b = ln(p + "ln_1.bias");
   bw.ln_2_w = ln(p + "ln_2.weight");
   bw.ln_2_b = ln(p + "ln_2.bias");
-  bw.c_attn = linear(p + "attn.c_attn");
-  bw.attn_c_proj = linear(p + "attn.c_proj");
-  bw.c_fc = linear(p + "mlp.c_fc");
-  bw.mlp_c_proj = linear(p + "mlp.c_proj");
+  for (size_t m = 0; m < kProjections.size(); ++m) bw.projection(m) = linear(p + kProjections[m]);
   return bw;
+}
+
+std::unique_ptr<Linear>& BlockWeights::projection(size_t m) {
+  switch (m) {
+    case 0:
+      return c_attn;
+    case 1:
+      return attn_c_proj;
+    case 2:
+      return c_fc;
+    case 3:
+      return mlp_c_proj;
+    default:
+      fail("block projection {} does not exist (0..3)", m);
+  }
 }
 
 GPT2Model::GPT2Model() = default;
@@ -228,14 +240,29 @@ Tensor GPT2Model::run_blocks(const std::vector<int32_t>& ids, const std::vector<
 
 Tensor GPT2Model::run_blocks(const ops::CheckedIndices& ids, const ops::CheckedIndices& positions,
                              const AttentionFn& attend, ForwardTrace* trace) const {
-  const int64_t rows = ids.size(), C = config_.n_embd, I = config_.inner();
+  const int64_t rows = ids.size(), C = config_.n_embd;
+  // The residual stream, fp32 on every device.
+  Tensor x = ops::scratch({rows, C}, DType::F32, placement_.device);
+  embed_tokens(*wte_, *wpe_, ids, positions, x);
+  if (trace) ops::dropout(x, trace->dropout.p_embd, trace->dropout.key(dropout_site_embd()));
+  run_layers(x, 0, config_.n_layer, attend, trace, nullptr);
+  const float eps = static_cast<float>(config_.layer_norm_epsilon);
+  if (!trace) {
+    ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
+    return x;
+  }
+  trace->x_final = x;
+  Tensor h = ops::scratch({rows, C}, DType::F32, placement_.device);
+  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, h);
+  return h;
+}
+
+void GPT2Model::run_layers(Tensor& x, int64_t first, int64_t last, const AttentionFn& attend, ForwardTrace* trace,
+                           const ProjectionTap* tap) const {
+  const int64_t rows = x.dim(0), C = config_.n_embd, I = config_.inner();
   const Device dev = placement_.device;
   const DType act = placement_.activations();
   auto buffer = [&](int64_t cols, DType dtype) { return ops::scratch({rows, cols}, dtype, dev); };
-  Tensor x = buffer(C, DType::F32);  // the residual stream, fp32 on every device
-  embed_tokens(*wte_, *wpe_, ids, positions, x);
-  if (trace) ops::dropout(x, trace->dropout.p_embd, trace->dropout.key(dropout_site_embd()));
-
   // Inference: every buffer below is written in full before it is read and
   // serves every layer; the linears read and write the placement's
   // activation dtype; the residual adds go into x (fp32) inside the
@@ -271,7 +298,7 @@ Tensor GPT2Model::run_blocks(const ops::CheckedIndices& ids, const ops::CheckedI
   };
   const ops::Activation gelu = gelu_exact_ ? ops::Activation::gelu_erf : ops::Activation::gelu_new;
   const float eps = static_cast<float>(config_.layer_norm_epsilon);
-  for (int64_t l = 0; l < config_.n_layer; ++l) {
+  for (int64_t l = first; l < last; ++l) {
     const BlockWeights& bw = blocks_[l];
     LayerTrace& a = trace ? trace->layers[l] : shared;
     if (trace) {
@@ -283,14 +310,18 @@ Tensor GPT2Model::run_blocks(const ops::CheckedIndices& ids, const ops::CheckedI
       a.fc_pre = buffer(I, act);
     }
     ops::layer_norm(x, bw.ln_1_w, bw.ln_1_b, eps, a.ln1);
+    if (tap) (*tap)(0, a.ln1);
     bw.c_attn->forward(a.ln1, a.qkv);
     attend(l, a.qkv, a.attn);
+    if (tap) (*tap)(1, a.attn);
     residual(*bw.attn_c_proj, a.attn, x, dropout_site_attn_resid(l));
     if (trace) a.x_mid = x;
 
     ops::layer_norm(x, bw.ln_2_w, bw.ln_2_b, eps, a.ln2);
+    if (tap) (*tap)(2, a.ln2);
     if (!trace) {
       bw.c_fc->forward(a.ln2, a.fc_pre, {.activation = gelu});
+      if (tap) (*tap)(3, a.fc_pre);
       residual(*bw.mlp_c_proj, a.fc_pre, x, dropout_site_mlp_resid(l));
       continue;
     }
@@ -301,16 +332,32 @@ Tensor GPT2Model::run_blocks(const ops::CheckedIndices& ids, const ops::CheckedI
     } else {
       ops::gelu_new(activated);
     }
+    if (tap) (*tap)(3, activated);
     residual(*bw.mlp_c_proj, activated, x, dropout_site_mlp_resid(l));
   }
-  if (!trace) {
-    ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, x);
-    return x;
-  }
-  trace->x_final = x;
-  Tensor h = buffer(C, DType::F32);
-  ops::layer_norm(x, ln_f_w_, ln_f_b_, eps, h);
-  return h;
+}
+
+void GPT2Model::run_block_range(Tensor& x, int64_t batch, int64_t seq, int64_t first, int64_t last,
+                                const ProjectionTap& tap) const {
+  const int64_t C = config_.n_embd, H = config_.n_head;
+  const Device dev = placement_.device;
+  if (first < 0 || first > last || last > config_.n_layer)
+    fail("blocks [{}, {}) are not among the model's {} layers", first, last, config_.n_layer);
+  if (batch <= 0 || seq <= 0 || seq > config_.n_positions)
+    fail("block range: {} sequences of {} tokens (1..n_positions = {} each)", batch, seq, config_.n_positions);
+  if (x.dtype() != DType::F32 || x.device() != dev || x.shape() != Shape{batch * seq, C})
+    fail("block range: the residual stream is {} {} on {}, should be F32 [{}, {}] on {}", dtype_name(x.dtype()),
+         shape_str(x.shape()), device_name(x.device()), batch * seq, C, device_name(dev));
+  // hidden_states' attention of a batch with no padding.
+  ops::SequenceLayout layout;
+  if (dev != Device::CPU)
+    layout = ops::SequenceLayout::padded(std::vector<int64_t>(static_cast<size_t>(batch), seq), seq, dev);
+  const AttentionFn attend = [&](int64_t l, const Tensor& qkv, Tensor& attended) {
+    if (dev != Device::CPU) return ops::causal_self_attention(qkv, layout, H, config_.attention_scale(l), attended);
+    Tensor out = attended.view({batch, seq, C});
+    ops::causal_self_attention(qkv.view({batch, seq, 3 * C}), Tensor(), H, config_.attention_scale(l), out);
+  };
+  run_layers(x, first, last, attend, nullptr, tap ? &tap : nullptr);
 }
 
 bool GPT2Model::packs_sequences() const {

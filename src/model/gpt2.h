@@ -2,6 +2,7 @@
 // The GPT-2 forward pass in fp32, with transformers' semantics: gelu_new,
 // LayerNorm eps from config, causal attention + padding mask (right padding),
 // tied LM head, and GPT2ForSequenceClassification's score head.
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -54,6 +55,13 @@ struct KVCache {
 struct BlockWeights {
   Tensor ln_1_w, ln_1_b, ln_2_w, ln_2_b;  // [C]
   std::unique_ptr<Linear> c_attn, attn_c_proj, c_fc, mlp_c_proj;
+
+  // The projections' module names in the order a block runs them: the
+  // index of projection() and of GPT2Model::ProjectionTap.
+  static constexpr std::array<const char*, 4> kProjections = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                              "mlp.c_proj"};
+  // Projection m (0..3, kProjections' order), to read or to replace.
+  std::unique_ptr<Linear>& projection(size_t m);
 
   // Block `prefix` ("h.3.") from its LayerNorm parameters (`ln`, given the
   // tensor name) and its projections (`linear`, given the module name).
@@ -137,6 +145,19 @@ class GPT2Model {
   static std::unique_ptr<GPT2Model> over_tensors(const GPT2Config& config, ModelKind kind,
                                                  const std::map<std::string, Tensor>& tensors, Device device);
 
+  // Sees the input of projection m (BlockWeights::kProjections' order) of
+  // each block run, [rows, in] in the activation dtype, before the
+  // projection reads it; the buffer is reused once the call returns.
+  using ProjectionTap = std::function<void(size_t m, const Tensor& input)>;
+  // Blocks [first, last) of the inference forward over a residual stream
+  // x [batch · seq, C] (fp32, on the model's device) in place: `batch`
+  // sequences of `seq` tokens packed end to end, none padded; no embedding
+  // before, no ln_f after. For block-by-block quantization (calib/), which
+  // runs one block at a time, taps its projections' inputs, and replaces
+  // projections in blocks() between the runs.
+  void run_block_range(Tensor& x, int64_t batch, int64_t seq, int64_t first, int64_t last,
+                       const ProjectionTap& tap = {}) const;
+
   // capacity: 1..n_positions positions.
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 
@@ -174,6 +195,12 @@ class GPT2Model {
   // then a new buffer and x stays trace->x_final.
   Tensor run_blocks(const ops::CheckedIndices& ids, const ops::CheckedIndices& positions,
                     const AttentionFn& attend, ForwardTrace* trace = nullptr) const;
+  // run_blocks' layers [first, last) over the residual stream x [rows, C]:
+  // in place, or traced, each residual add into a new buffer that x then
+  // is. `tap` is null for every forward but run_block_range's, so that those
+  // run as before, at the price of four pointer tests per layer.
+  void run_layers(Tensor& x, int64_t first, int64_t last, const AttentionFn& attend, ForwardTrace* trace,
+                  const ProjectionTap* tap) const;
   // Ids and positions checked against wte and wpe (the errors name the
   // token id or the position), on the model's device.
   std::pair<ops::CheckedIndices, ops::CheckedIndices> checked_tokens(const std::vector<int32_t>& ids,
