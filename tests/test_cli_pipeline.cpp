@@ -179,6 +179,14 @@ TEST(CliPipeline, PretrainsOnSeveralTextsButNeverOnWikiTextTest) {
   const json s = json::parse(r.out);
   EXPECT_TRUE(s["stages"].contains("pretrain")) << s.dump();
   EXPECT_TRUE(fs::exists(out / "pretrain" / "model.safetensors"));
+  // After its own pre-training the fine-tuning takes the pretrained recipe
+  // (no warmup, no weight decay) at 1e-4, except what the flags gave.
+  const json settings = json::parse(read_text(out / "pipeline.json"))["settings"];
+  EXPECT_DOUBLE_EQ(settings["lr"].get<double>(), 1e-4) << settings.dump();
+  EXPECT_EQ(settings["warmup_steps"], 0) << settings.dump();
+  EXPECT_DOUBLE_EQ(settings["weight_decay"].get<double>(), 0.0) << settings.dump();
+  EXPECT_EQ(settings["epochs"], 1) << settings.dump();
+  EXPECT_EQ(settings["max_length"], 32) << settings.dump();
 
   write_file(dir / "wiki.test.raw", "evaluation text\n");
   const fs::path out2 = dir / "refused";

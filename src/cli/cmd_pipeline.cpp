@@ -96,13 +96,17 @@ void apply_config_file(CLI::App& cmd, const std::string& path) {
   }
 }
 
-// With --base, the options the user did not give take the pretrained recipe.
+// With --base or --pretrain-text, the options the user did not give take
+// the pretrained recipe (the seeds' settings: 3 epochs, batch 16, 128
+// tokens). Its rate, 2e-5, is for a real pretrained GPT-2; a base the
+// pipeline pre-trains itself (minutes on ~0.6M tokens) is far weaker, and
+// fine-tunes at 1e-4 (docs/pipeline.md).
 void apply_base_recipe(PipelineArgs& a, const CLI::App& cmd) {
   const auto r = gpt2q::pipeline::pretrained_finetune_recipe();
   auto& f = a.opt.finetune;
   if (!cmd.count("--epochs")) f.epochs = r.epochs;
   if (!cmd.count("--batch-size")) f.batch_size = r.batch_size;
-  if (!cmd.count("--lr")) f.lr = r.lr;
+  if (!cmd.count("--lr")) f.lr = a.base ? r.lr : gpt2q::pipeline::kSelfPretrainedFinetuneLr;
   if (!cmd.count("--warmup-steps")) f.warmup_steps = r.warmup_steps;
   if (!cmd.count("--weight-decay")) f.weight_decay = r.weight_decay;
   if (!cmd.count("--max-length")) f.max_length = r.max_length;
@@ -196,7 +200,7 @@ GPT2Q_COMMAND(pipeline) {
   cmd->add_flag("--json", a->json, "print the summary as one JSON object");
   cmd->callback([a, cmd] {
     if (a->config) apply_config_file(*cmd, *a->config);
-    if (a->base) apply_base_recipe(*a, *cmd);
+    if (a->base || !a->pretrain_texts.empty()) apply_base_recipe(*a, *cmd);
     run(*a);
   });
 }

@@ -34,6 +34,9 @@ train::FinetuneRequest default_finetune_recipe();
 // For --base (a pretrained GPT-2): the usual transformers fine-tuning
 // settings of the study (3 epochs, batch 16, lr 2e-5, 128 tokens).
 train::FinetuneRequest pretrained_finetune_recipe();
+// The fine-tuning rate after the pipeline's own LM pre-training
+// (--pretrain-text): the pretrained recipe's other settings, at this rate.
+inline constexpr double kSelfPretrainedFinetuneLr = 1e-4;
 
 struct PipelineOptions {
   std::filesystem::path data;                     // labelled text (AG News test.csv)

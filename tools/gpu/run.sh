@@ -283,7 +283,8 @@ for l in sys.stdin:
 # issue 15 on the pre-trained LM: WikiText-2 test perplexity of fp32, NF4,
 # round-to-nearest and GPTQ (4 and 3 bits, group 128), with the quantization
 # times. The checkpoints stay on the device machine; reports, summaries and
-# logs come back in study/. STUDY_ARGS adds pipeline options.
+# logs come back in study/. STUDY_ARGS adds pipeline options; STUDY_LM=0
+# skips the LM's quantizations.
 run_study() {
   local s=$work/study D=$repo/.devdata
   stage study "$G" pipeline --device cuda --geometry 124m --pretrain-text "$D/wikitext-2/wiki.valid.tokens" \
@@ -292,7 +293,7 @@ run_study() {
     ${STUDY_ARGS:-}
   mkdir -p "$OUT/study"
   cp -r "$s/report" "$s/summary.json" "$s/pipeline.json" "$OUT/study/" 2>/dev/null
-  [ -f "$s/pretrain/config.json" ] || return
+  [ -f "$s/pretrain/config.json" ] && [ "${STUDY_LM:-1}" = 1 ] || return 0
   local lm=$s/pretrain q=$work/study_q cal=(--calibration "$D/wikitext-2/wiki.valid.tokens" --tokenizer "$TOK"
     --nsamples 128 --seqlen 128)
   mkdir -p "$q"
@@ -349,7 +350,8 @@ done
 note "done in ${SECONDS}s"
 # The device tool returns at most 8 files: beyond that, everything but the
 # summary goes into one results.tgz.
-if [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -gt 8 ]; then
-  (cd "$OUT" && tar czf /tmp/gpt2q_results.tgz --exclude summary.txt . && find . -maxdepth 1 -type f ! -name summary.txt -delete &&
-    mv /tmp/gpt2q_results.tgz results.tgz)
+# (Files in folders count: device run 13 lost the study's report that way.)
+if [ "$(find "$OUT" -type f | wc -l)" -gt 8 ]; then
+  (cd "$OUT" && tar czf /tmp/gpt2q_results.tgz --exclude ./summary.txt . &&
+    find . -mindepth 1 -maxdepth 1 ! -name summary.txt -exec rm -rf {} + && mv /tmp/gpt2q_results.tgz results.tgz)
 fi

@@ -212,6 +212,11 @@ void heads_gemm(const TrainAttentionArgs& a, const HeadProduct& hp, cudaStream_t
   gemm(g, stream);
 }
 
+// Threads per row block: a warp for rows of up to 256 keys (a 128-token
+// classifier's rows are 512 bytes: four warps idled on them, and the
+// softmax ran at ~230 GB/s in device run 12's profile), else kRowThreads.
+unsigned row_threads(const TrainAttentionArgs& a) { return a.seq <= 256 ? 32u : static_cast<unsigned>(kRowThreads); }
+
 dim3 row_grid(const TrainAttentionArgs& a) {
   return dim3(static_cast<unsigned>(a.seq), static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.batch));
 }
@@ -231,7 +236,7 @@ void attention_forward_train_batched(const TrainAttentionArgs& a, const float* q
   float* pd = !drop ? probs : dropped ? dropped : scratch.get<float>();
   launch_heads(true, qkv, 3, 0, 3, a, q, stream);
   heads_gemm(a, {q, false, T, hd, T, k, true, probs, false}, stream);  // S = Q·Kᵀ
-  softmax_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, drop ? pd : nullptr);
+  softmax_rows<<<row_grid(a), row_threads(a), 0, stream>>>(a, probs, drop ? pd : nullptr);
   check_launch("attention softmax (training) kernel");
   heads_gemm(a, {pd, false, T, T, hd, v, false, o, false}, stream);  // O = Pd·V
   launch_heads(false, o, 1, 0, 1, a, out, stream);
@@ -260,7 +265,7 @@ void attention_backward_batched(const TrainAttentionArgs& a, const float* qkv, c
   }
   heads_gemm(a, {pd, true, T, T, hd, dO, false, dv, false}, stream);  // dV = Pdᵀ·dO
   heads_gemm(a, {dO, false, T, hd, T, v, true, ds, false}, stream);   // dPd = dO·Vᵀ
-  softmax_backward_rows<<<row_grid(a), kRowThreads, 0, stream>>>(a, probs, ds);
+  softmax_backward_rows<<<row_grid(a), row_threads(a), 0, stream>>>(a, probs, ds);
   check_launch("attention softmax backward (training) kernel");
   heads_gemm(a, {ds, false, T, T, hd, k, false, dq, false}, stream);  // dQ = dS·K
   heads_gemm(a, {ds, true, T, T, hd, q, false, dk, false}, stream);   // dK = dSᵀ·Q

@@ -26,6 +26,21 @@ __global__ void gelu_new_kernel(T* x, int64_t n) {
   }
 }
 
+// The same on fp32, four elements a thread (16-byte loads and stores): the
+// training forward's GELU over [rows, 4C].
+__global__ void gelu_new_x4_kernel(float4* x, int64_t n4) {
+  const float k = 0.7978845608028654f;
+  auto g = [k](float v) { return v / (1.0f + expf(-2.0f * (k * (v + 0.044715f * v * v * v)))); };
+  for (int64_t i = grid_start(); i < n4; i += grid_stride()) {
+    float4 v = x[i];
+    v.x = g(v.x);
+    v.y = g(v.y);
+    v.z = g(v.z);
+    v.w = g(v.w);
+    x[i] = v;
+  }
+}
+
 // Exact GELU x·Φ(x) with Φ(x) = erfc(-x/√2) / 2: erfc keeps its relative
 // accuracy in the left tail, where 1 + erf(x/√2) would cancel.
 template <typename T>
@@ -80,6 +95,11 @@ __global__ void fill_kernel(float* out, int64_t n, float value) {
 
 void gelu_new(void* x, DType dtype, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
+  if (dtype == DType::F32 && n % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    gelu_new_x4_kernel<<<elementwise_blocks(n / 4), kElementwiseThreads, 0, stream>>>(static_cast<float4*>(x), n / 4);
+    check_launch("gelu_new kernel");
+    return;
+  }
   with_float_type(
       dtype,
       [&](auto t) {

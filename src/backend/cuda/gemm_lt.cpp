@@ -342,14 +342,21 @@ bool use_compute_fast_16bf() {
   return on;
 }
 
+// An operand already in bf16 (a caller that rounded it once for two
+// products) is taken as it is.
 void run_as_bf16(GemmCall call, cudaStream_t stream) {
+  const bool round_x = call.x_type == CUDA_R_32F, round_w = call.w_type == CUDA_R_32F;
   const int64_t nx = operand_extent(call.batch, call.batch_stride_x, call.rows * call.in);
   const int64_t nw = operand_extent(call.batch, call.batch_stride_w, call.in * call.out);
-  DeviceBuffer x16(static_cast<size_t>(nx) * 2), w16(static_cast<size_t>(nw) * 2);
-  convert(call.x, DType::F32, x16.get(), DType::BF16, nx, stream);
-  convert(call.w, DType::F32, w16.get(), DType::BF16, nw, stream);
-  call.x = x16.get();
-  call.w = w16.get();
+  DeviceBuffer x16(round_x ? static_cast<size_t>(nx) * 2 : 0), w16(round_w ? static_cast<size_t>(nw) * 2 : 0);
+  if (round_x) {
+    convert(call.x, DType::F32, x16.get(), DType::BF16, nx, stream);
+    call.x = x16.get();
+  }
+  if (round_w) {
+    convert(call.w, DType::F32, w16.get(), DType::BF16, nw, stream);
+    call.w = w16.get();
+  }
   call.x_type = call.w_type = CUDA_R_16BF;
   call.fast_bf16 = false;
   context().run(call, stream);
@@ -366,9 +373,11 @@ void gemm(const GemmCall& in_call, cudaStream_t stream) {
   if (call.rows == 0 || call.out == 0 || call.batch == 0) return;
   if (call.batch < 1 || call.batch > INT32_MAX || (call.batch > 1 && call.bias))
     fail("cuBLASLt: a batch of {} products{}", call.batch, call.bias ? " with a bias" : "");
-  if (call.fast_bf16 && (call.x_type != CUDA_R_32F || call.w_type != CUDA_R_32F || call.y_type != CUDA_R_32F))
-    fail("cuBLASLt: bf16 products of fp32 operands take F32 x, W and y");
-  if (call.fast_bf16 && !use_compute_fast_16bf()) return run_as_bf16(call, stream);
+  auto f32_or_bf16 = [](cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16BF; };
+  if (call.fast_bf16 && (!f32_or_bf16(call.x_type) || !f32_or_bf16(call.w_type) || call.y_type != CUDA_R_32F))
+    fail("cuBLASLt: bf16 products of fp32 operands take F32 (or BF16) x and W and an F32 y");
+  const bool mixed = call.x_type != CUDA_R_32F || call.w_type != CUDA_R_32F;
+  if (call.fast_bf16 && (mixed || !use_compute_fast_16bf())) return run_as_bf16(call, stream);
   context().run(call, stream);
 }
 

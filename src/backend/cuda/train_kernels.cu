@@ -1,10 +1,12 @@
 // train_kernels.h: elementwise kernels of the training pass (dropout, GELU
 // backward, AdamW), grid-stride loops over any n.
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/dropout.cuh"
 #include "backend/cuda/gemm.h"
@@ -24,22 +26,50 @@ __global__ void dropout_kernel(float* x, int64_t n, float p, float scale, uint64
   }
 }
 
-__global__ void gelu_new_backward_kernel(const float* x, float* dy, int64_t n) {
+// The derivatives in double (the CPU reference's formulas), four elements a
+// thread where n and the pointers allow (16-byte loads and stores).
+__device__ __forceinline__ float gelu_new_grad(float x, float dy) {
   const double k = 0.79788456080286535588;  // sqrt(2 / pi)
-  for (int64_t i = grid_start(); i < n; i += grid_stride()) {
-    const double v = x[i];
-    const double t = tanh(k * (v + 0.044715 * v * v * v));
-    const double grad = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
-    dy[i] = static_cast<float>(dy[i] * grad);
+  const double v = x;
+  const double t = tanh(k * (v + 0.044715 * v * v * v));
+  const double grad = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
+  return static_cast<float>(dy * grad);
+}
+
+__device__ __forceinline__ float gelu_erf_grad(float x, float dy) {
+  const double v = x;
+  const double grad = 0.5 * erfc(-v * 0.70710678118654752440) + v * exp(-0.5 * v * v) * 0.39894228040143267794;
+  return static_cast<float>(dy * grad);
+}
+
+template <bool kErf>
+__global__ void gelu_backward_kernel(const float* x, float* dy, int64_t n) {
+  for (int64_t i = grid_start(); i < n; i += grid_stride())
+    dy[i] = kErf ? gelu_erf_grad(x[i], dy[i]) : gelu_new_grad(x[i], dy[i]);
+}
+
+template <bool kErf>
+__global__ void gelu_backward_x4_kernel(const float4* x, float4* dy, int64_t n4) {
+  for (int64_t i = grid_start(); i < n4; i += grid_stride()) {
+    const float4 v = x[i];
+    float4 g = dy[i];
+    g.x = kErf ? gelu_erf_grad(v.x, g.x) : gelu_new_grad(v.x, g.x);
+    g.y = kErf ? gelu_erf_grad(v.y, g.y) : gelu_new_grad(v.y, g.y);
+    g.z = kErf ? gelu_erf_grad(v.z, g.z) : gelu_new_grad(v.z, g.z);
+    g.w = kErf ? gelu_erf_grad(v.w, g.w) : gelu_new_grad(v.w, g.w);
+    dy[i] = g;
   }
 }
 
-__global__ void gelu_erf_backward_kernel(const float* x, float* dy, int64_t n) {
-  for (int64_t i = grid_start(); i < n; i += grid_stride()) {
-    const double v = x[i];
-    const double grad = 0.5 * erfc(-v * 0.70710678118654752440) + v * exp(-0.5 * v * v) * 0.39894228040143267794;
-    dy[i] = static_cast<float>(dy[i] * grad);
+template <bool kErf>
+void launch_gelu_backward(const float* x, float* dy, int64_t n, cudaStream_t stream) {
+  if (n % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(dy) % 16 == 0) {
+    gelu_backward_x4_kernel<kErf><<<elementwise_blocks(n / 4), kElementwiseThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(dy), n / 4);
+  } else {
+    gelu_backward_kernel<kErf><<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(x, dy, n);
   }
+  check_launch(kErf ? "gelu_erf_backward kernel" : "gelu_new_backward kernel");
 }
 
 __global__ void adamw_kernel(const backend::AdamWArgs a) {
@@ -139,18 +169,32 @@ __global__ void __launch_bounds__(kLnThreads)
   if (x) partial[(chunks + chunk) * cols + c] = wsum;
 }
 
-// out[c] += Σ_k partial[k][c] (k in order), and, with out2,
-// out2[c] += Σ_k partial[chunks + k][c].
-__global__ void add_chunk_sums(const double* partial, int64_t chunks, int64_t cols, float* out, float* out2) {
-  for (int64_t c = grid_start(); c < cols; c += grid_stride()) {
-    double s = 0.0, s2 = 0.0;
-    for (int64_t k = 0; k < chunks; ++k) s += partial[k * cols + c];
-    out[c] = static_cast<float>(out[c] + s);
-    if (out2) {
-      for (int64_t k = 0; k < chunks; ++k) s2 += partial[(chunks + k) * cols + c];
-      out2[c] = static_cast<float>(out2[c] + s2);
+// out[c] += Σ_k partial[k][c], and, with out2, out2[c] += Σ_k
+// partial[chunks + k][c]: a block per 32 columns, its 8 row lanes taking
+// k = lane, lane + 8, ..., then the lanes' sums in lane order (a thread per
+// column summing every chunk in turn ran at ~25 GB/s: device run 12).
+__global__ void __launch_bounds__(kLnThreads)
+    add_chunk_sums(const double* partial, int64_t chunks, int64_t cols, float* out, float* out2) {
+  __shared__ double s1[kWarpsPerBlock][kColumnTile], s2[kWarpsPerBlock][kColumnTile];
+  const int tx = threadIdx.x % kColumnTile, ty = threadIdx.x / kColumnTile;
+  const int64_t c = int64_t{blockIdx.x} * kColumnTile + tx;
+  double a = 0.0, b = 0.0;
+  if (c < cols) {
+    for (int64_t k = ty; k < chunks; k += kWarpsPerBlock) {
+      a += partial[k * cols + c];
+      if (out2) b += partial[(chunks + k) * cols + c];
     }
   }
+  s1[ty][tx] = a;
+  s2[ty][tx] = b;
+  __syncthreads();
+  if (ty != 0 || c >= cols) return;
+  for (int k = 1; k < kWarpsPerBlock; ++k) {
+    a += s1[k][tx];
+    b += s2[k][tx];
+  }
+  out[c] = static_cast<float>(out[c] + a);
+  if (out2) out2[c] = static_cast<float>(out2[c] + b);
 }
 
 // Rows per chunk of the column sums: at least 64, at most 256 chunks.
@@ -165,8 +209,7 @@ void column_sums(const float* dy, const float* x, const double* stats, int64_t r
   const dim3 grid(static_cast<unsigned>((cols + kColumnTile - 1) / kColumnTile), static_cast<unsigned>(chunks));
   column_chunk_sums<<<grid, kLnThreads, 0, stream>>>(dy, x, stats, rows, cols, chunk_rows, partial.get<double>());
   check_launch("column sums kernel");
-  add_chunk_sums<<<elementwise_blocks(cols), kElementwiseThreads, 0, stream>>>(partial.get<double>(), chunks, cols, db,
-                                                                               x ? dw : nullptr);
+  add_chunk_sums<<<grid.x, kLnThreads, 0, stream>>>(partial.get<double>(), chunks, cols, db, x ? dw : nullptr);
   check_launch("column sums add kernel");
 }
 
@@ -241,10 +284,39 @@ void fp32_product(const float* x, bool x_in_rows, const float* w, bool w_out_in,
 void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream) {
   if (rows <= 0) return;
-  // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is that product's [out', in'] weight.
-  if (dx) fp32_product(dy, false, w, true, rows, out, in, dx, false, stream);
+  // Under bf16 products dy, an operand of both products, is rounded to bf16
+  // once (gemm would round it for each).
+  const bool bf16 = fp32_products() == Fp32Products::bf16;
+  DeviceBuffer dy16(bf16 ? static_cast<size_t>(rows * out) * 2 : 0);
+  if (bf16) convert(dy, DType::F32, dy16.get(), DType::BF16, rows * out, stream);
+  GemmCall g;
+  g.fast_bf16 = bf16;
+  g.accumulate = false;
+  if (dx) {
+    // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is that product's [out', in'] weight.
+    g.x = bf16 ? dy16.get() : static_cast<const void*>(dy);
+    g.x_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    g.w = w;
+    g.w_out_in = true;
+    g.rows = rows;
+    g.in = out;
+    g.out = in;
+    g.y = dx;
+    gemm(g, stream);
+  }
   // dw[in, out] += xᵀ[in, rows] · dy[rows, out]: x read transposed.
-  fp32_product(x, true, dy, false, in, rows, out, dw, true, stream);
+  g = GemmCall{};
+  g.fast_bf16 = bf16;
+  g.x = x;
+  g.x_in_rows = true;
+  g.w = bf16 ? dy16.get() : static_cast<const void*>(dy);
+  g.w_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  g.rows = in;
+  g.in = rows;
+  g.out = out;
+  g.y = dw;
+  g.accumulate = true;
+  gemm(g, stream);
   if (db) column_sums_accumulate(dy, rows, out, db, stream);
 }
 
@@ -327,15 +399,11 @@ void dropout(float* x, int64_t n, float p, uint64_t key, uint64_t first, cudaStr
 }
 
 void gelu_new_backward(const float* x, float* dy, int64_t n, cudaStream_t stream) {
-  if (n <= 0) return;
-  gelu_new_backward_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(x, dy, n);
-  check_launch("gelu_new_backward kernel");
+  if (n > 0) launch_gelu_backward<false>(x, dy, n, stream);
 }
 
 void gelu_erf_backward(const float* x, float* dy, int64_t n, cudaStream_t stream) {
-  if (n <= 0) return;
-  gelu_erf_backward_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(x, dy, n);
-  check_launch("gelu_erf_backward kernel");
+  if (n > 0) launch_gelu_backward<true>(x, dy, n, stream);
 }
 
 void adamw_update(const backend::AdamWArgs& a, cudaStream_t stream) {
