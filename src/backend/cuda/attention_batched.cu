@@ -16,6 +16,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/attention_train.h"
 #include "backend/cuda/cuda_check.h"
@@ -168,6 +169,92 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int64_t j = threadIdx.x; j < T; j += blockDim.x) g[j] = none ? 0.0f : P[j] * (g[j] - dot) * a.scale;
 }
 
+// The same two kernels with a warp per row, for rows of up to 32·K keys:
+// each lane holds its K elements in registers, so a row is read once and
+// written once (the block kernels read it three times, with block-wide
+// barriers between: ~230 GB/s on the LM's 1024-key rows, most of a bf16 LM
+// step; device run 12). Rows are R = (b·H + h)·T + i, four per block.
+constexpr int kWarpRows = 4;
+
+template <int K>
+__global__ void __launch_bounds__(32 * kWarpRows)
+    softmax_rows_warp(const TrainAttentionArgs a, float* probs, float* dropped) {
+  const int lane = threadIdx.x % 32;
+  const int64_t T = a.seq, R = int64_t{blockIdx.x} * kWarpRows + threadIdx.x / 32;
+  if (R >= a.batch * a.n_head * T) return;
+  const int64_t i = R % T, b = R / (T * a.n_head), row = R * T;
+  float* p = probs + row;
+  float v[K];
+  float mx = -INFINITY, any = 0.0f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t j = lane + 32 * k;
+    const bool ok = j <= i && valid_key(a, b, j);
+    v[k] = ok ? p[j] * a.scale : -INFINITY;
+    if (ok) {
+      mx = fmaxf(mx, v[k]);
+      any = 1.0f;
+    }
+  }
+  mx = warp_max(mx);
+  const bool none = warp_sum(any) == 0.0f;
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t j = lane + 32 * k;
+    v[k] = j >= T ? 0.0f : none ? 1.0f : (v[k] == -INFINITY ? 0.0f : expf(v[k] - mx));
+    sum += v[k];
+  }
+  const float inv = 1.0f / warp_sum(sum);
+  const float keep_scale = a.attn_p > 0.0f ? 1.0f / (1.0f - a.attn_p) : 1.0f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t j = lane + 32 * k;
+    if (j >= T) break;
+    const float x = v[k] * inv;
+    p[j] = x;
+    if (dropped) {
+      const bool kept = j > i || dropout_uniform(a.dropout_key, static_cast<uint64_t>(row + j)) >= a.attn_p;
+      dropped[row + j] = j > i ? x : (kept ? x * keep_scale : 0.0f);
+    }
+  }
+}
+
+template <int K>
+__global__ void __launch_bounds__(32 * kWarpRows)
+    softmax_backward_rows_warp(const TrainAttentionArgs a, const float* probs, float* dp) {
+  const int lane = threadIdx.x % 32;
+  const int64_t T = a.seq, R = int64_t{blockIdx.x} * kWarpRows + threadIdx.x / 32;
+  if (R >= a.batch * a.n_head * T) return;
+  const int64_t i = R % T, b = R / (T * a.n_head), row = R * T;
+  const float* P = probs + row;
+  float* g = dp + row;
+  const float keep_scale = a.attn_p > 0.0f ? 1.0f / (1.0f - a.attn_p) : 1.0f;
+  float gv[K], pv[K];
+  float dot = 0.0f, any = 0.0f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t j = lane + 32 * k;
+    gv[k] = pv[k] = 0.0f;
+    if (j >= T) continue;
+    float x = g[j];
+    if (a.attn_p > 0.0f && j <= i)
+      x = dropout_uniform(a.dropout_key, static_cast<uint64_t>(row + j)) >= a.attn_p ? x * keep_scale : 0.0f;
+    gv[k] = x;
+    pv[k] = P[j];
+    dot += pv[k] * x;
+    if (j <= i && valid_key(a, b, j)) any = 1.0f;
+  }
+  dot = warp_sum(dot);
+  const bool none = warp_sum(any) == 0.0f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t j = lane + 32 * k;
+    if (j >= T) break;
+    g[j] = none ? 0.0f : pv[k] * (gv[k] - dot) * a.scale;
+  }
+}
+
 // dropped = dropout(probs) over all [B, H, T, T] (softmax_rows's rule), for
 // a backward whose forward did not keep it.
 __global__ void dropout_probs(const TrainAttentionArgs a, const float* probs, float* dropped) {
@@ -221,6 +308,42 @@ dim3 row_grid(const TrainAttentionArgs& a) {
   return dim3(static_cast<unsigned>(a.seq), static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.batch));
 }
 
+// f(std::integral_constant<int, K>) with the fewest keys per lane K that
+// covers T keys; false (f not called) past 1024 keys.
+template <typename F>
+bool with_keys_per_lane(int64_t T, F&& f) {
+  if (T <= 32) f(std::integral_constant<int, 1>{});
+  else if (T <= 64) f(std::integral_constant<int, 2>{});
+  else if (T <= 128) f(std::integral_constant<int, 4>{});
+  else if (T <= 256) f(std::integral_constant<int, 8>{});
+  else if (T <= 512) f(std::integral_constant<int, 16>{});
+  else if (T <= 1024) f(std::integral_constant<int, 32>{});
+  else return false;
+  return true;
+}
+
+unsigned warp_row_blocks(const TrainAttentionArgs& a) {
+  return static_cast<unsigned>((a.batch * a.n_head * a.seq + kWarpRows - 1) / kWarpRows);
+}
+
+// The softmax and its dropout over every row: the warp kernels up to 1024
+// keys, the block kernels beyond.
+void launch_softmax(const TrainAttentionArgs& a, float* probs, float* dropped, cudaStream_t stream) {
+  const bool warp = with_keys_per_lane(a.seq, [&](auto k) {
+    softmax_rows_warp<decltype(k)::value><<<warp_row_blocks(a), 32 * kWarpRows, 0, stream>>>(a, probs, dropped);
+  });
+  if (!warp) softmax_rows<<<row_grid(a), row_threads(a), 0, stream>>>(a, probs, dropped);
+  check_launch("attention softmax (training) kernel");
+}
+
+void launch_softmax_backward(const TrainAttentionArgs& a, const float* probs, float* dp, cudaStream_t stream) {
+  const bool warp = with_keys_per_lane(a.seq, [&](auto k) {
+    softmax_backward_rows_warp<decltype(k)::value><<<warp_row_blocks(a), 32 * kWarpRows, 0, stream>>>(a, probs, dp);
+  });
+  if (!warp) softmax_backward_rows<<<row_grid(a), row_threads(a), 0, stream>>>(a, probs, dp);
+  check_launch("attention softmax backward (training) kernel");
+}
+
 }  // namespace
 
 void attention_forward_train_batched(const TrainAttentionArgs& a, const float* qkv, float* probs, float* dropped,
@@ -236,8 +359,7 @@ void attention_forward_train_batched(const TrainAttentionArgs& a, const float* q
   float* pd = !drop ? probs : dropped ? dropped : scratch.get<float>();
   launch_heads(true, qkv, 3, 0, 3, a, q, stream);
   heads_gemm(a, {q, false, T, hd, T, k, true, probs, false}, stream);  // S = Q·Kᵀ
-  softmax_rows<<<row_grid(a), row_threads(a), 0, stream>>>(a, probs, drop ? pd : nullptr);
-  check_launch("attention softmax (training) kernel");
+  launch_softmax(a, probs, drop ? pd : nullptr, stream);
   heads_gemm(a, {pd, false, T, T, hd, v, false, o, false}, stream);  // O = Pd·V
   launch_heads(false, o, 1, 0, 1, a, out, stream);
 }
@@ -265,8 +387,7 @@ void attention_backward_batched(const TrainAttentionArgs& a, const float* qkv, c
   }
   heads_gemm(a, {pd, true, T, T, hd, dO, false, dv, false}, stream);  // dV = Pdᵀ·dO
   heads_gemm(a, {dO, false, T, hd, T, v, true, ds, false}, stream);   // dPd = dO·Vᵀ
-  softmax_backward_rows<<<row_grid(a), row_threads(a), 0, stream>>>(a, probs, ds);
-  check_launch("attention softmax backward (training) kernel");
+  launch_softmax_backward(a, probs, ds, stream);
   heads_gemm(a, {ds, false, T, T, hd, k, false, dq, false}, stream);  // dQ = dS·K
   heads_gemm(a, {ds, true, T, T, hd, q, false, dk, false}, stream);   // dK = dSᵀ·Q
   launch_heads(false, dq, 3, 0, 3, a, dqkv, stream);                  // dq, dk, dv are consecutive
