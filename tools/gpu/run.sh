@@ -264,7 +264,7 @@ run_train() {
     --geometry 124m --task classify --batch 16 --seq 128 --steps 1 --json
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/slim/*.whl 2>/dev/null && export PYTHONPATH=/tmp/site
-  PYTHONUNBUFFERED=1 python3 tools/bench_train_peers.py --commit "$(git rev-parse --short HEAD 2>/dev/null)" \
+  [ "${TRAIN_PEERS:-1}" = 1 ] && PYTHONUNBUFFERED=1 python3 tools/bench_train_peers.py --commit "$(git rev-parse --short HEAD 2>/dev/null)" \
     ${TRAIN_PEERS_ARGS:-} --out "$OUT/train_peers.json" >"$OUT/train_peers.log" 2>&1
   note "train peers exit $?"
   # The same short fine-tuning on both devices (a 128x2x4 classifier, 600
