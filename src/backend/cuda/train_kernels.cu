@@ -261,21 +261,30 @@ void column_sums_accumulate(const float* x, int64_t rows, int64_t cols, float* o
 
 namespace {
 
-// fp32 y[rows, out] = (or +=, accumulate) x · W: x stored [rows, in], or
+// An operand of a product: fp32, or already rounded to bf16.
+struct Operand {
+  const void* p;
+  cudaDataType_t type = CUDA_R_32F;
+};
+
+// y[rows, out] (fp32) = (or +=, accumulate) x · W: x stored [rows, in], or
 // [in, rows] (x_in_rows: read transposed); W stored [in, out], or [out, in]
-// (w_out_in).
-void fp32_product(const float* x, bool x_in_rows, const float* w, bool w_out_in, int64_t rows, int64_t in,
-                  int64_t out, float* y, bool accumulate, cudaStream_t stream) {
+// (w_out_in). fp32 products, or bf16 ones under the thread's bf16 products.
+void product(Operand x, bool x_in_rows, Operand w, bool w_out_in, int64_t rows, int64_t in, int64_t out, float* y,
+             bool accumulate, cudaStream_t stream) {
   GemmCall g;
-  g.x = x;
+  g.x = x.p;
+  g.x_type = x.type;
   g.x_in_rows = x_in_rows;
-  g.w = w;
+  g.w = w.p;
+  g.w_type = w.type;
   g.w_out_in = w_out_in;
   g.rows = rows;
   g.in = in;
   g.out = out;
   g.y = y;
   g.accumulate = accumulate;
+  g.fast_bf16 = fp32_products() == Fp32Products::bf16;
   gemm(g, stream);
 }
 
@@ -289,34 +298,11 @@ void linear_backward(const float* x, int64_t rows, int64_t in, const float* w, i
   const bool bf16 = fp32_products() == Fp32Products::bf16;
   DeviceBuffer dy16(bf16 ? static_cast<size_t>(rows * out) * 2 : 0);
   if (bf16) convert(dy, DType::F32, dy16.get(), DType::BF16, rows * out, stream);
-  GemmCall g;
-  g.fast_bf16 = bf16;
-  g.accumulate = false;
-  if (dx) {
-    // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is that product's [out', in'] weight.
-    g.x = bf16 ? dy16.get() : static_cast<const void*>(dy);
-    g.x_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    g.w = w;
-    g.w_out_in = true;
-    g.rows = rows;
-    g.in = out;
-    g.out = in;
-    g.y = dx;
-    gemm(g, stream);
-  }
+  const Operand g = bf16 ? Operand{dy16.get(), CUDA_R_16BF} : Operand{dy};
+  // dx[rows, in] = dy[rows, out] · Wᵀ: W [in, out] is that product's [out', in'] weight.
+  if (dx) product(g, false, {w}, true, rows, out, in, dx, false, stream);
   // dw[in, out] += xᵀ[in, rows] · dy[rows, out]: x read transposed.
-  g = GemmCall{};
-  g.fast_bf16 = bf16;
-  g.x = x;
-  g.x_in_rows = true;
-  g.w = bf16 ? dy16.get() : static_cast<const void*>(dy);
-  g.w_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-  g.rows = in;
-  g.in = rows;
-  g.out = out;
-  g.y = dw;
-  g.accumulate = true;
-  gemm(g, stream);
+  product({x}, true, g, false, in, rows, out, dw, true, stream);
   if (db) column_sums_accumulate(dy, rows, out, db, stream);
 }
 
@@ -376,9 +362,9 @@ void matmul_nt_backward(const float* a, int64_t m, int64_t k, const float* b, in
                         float* db, cudaStream_t stream) {
   if (m <= 0) return;
   // da[m, k] = dc[m, n] · b[n, k]: b is that product's [in, out] weight.
-  if (da) fp32_product(dc, false, b, false, m, n, k, da, false, stream);
+  if (da) product({dc}, false, {b}, false, m, n, k, da, false, stream);
   // db[n, k] += dcᵀ[n, m] · a[m, k]: dc read transposed.
-  fp32_product(dc, true, a, false, n, m, k, db, true, stream);
+  product({dc}, true, {a}, false, n, m, k, db, true, stream);
 }
 
 void layer_norm_backward(const float* x, int64_t rows, int64_t cols, const float* w, float eps, const float* dy,
