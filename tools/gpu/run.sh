@@ -22,8 +22,9 @@
 #   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
 #   train     issue 13: gpt2q bench-train --device cuda (124M classifier 16 x
 #             128, LM 16 x 1024) and tools/bench_train_peers.py (PyTorch),
-#             train.json / train_peers.json; a short finetune on the GPU
-#             against the same on the CPU (eval accuracy and loss)
+#             train.json / train_peers.json (TRAIN_PEERS=0 skips PyTorch);
+#             a short finetune on the GPU against the same on the CPU (eval
+#             accuracy and loss)
 #   study     issue 13's study at 124M on the GPU (pipeline --device cuda
 #             --geometry 124m with LM pre-training), then issue 15's
 #             perplexities of the pre-trained LM's GPTQ / RTN / NF4 variants
@@ -264,9 +265,13 @@ run_train() {
     --geometry 124m --task classify --batch 16 --seq 128 --steps 1 --json
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/slim/*.whl 2>/dev/null && export PYTHONPATH=/tmp/site
-  [ "${TRAIN_PEERS:-1}" = 1 ] && PYTHONUNBUFFERED=1 python3 tools/bench_train_peers.py --commit "$(git rev-parse --short HEAD 2>/dev/null)" \
-    ${TRAIN_PEERS_ARGS:-} --out "$OUT/train_peers.json" >"$OUT/train_peers.log" 2>&1
-  note "train peers exit $?"
+  if [ "${TRAIN_PEERS:-1}" = 1 ]; then
+    PYTHONUNBUFFERED=1 python3 tools/bench_train_peers.py --commit "$(git rev-parse --short HEAD 2>/dev/null)" \
+      ${TRAIN_PEERS_ARGS:-} --out "$OUT/train_peers.json" >"$OUT/train_peers.log" 2>&1
+    note "train peers exit $?"
+  else
+    note "train peers skipped (TRAIN_PEERS=0)"
+  fi
   # The same short fine-tuning on both devices (a 128x2x4 classifier, 600
   # AG News texts, 2 epochs): the held-out figures side by side.
   head -n 600 "$AG" >"$work/ag600.csv"
