@@ -187,6 +187,10 @@ TEST(CliPipeline, PretrainsOnSeveralTextsButNeverOnWikiTextTest) {
   EXPECT_DOUBLE_EQ(settings["weight_decay"].get<double>(), 0.0) << settings.dump();
   EXPECT_EQ(settings["epochs"], 1) << settings.dump();
   EXPECT_EQ(settings["max_length"], 32) << settings.dump();
+  // The pre-training itself keeps the from-scratch warmup and weight decay.
+  const json pretrain_args = json::parse(read_text(out / "pretrain" / "training_args.json"));
+  EXPECT_EQ(pretrain_args["--warmup-steps"], 100) << pretrain_args.dump();
+  EXPECT_DOUBLE_EQ(pretrain_args["--weight-decay"].get<double>(), 0.01) << pretrain_args.dump();
 
   write_file(dir / "wiki.test.raw", "evaluation text\n");
   const fs::path out2 = dir / "refused";

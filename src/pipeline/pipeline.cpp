@@ -234,6 +234,11 @@ PipelineResult run_pipeline(const PipelineOptions& o) {
       r.tokenizer = o.tokenizer.string();
       r.epochs = o.pretrain_epochs;
       r.lr = o.pretrain_lr;
+      // From scratch: the from-scratch recipe's warmup and weight decay,
+      // whatever the fine-tuning's (the pretrained recipe has neither).
+      const train::FinetuneRequest scratch = default_finetune_recipe();
+      r.warmup_steps = scratch.warmup_steps;
+      r.weight_decay = scratch.weight_decay;
       r.limit = 0;
       if (o.progress) fmt::print(stderr, "== pipeline: pre-training {} as a language model on {}\n", o.init, r.train);
       stages["pretrain"] = run_training_stage(r, o.out / "pretrain", o.progress);
