@@ -136,7 +136,7 @@ void BM_CausalAttentionBackward(benchmark::State& state) {
   ops::causal_self_attention_train(in, Tensor(), train_params(), probs, no_dropout, out);
   Tensor dqkv = ops::scratch(in.shape());
   for (auto _ : state) {
-    ops::causal_self_attention_backward(in, Tensor(), probs, Tensor(), train_params(), dout, dqkv);
+    ops::causal_self_attention_backward(in, Tensor(), probs, Tensor(), out, train_params(), dout, dqkv);
     benchmark::DoNotOptimize(dqkv.raw());
   }
   rates_of(state, in);

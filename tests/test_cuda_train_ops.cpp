@@ -47,6 +47,13 @@ Tensor rnd(Shape shape, uint64_t seed, float scale = 1.0f) {
 Tensor gpu(const Tensor& t) { return to_device(t, Device::CUDA); }
 Tensor host(const Tensor& t) { return to_device(t, Device::CPU); }
 
+// t with every value rounded to bf16 (nearest even), as the bf16 products round their operands.
+Tensor rounded(const Tensor& t) {
+  Tensor r = t.clone();
+  for (float& v : r.span<float>()) v = bf16_to_float(float_to_bf16(v));
+  return r;
+}
+
 bool same_bits(const Tensor& a, const Tensor& b) {
   const Tensor x = host(a), y = host(b);
   return x.nbytes() == y.nbytes() && std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
@@ -156,11 +163,6 @@ TEST_F(CudaTrainOps, Bf16ProductsRoundTheirOperandsToBf16) {
   // of the rounded operands within fp32 summation (the fp32 tolerance
   // above). TF32 products (10 mantissa bits, not 7) would miss it by ~1e-3.
   // The bias gradient is no product: it sums the unrounded dy.
-  auto rounded = [](const Tensor& t) {
-    Tensor r = t.clone();
-    for (float& v : r.span<float>()) v = bf16_to_float(float_to_bf16(v));
-    return r;
-  };
   for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{37, 64, 96}, {1500, 768, 300}}) {
     const Tensor x = rnd({rows, in}, 41), w = rnd({in, out}, 42, 0.05f), dy = rnd({rows, out}, 43);
     Tensor dx = Tensor::empty({rows, in}, DType::F32), dw = Tensor::empty({in, out}, DType::F32);
@@ -289,16 +291,16 @@ TEST_F(CudaTrainOps, AttentionForwardAndBackwardMatchTheReference) {
         if (p > 0) test::expect_close(host(gdropped), dropped, f.tol, "attention dropped " + what);
         const double worst_out = test::expect_close(host(gout), out, f.tol, "attention out " + what);
         Tensor dqkv = Tensor::empty(qkv.shape(), DType::F32), gdqkv = gpu(rnd(qkv.shape(), 73));
-        ops::reference::causal_self_attention_backward(qkv, mask, probs, dropped, params, dout, dqkv);
+        ops::reference::causal_self_attention_backward(qkv, mask, probs, dropped, out, params, dout, dqkv);
         // Each family's backward reads its own forward's probabilities.
-        ops::causal_self_attention_backward(gpu(qkv), gpu(mask), gprobs, p > 0 ? gdropped : Tensor(), params,
+        ops::causal_self_attention_backward(gpu(qkv), gpu(mask), gprobs, p > 0 ? gdropped : Tensor(), gout, params,
                                             gpu(dout), gdqkv);
         const double worst = test::expect_close(host(gdqkv), dqkv, f.tol, "attention dqkv " + what);
         if (p > 0) {
           // Without a kept `dropped` (the trainer's way on CUDA): the same bits.
           Tensor probs2 = gpu(probs), none, out2 = gpu(out), dqkv2 = gpu(rnd(qkv.shape(), 74));
           ops::causal_self_attention_train(gpu(qkv), gpu(mask), params, probs2, none, out2);
-          ops::causal_self_attention_backward(gpu(qkv), gpu(mask), probs2, Tensor(), params, gpu(dout), dqkv2);
+          ops::causal_self_attention_backward(gpu(qkv), gpu(mask), probs2, Tensor(), out2, params, gpu(dout), dqkv2);
           EXPECT_TRUE(same_bits(out2, gout)) << what;
           EXPECT_TRUE(same_bits(dqkv2, gdqkv)) << what;
         }
@@ -308,4 +310,69 @@ TEST_F(CudaTrainOps, AttentionForwardAndBackwardMatchTheReference) {
     }
   }
   unsetenv("GPT2Q_TRAIN_ATTENTION");
+}
+
+TEST_F(CudaTrainOps, FlashAttentionMatchesTheReferenceOfItsBf16Operands) {
+  // bf16 training's attention (backend/cuda/attention_flash_train.cu) keeps
+  // only each row's log-sum-exp and recomputes the probabilities in the
+  // backward. The reference is given q, k, v and dout rounded to bf16, as
+  // the kernels round them; what remains is P (and Pd) and dS rounded to
+  // bf16 as operands of the second products (2^-9 relative each) and fp32
+  // sums of up to T terms. out: within 1e-2 of the mean magnitude element by
+  // element. dqkv: dS = P ⊙ (dP − D) cancels where dP ≈ D, so its rounding
+  // is relative to the terms, not to the difference, and single elements of
+  // dK stray by a few per cent of their size; bounded as a whole (relative
+  // L2 error <= 1e-2; the dev/cuda harness measured 2.2e-3) and element by
+  // element at 0.1 of the mean magnitude. Right padding (30 of T keys) and
+  // dropout, with the CPU's masks; 37 and 300 keys (one partial tile; five,
+  // and dK/dV tiles of padding keys only). The backward sums in a fixed
+  // order: a second run gives the same bits.
+  const ops::Bf16ProductsScope products(true);
+  for (const int64_t T : {int64_t{37}, int64_t{300}}) {
+    const int64_t B = 2, H = 3, hd = 64, C = H * hd;
+    ASSERT_EQ(ops::attention_train_saved_shape(Device::CUDA, B, H, T, hd), (Shape{B, H, T}));
+    const Tensor qkv = rnd({B, T, 3 * C}, 81, 2.0f), dout = rnd({B, T, C}, 82);
+    Tensor mask = Tensor::empty({B, T}, DType::U8);
+    for (int64_t t = 0; t < T; ++t) {
+      mask.data<uint8_t>()[t] = t < 30 ? 1 : 0;
+      mask.data<uint8_t>()[T + t] = 1;
+    }
+    for (float p : {0.0f, 0.1f}) {
+      const ops::AttentionTrainParams params{H, 0.125f, p, ops::dropout_key(5, 2, 0, 7)};
+      Tensor probs = Tensor::empty({B, H, T, T}, DType::F32), dropped, out = Tensor::empty({B, T, C}, DType::F32);
+      if (p > 0) dropped = Tensor::empty({B, H, T, T}, DType::F32);
+      ops::reference::causal_self_attention_train(rounded(qkv), mask, params, probs, dropped, out);
+      Tensor dqkv = Tensor::empty(qkv.shape(), DType::F32);
+      ops::reference::causal_self_attention_backward(rounded(qkv), mask, probs, dropped, out, params,
+                                                      rounded(dout), dqkv);
+
+      Tensor lse = gpu(Tensor::empty({B, H, T}, DType::F32)), none, gout = gpu(rnd({B, T, C}, 83));
+      ops::causal_self_attention_train(gpu(qkv), gpu(mask), params, lse, none, gout);
+      const std::string what = std::to_string(T) + " keys" + (p > 0 ? ", dropout" : "");
+      const double worst_out = test::expect_close(host(gout), out, 1e-2, "flash attention out, " + what);
+      Tensor gdqkv = gpu(rnd(qkv.shape(), 84)), again = gpu(rnd(qkv.shape(), 85));
+      ops::causal_self_attention_backward(gpu(qkv), gpu(mask), lse, Tensor(), gout, params, gpu(dout), gdqkv);
+      const Tensor got = host(gdqkv);
+      double num = 0, den = 0, mean = 0, worst = 0;
+      const auto g = got.span<const float>(), w = dqkv.span<const float>();
+      for (size_t i = 0; i < g.size(); ++i) {
+        num += (double{g[i]} - w[i]) * (double{g[i]} - w[i]);
+        den += double{w[i]} * w[i];
+        mean += std::abs(double{w[i]}) / static_cast<double>(g.size());
+      }
+      for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, std::abs(double{g[i]} - w[i]) / mean);
+      const double rel_l2 = std::sqrt(num / den);
+      EXPECT_LE(rel_l2, 1e-2) << "flash attention dqkv, " << what;
+      EXPECT_LE(worst, 0.1) << "flash attention dqkv, " << what;
+      ops::causal_self_attention_backward(gpu(qkv), gpu(mask), lse, Tensor(), gout, params, gpu(dout), again);
+      EXPECT_TRUE(same_bits(again, gdqkv)) << what;
+      std::printf("  flash attention, %s: out worst rel. error %.3g; dqkv relative L2 %.3g, worst %.3g of the mean\n",
+                  what.c_str(), worst_out, rel_l2, worst);
+    }
+  }
+  // The saved state's shape names the device that keeps it.
+  Tensor lse_cpu = Tensor::empty({1, 1, 4}, DType::F32), none, o = Tensor::empty({1, 4, 64}, DType::F32);
+  EXPECT_THROW(ops::causal_self_attention_train(rnd({1, 4, 192}, 86), Tensor(), ops::AttentionTrainParams{1, 0.125f},
+                                                lse_cpu, none, o),
+               Error);
 }

@@ -180,8 +180,8 @@ TEST(OpsBackward, AttentionMatchesReference) {
     }
     EXPECT_LE(rel_err(out, out_r), 1e-5);
     Tensor dqkv = rnd(qkv.shape(), 7), dqkv_r = zeros_like(qkv);
-    ops::causal_self_attention_backward(qkv, mask, probs, dropped, p, dout, dqkv);
-    ops::reference::causal_self_attention_backward(qkv, mask, probs_r, dropped_r, p, dout, dqkv_r);
+    ops::causal_self_attention_backward(qkv, mask, probs, dropped, out, p, dout, dqkv);
+    ops::reference::causal_self_attention_backward(qkv, mask, probs_r, dropped_r, out_r, p, dout, dqkv_r);
     EXPECT_LE(rel_err(dqkv, dqkv_r), 1e-5) << "T=" << c.T << " p=" << c.p;
     if (c.p == 0.0f) {
       // Without dropout the training forward is the inference op.
@@ -384,7 +384,7 @@ TEST(OpsBackwardNumeric, Attention) {
     Tensor probs = Tensor::empty({c.B, c.H, c.T, c.T}, DType::F32), dropped = probs.clone();
     Tensor out = zeros_like(r), dqkv = zeros_like(qkv);
     ops::reference::causal_self_attention_train(qkv, mask, params, probs, dropped, out);
-    ops::reference::causal_self_attention_backward(qkv, mask, probs, dropped, params, r, dqkv);
+    ops::reference::causal_self_attention_backward(qkv, mask, probs, dropped, out, params, r, dqkv);
     EXPECT_LE(fd_err(dqkv, numeric_grad(f, xd)), 1e-5) << "p=" << c.p;
   }
 }

@@ -62,7 +62,8 @@ void GPT2Model::forward_traced(const TokenBatch& tb, const TraceDropout& dropout
       ids, pos,
       [&](int64_t l, const Tensor& qkv, Tensor& attended) {
         LayerTrace& a = trace.layers[l];
-        a.probs = ops::scratch({B, H, T, T}, DType::F32, dev);
+        // The probabilities [B, H, T, T], or under the flash kernels only each row's log-sum-exp.
+        a.probs = ops::scratch(ops::attention_train_saved_shape(dev, B, H, T, C / H), DType::F32, dev);
         // Off the CPU the backward regenerates the dropped probabilities from their counters.
         if (dropout.p_attn > 0.0f && dev == Device::CPU) a.dropped = ops::scratch({B, H, T, T}, DType::F32, dev);
         Tensor out = attended.view({B, T, C});

@@ -3,6 +3,7 @@
 #include "ops/ops_backward.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "backend/cpu/adamw_kernels.h"
 #include "backend/cpu/grad_norm_kernels.h"
@@ -274,14 +275,35 @@ void check_probs(const char* op, const cpu::TrainAttentionArgs& a, const Tensor&
     require_shape(op, "dropped", dropped, shape);
 }
 
+// The flash kernels' [B, H, T] log-sum-exp state: CUDA only.
+bool flash_state(const char* op, const cpu::TrainAttentionArgs& a, const Tensor& saved, const Tensor& dropped) {
+  if (!saved.defined() || saved.ndim() != 3) return false;
+  require_shape(op, "log-sum-exp", saved, {a.batch, a.n_head, a.seq});
+  if (dropped.defined()) fail("{}: the flash kernels keep no dropped probabilities", op);
+  if (saved.device() != Device::CUDA)
+    fail("{}: a [B, H, T] log-sum-exp state is CUDA's flash kernels'; {} keeps the probabilities", op,
+         device_name(saved.device()));
+  return true;
+}
+
 template <typename F>
 void attention_train_impl(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
                           Tensor& probs, Tensor& dropped, Tensor& out) {
   const char* op = "causal_self_attention_train";
   cpu::TrainAttentionArgs a = attention_args(op, qkv, key_mask, params);
-  check_probs(op, a, probs, dropped);
   require_shape(op, "out", out, {a.batch, a.seq, a.n_head * a.head_dim});
   same_device(op, {&qkv, &key_mask, &probs, &dropped, &out});
+  if (flash_state(op, a, probs, dropped)) {
+#ifdef GPT2Q_CUDA
+    if constexpr (!std::is_void_v<typename F::Cuda>) {
+      cuda::attention_forward_train_flash(a, device_data<float>(qkv), device_data<float>(probs),
+                                          device_data<float>(out), F::Cuda::stream());
+      return;
+    }
+#endif
+    fail("{}: these kernels have no flash attention", op);
+  }
+  check_probs(op, a, probs, dropped);
   dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, qkv.device(), [&](auto k) {
     decltype(k)::attention_forward_train(a, device_data<float>(qkv), device_data<float>(probs),
                                          dropped.defined() ? device_data<float>(dropped) : nullptr,
@@ -291,13 +313,25 @@ void attention_train_impl(const Tensor& qkv, const Tensor& key_mask, const Atten
 
 template <typename F>
 void attention_backward_impl(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs, const Tensor& dropped,
-                             const AttentionTrainParams& params, const Tensor& dout, Tensor& dqkv) {
+                             const Tensor& out, const AttentionTrainParams& params, const Tensor& dout,
+                             Tensor& dqkv) {
   const char* op = "causal_self_attention_backward";
   cpu::TrainAttentionArgs a = attention_args(op, qkv, key_mask, params);
-  check_probs(op, a, probs, dropped);
   require_shape(op, "dout", dout, {a.batch, a.seq, a.n_head * a.head_dim});
   require_shape(op, "dqkv", dqkv, qkv.shape());
-  same_device(op, {&qkv, &key_mask, &probs, &dropped, &dout, &dqkv});
+  same_device(op, {&qkv, &key_mask, &probs, &dropped, &out, &dout, &dqkv});
+  if (flash_state(op, a, probs, dropped)) {
+    require_shape(op, "out", out, {a.batch, a.seq, a.n_head * a.head_dim});
+#ifdef GPT2Q_CUDA
+    if constexpr (!std::is_void_v<typename F::Cuda>) {
+      cuda::attention_backward_flash(a, device_data<float>(qkv), device_data<float>(probs), device_data<float>(out),
+                                     device_data<float>(dout), device_data<float>(dqkv), F::Cuda::stream());
+      return;
+    }
+#endif
+    fail("{}: these kernels have no flash attention", op);
+  }
+  check_probs(op, a, probs, dropped);
   dispatch_kernels<typename F::Cpu, typename F::Cuda>(op, qkv.device(), [&](auto k) {
     decltype(k)::attention_backward(a, device_data<float>(qkv), device_data<float>(probs),
                                     dropped.defined() ? device_data<float>(dropped) : nullptr,
@@ -400,9 +434,9 @@ bool dropout_kept(uint64_t key, uint64_t index, float p) { return cpu::dropout_u
     attention_train_impl<F>(qkv, key_mask, params, probs, dropped, out);                                              \
   }                                                                                                                   \
   void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,                \
-                                      const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,  \
-                                      Tensor& dqkv) {                                                                 \
-    attention_backward_impl<F>(qkv, key_mask, probs, dropped, params, dout, dqkv);                                    \
+                                      const Tensor& dropped, const Tensor& out, const AttentionTrainParams& params,   \
+                                      const Tensor& dout, Tensor& dqkv) {                                             \
+    attention_backward_impl<F>(qkv, key_mask, probs, dropped, out, params, dout, dqkv);                               \
   }                                                                                                                   \
   double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits) {             \
     return cross_entropy_impl<F>(logits, targets, grad_scale, dlogits);                                               \
@@ -423,6 +457,18 @@ GPT2Q_BACKWARD_OPS(Reference)
 }  // namespace reference
 
 #undef GPT2Q_BACKWARD_OPS
+
+Shape attention_train_saved_shape(Device device, int64_t batch, int64_t n_head, int64_t seq, int64_t head_dim) {
+#ifdef GPT2Q_CUDA
+  if (device == Device::CUDA && cuda::fp32_products() == cuda::Fp32Products::bf16 &&
+      cuda::train_attention_flash(head_dim))
+    return {batch, n_head, seq};
+#else
+  (void)device;
+  (void)head_dim;
+#endif
+  return {batch, n_head, seq, seq};
+}
 
 Bf16ProductsScope::Bf16ProductsScope(bool on) : on_(on) {
   if (!on_) return;

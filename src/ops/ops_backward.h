@@ -50,17 +50,27 @@ void gelu_erf_backward(const Tensor& x, Tensor& dy);
 void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor& dout, Tensor& dwte, Tensor& dwpe);
 
 // Causal self-attention as ops::causal_self_attention (qkv [B, T, 3C], key
-// mask U8 [B, >= T] or undefined), with dropout on the probabilities, keeping
-// for the backward probs [B, H, T, T] (before dropout) and dropped [B, H, T,
-// T] (after it; may be undefined when params.attn_p is 0, and on CUDA always:
-// the backward then regenerates it from the counters, which saves a
-// [B, H, T, T] buffer per layer).
+// mask U8 [B, >= T] or undefined), with dropout on the probabilities. What it
+// keeps for the backward in `saved` has the shape attention_train_saved_shape
+// gives:
+//   - [B, H, T, T]: the probabilities before dropout, with dropped [B, H, T,
+//     T] after it (may be undefined when params.attn_p is 0, and on CUDA
+//     always: the backward then regenerates it from the counters, which
+//     saves a [B, H, T, T] buffer per layer);
+//   - [B, H, T]: each row's log-sum-exp (CUDA's flash kernels, under bf16
+//     products: the backward recomputes the probabilities; dropped undefined).
 void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
-                                 Tensor& probs, Tensor& dropped, Tensor& out);
-// dqkv [B, T, 3C] from dout [B, T, C] and the forward's probs and dropped.
-void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,
-                                    const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
-                                    Tensor& dqkv);
+                                 Tensor& saved, Tensor& dropped, Tensor& out);
+// dqkv [B, T, 3C] from dout [B, T, C], the forward's saved state, and its out
+// [B, T, C] (read by the flash kernels only; may be undefined otherwise).
+void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& saved,
+                                    const Tensor& dropped, const Tensor& out, const AttentionTrainParams& params,
+                                    const Tensor& dout, Tensor& dqkv);
+// The shape of the training attention's saved state on `device` (above):
+// [B, H, T] where the flash kernels run (CUDA under Bf16ProductsScope, head
+// size 64, unless GPT2Q_TRAIN_ATTENTION names the batched or row kernels),
+// else [B, H, T, T].
+Shape attention_train_saved_shape(Device device, int64_t batch, int64_t n_head, int64_t seq, int64_t head_dim);
 
 // While it lives, the calling thread's products of fp32 operands (linear,
 // matmul_nt and the training attention, forward and backward) run as bf16 on
@@ -115,8 +125,8 @@ void embedding_backward(const Tensor& ids, const Tensor& positions, const Tensor
 void causal_self_attention_train(const Tensor& qkv, const Tensor& key_mask, const AttentionTrainParams& params,
                                  Tensor& probs, Tensor& dropped, Tensor& out);
 void causal_self_attention_backward(const Tensor& qkv, const Tensor& key_mask, const Tensor& probs,
-                                    const Tensor& dropped, const AttentionTrainParams& params, const Tensor& dout,
-                                    Tensor& dqkv);
+                                    const Tensor& dropped, const Tensor& out, const AttentionTrainParams& params,
+                                    const Tensor& dout, Tensor& dqkv);
 double cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits);
 void cross_entropy_rows(const Tensor& logits, const Tensor& targets, float grad_scale, Tensor& dlogits,
                         Tensor& row_loss);

@@ -212,7 +212,7 @@ void backward(ModelState& m, const Pass& ps, const Tensor& dh) {
     ops::linear_backward(a.attn, m.value(bp.attn_proj_w), dproj, dsmall, m.grad(bp.attn_proj_w),
                          m.grad(bp.attn_proj_b));
     ops::AttentionTrainParams ap{H, c.attention_scale(l), ps.dropout.p_attn, ps.dropout.key(dropout_site_attn(l))};
-    ops::causal_self_attention_backward(a.qkv, ps.key_mask, a.probs, a.dropped, ap, dsmall, dqkv);
+    ops::causal_self_attention_backward(a.qkv, ps.key_mask, a.probs, a.dropped, a.attn, ap, dsmall, dqkv);
     ops::linear_backward(a.ln1, m.value(bp.c_attn_w), dqkv, dsmall, m.grad(bp.c_attn_w), m.grad(bp.c_attn_b));
     ops::layer_norm_backward(a.x_in, m.value(bp.ln_1_w), eps, dsmall, dx, m.grad(bp.ln_1_w), m.grad(bp.ln_1_b));
   }

@@ -22,7 +22,8 @@
 #   peers     tools/bench_peers.py (PyTorch, transformers, bitsandbytes)
 #   train     issue 13: gpt2q bench-train --device cuda (124M classifier 16 x
 #             128, LM 16 x 1024) and tools/bench_train_peers.py (PyTorch),
-#             train.json / train_peers.json (TRAIN_PEERS=0 skips PyTorch);
+#             train.json / train_peers.json (TRAIN_PEERS=0 skips PyTorch;
+#             PROFILE_LM=1 adds an ncu profile of one bf16 LM step);
 #             a short finetune on the GPU against the same on the CPU (eval
 #             accuracy and loss)
 #   study     issue 13's study at 124M on the GPU (pipeline --device cuda
@@ -117,6 +118,7 @@ run_sanitize() {
     --gtest_filter='CudaOps.LayerNorm*:CudaOps.Softmax*:CudaOps.Attention*:CudaOps.CachedAttention*'
   stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_backend_ops" \
     --gtest_filter='*FlashAndDecode*:*CastsAndLayerNorm*'
+  stage sanitizer $SAN --tool racecheck --error-exitcode 9 "$B/test_cuda_train_ops" --gtest_filter='*FlashAttention*'
   unset -f stage
   stage() { command_stage "$@"; }
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT/sanitizer.log" | tee -a "$summary"
@@ -255,6 +257,10 @@ run_train() {
     stage train "$G" bench-train --device cuda --precision $p --geometry 124m --task lm --batch 16 --seq 1024 \
       --steps 5 --json
   done
+  # The LM in bf16 with the attention that keeps its probabilities (before
+  # the flash kernels), for the same-run comparison.
+  stage train env GPT2Q_TRAIN_ATTENTION=batched "$G" bench-train --device cuda --precision bf16 --geometry 124m \
+    --task lm --batch 16 --seq 1024 --steps 5 --json
   grep -h '"results"' "$OUT/train.log" >"$OUT/train.json"
   # Where a bf16 classifier step's time goes: every kernel of the warm-up
   # step and the timed one, its time and DRAM bytes.
@@ -263,6 +269,12 @@ run_train() {
   stage train timeout 240 "$ncu" --metrics gpu__time_duration.sum,dram__bytes.sum --csv --launch-count 1200 \
     --log-file "$OUT/profile_train_bf16.csv" "$G" bench-train --device cuda --precision bf16 \
     --geometry 124m --task classify --batch 16 --seq 128 --steps 1 --json
+  # The same for one LM step (16 x 1024), with PROFILE_LM=1.
+  if [ "${PROFILE_LM:-0}" = 1 ]; then
+    stage train timeout 240 "$ncu" --metrics gpu__time_duration.sum,dram__bytes.sum --csv --launch-count 1200 \
+      --log-file "$OUT/profile_train_lm_bf16.csv" "$G" bench-train --device cuda --precision bf16 \
+      --geometry 124m --task lm --batch 16 --seq 1024 --steps 1 --json
+  fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/slim/*.whl 2>/dev/null && export PYTHONPATH=/tmp/site
   if [ "${TRAIN_PEERS:-1}" = 1 ]; then

@@ -30,7 +30,21 @@ void attention_forward_train_batched(const backend::TrainAttentionArgs& a, const
 void attention_backward_batched(const backend::TrainAttentionArgs& a, const float* qkv, const float* probs,
                                 const float* dropped, const float* dout, float* dqkv, cudaStream_t stream);
 
-// Which kernels the training attention runs: the batched ones, unless
+// The flash-style kernels (attention_flash_train.cu), for bf16 training:
+// q, k, v, P, dO and dS are rounded to bf16 as the tensor cores' operands
+// (fp32 sums); the forward keeps only lse [B, H, T] (each row's log-sum-exp,
+// natural log) and the backward recomputes the probabilities from it, the
+// forward's out [B, T, C] and the same dropout counters. Head size 64 only
+// (train_attention_flash: the head size is 64 and GPT2Q_TRAIN_ATTENTION does
+// not name "batched" or "rows"; read at every call). Scratch from the caching
+// pool: bf16 copies of qkv (and dout), D [B, H, T] and an fp32 dQ [B, T, C].
+bool train_attention_flash(int64_t head_dim);
+void attention_forward_train_flash(const backend::TrainAttentionArgs& a, const float* qkv, float* lse, float* out,
+                                   cudaStream_t stream);
+void attention_backward_flash(const backend::TrainAttentionArgs& a, const float* qkv, const float* lse,
+                              const float* out, const float* dout, float* dqkv, cudaStream_t stream);
+
+// Which of the probabilities' kernels the training attention runs: the batched ones, unless
 // GPT2Q_TRAIN_ATTENTION=rows asks for the row kernels above (double sums, the
 // reference's arithmetic; read at every call).
 bool train_attention_batched();

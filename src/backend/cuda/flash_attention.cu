@@ -45,28 +45,6 @@ namespace {
 // never sees -inf - -inf. Key rows past kv_end load as zeros (cp.async
 // src-size 0): masked in S, and 0-valued in V (no NaN from stale memory).
 template <typename T, int HD, int W>
-struct MmaCfg {
-  static constexpr int BR = 16 * W, BC = 64, LDS = HD + 8, NT = 32 * W;
-  static constexpr size_t smem_bytes = static_cast<size_t>(BR + 4 * BC) * LDS * sizeof(T);
-  static_assert(HD % 16 == 0 && HD >= 32 && HD <= 256, "head_dim multiple of 16");
-};
-
-// NROWS rows [r0, r0 + NROWS) of one head's q, k or v (g: row 0 of this
-// sequence at this head, ld: qkv row stride) into shared memory; rows >= lim
-// are zero-filled. 16 bytes per cp.async; every thread issues the same count.
-template <typename T, int HD, int NT, int NROWS>
-__device__ __forceinline__ void load_rows_async(T* s, const T* g, int64_t ld, int r0, int lim) {
-  constexpr int kChunks = HD / 8, LDS = HD + 8;
-#pragma unroll
-  for (int idx = threadIdx.x; idx < NROWS * kChunks; idx += NT) {
-    const int r = idx / kChunks, c = idx % kChunks;
-    const bool ok = r0 + r < lim;
-    const T* src = ok ? g + static_cast<int64_t>(r0 + r) * ld + c * 8 : g;  // g: a valid address, never read
-    cp_async16(s + r * LDS + c * 8, src, ok);
-  }
-}
-
-template <typename T, int HD, int W>
 __global__ void __launch_bounds__(32 * W)
     prefill_mma_kernel(const T* __restrict__ qkv, T* __restrict__ out, const int32_t* __restrict__ seq_offset,
                        const int32_t* __restrict__ seq_rows, const int32_t* __restrict__ seq_valid, int n_head,

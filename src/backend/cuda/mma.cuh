@@ -113,4 +113,32 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
   }
 }
 
+// The flash-attention tiles shared by the prefill (flash_attention.cu) and
+// the training attention (attention_flash_train.cu): a block of W warps
+// holds BR = 16·W query rows and two stages of BC = 64 keys, each row
+// padded to LDS = HD + 8 elements (16 bytes more), so the 8 row addresses
+// of one ldmatrix phase fall in 8 different 16-byte bank groups: no
+// conflicts, no swizzle.
+template <typename T, int HD, int W>
+struct MmaCfg {
+  static constexpr int BR = 16 * W, BC = 64, LDS = HD + 8, NT = 32 * W;
+  static constexpr size_t smem_bytes = static_cast<size_t>(BR + 4 * BC) * LDS * sizeof(T);
+  static_assert(HD % 16 == 0 && HD >= 32 && HD <= 256, "head_dim multiple of 16");
+};
+
+// NROWS rows [r0, r0 + NROWS) of one head's q, k or v (g: row 0 of this
+// sequence at this head, ld: qkv row stride) into shared memory; rows >= lim
+// are zero-filled. 16 bytes per cp.async; every thread issues the same count.
+template <typename T, int HD, int NT, int NROWS>
+__device__ __forceinline__ void load_rows_async(T* s, const T* g, int64_t ld, int r0, int lim) {
+  constexpr int kChunks = HD / 8, LDS = HD + 8;
+#pragma unroll
+  for (int idx = threadIdx.x; idx < NROWS * kChunks; idx += NT) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    const bool ok = r0 + r < lim;
+    const T* src = ok ? g + static_cast<int64_t>(r0 + r) * ld + c * 8 : g;  // g: a valid address, never read
+    cp_async16(s + r * LDS + c * 8, src, ok);
+  }
+}
+
 }  // namespace gpt2q::cuda
